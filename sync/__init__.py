@@ -1,0 +1,1 @@
+"""State store, outbox, Google and Exchange writers, the sync job and the CLI."""

@@ -1,0 +1,47 @@
+"""The `calsync` command.
+
+Each subcommand lives in the module that owns its work and registers itself here through
+`SUBCOMMANDS`: a list of `(module, function)` pairs, imported only when the command line is
+parsed, so `calsync --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (module path, name of its `add_parser(subparsers)` function)
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("emulators.cli", "add_parser"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calsync", description="Mirror Exchange calendars to Google Calendar and back."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name, function in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # not built yet
+        getattr(module, function)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
