@@ -26,9 +26,7 @@ class EwsParseError(CalsyncError, ValueError):
 class EwsResponseError(CalsyncError):
     """Exchange answered with an error: named exactly after the EWS response code."""
 
-    def __init__(
-        self, code: str, message: str = "", *, back_off_ms: int | None = None
-    ) -> None:
+    def __init__(self, code: str, message: str = "", *, back_off_ms: int | None = None) -> None:
         self.code = code
         self.message = message
         self.back_off_ms = back_off_ms
