@@ -123,9 +123,7 @@ def test_entity_bomb_costs_no_memory() -> None:
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     growth_kib = int(out.stdout.strip())
     assert growth_kib < 20 * 1024, f"peak RSS grew by {growth_kib} KiB"
 
