@@ -32,6 +32,12 @@ from ews_parser.values import (
 )
 
 
+def _empty(value: Any) -> bool:
+    # exchangelib models compare by hashing their fields, which fails on list fields:
+    # test emptiness by type, never with == or `in`.
+    return value is None or (isinstance(value, list | tuple) and not value)
+
+
 def jsonable(value: Any) -> Any:
     """Values as JSON can hold them: exchangelib models and our dataclasses as objects of
     their set fields, date-times in ISO 8601."""
@@ -51,7 +57,7 @@ def jsonable(value: Any) -> Any:
         return {
             f.name: jsonable(getattr(value, f.name))
             for f in dataclasses.fields(value)
-            if getattr(value, f.name) not in (None, (), [])
+            if not _empty(getattr(value, f.name))
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v) for v in value]
@@ -60,7 +66,7 @@ def jsonable(value: Any) -> Any:
         out = {"type": type(value).__name__}
         for f in fields:
             v = getattr(value, f.name, None)
-            if v not in (None, [], ()):
+            if not _empty(v):
                 out[f.name] = jsonable(v)
         return out
     return str(value)
@@ -228,8 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: {message}", file=sys.stderr)
             status = 1
             continue
-        record = {"file": str(path), **envelope_json(envelope)}
-        print(json.dumps(record, ensure_ascii=False))
+        try:
+            record = {"file": str(path), **envelope_json(envelope)}
+            line = json.dumps(record, ensure_ascii=False)
+        except Exception as exc:  # a bug of ours: say so, and go on with the other files
+            print(
+                f"{path}: internal error printing it: {type(exc).__name__}: {exc}", file=sys.stderr
+            )
+            status = 1
+            continue
+        print(line)
     return status
 
 

@@ -48,6 +48,11 @@ DATETIME_TAGS: Final = frozenset(
     | {t(name) for name in ("OriginalStart", "LastResponseTime", "ProposedStart", "ProposedEnd")}
 )
 _END_TAGS: Final = frozenset({t("End"), t("ProposedEnd")})
+#: xs:date elements of recurrence ranges. exchangelib reads a date only when it carries an
+#: offset or "Z" ("2014-01-07-08:00"); a plain "2026-01-13" it reads as a date-time at
+#: midnight in the machine's zone.
+DATE_TAGS: Final = frozenset({t("StartDate"), t("EndDate")})
+_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _MEETING_TZ: Final = t("MeetingTimeZone")
 _START_TZ: Final = t("StartTimeZone")
@@ -246,7 +251,14 @@ def zones_for(containers: Sequence[etree._Element], context_zone: str | None) ->
 
 
 def normalise_datetimes(item: etree._Element, zones: ItemZones) -> None:
-    """Rewrite every date-time inside `item` as UTC "YYYY-MM-DDTHH:MM:SSZ"."""
+    """Rewrite every date-time inside `item` as UTC "YYYY-MM-DDTHH:MM:SSZ", and every
+    plain recurrence date as "YYYY-MM-DDZ" (the offset of a date means nothing to EWS)."""
+    for elem in item.iter(*DATE_TAGS):
+        value = (elem.text or "").strip()
+        if _DATE.match(value):
+            elem.text = value + "Z"
+        elif value and not _is_date_with_zone(value):
+            raise EwsParseError(f"{local(elem.tag)} is not an xs:date: {value[:40]!r}")
     for elem in item.iter(*DATETIME_TAGS):
         raw = elem.text
         if raw is None:
@@ -271,6 +283,12 @@ def normalise_datetimes(item: etree._Element, zones: ItemZones) -> None:
             else:
                 parsed = parsed.replace(tzinfo=zone.tzinfo)
         elem.text = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_date_with_zone(value: str) -> bool:
+    if value.endswith("Z"):
+        return bool(_DATE.match(value[:-1]))
+    return len(value) == 16 and value[10] in "+-" and bool(_DATE.match(value[:10]))
 
 
 def read_calendar_item(
