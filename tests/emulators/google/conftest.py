@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httplib2
 import pytest
 from google.oauth2.credentials import Credentials
+from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
@@ -51,6 +53,14 @@ def credentials(server: GoogleCalendarServer, email: str, token: str | None = No
 
 def service(server: GoogleCalendarServer, creds: Credentials) -> Any:
     return build("calendar", "v3", static_discovery=True, credentials=creds,
+                 client_options={"api_endpoint": server.api_endpoint})
+
+
+def service_without_refresh(server: GoogleCalendarServer, token: str) -> Any:
+    """A client that shows a 401 as it comes instead of refreshing and retrying."""
+    http = AuthorizedHttp(Credentials(token=token), http=httplib2.Http(),
+                          refresh_status_codes=())
+    return build("calendar", "v3", static_discovery=True, http=http,
                  client_options={"api_endpoint": server.api_endpoint})
 
 
