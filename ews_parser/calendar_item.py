@@ -266,9 +266,6 @@ def normalise_datetimes(item: etree._Element, zones: ItemZones) -> None:
         value = raw.strip()
         if not value:
             continue
-        # Exchange's own form, which exchangelib reads correctly: leave it be.
-        if len(value) == 20 and value[-1] == "Z":
-            continue
         try:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError:
@@ -282,7 +279,9 @@ def normalise_datetimes(item: etree._Element, zones: ItemZones) -> None:
                 parsed = parsed.replace(tzinfo=UTC)
             else:
                 parsed = parsed.replace(tzinfo=zone.tzinfo)
-        elem.text = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        normalised = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if normalised != value:
+            elem.text = normalised
 
 
 def _is_date_with_zone(value: str) -> bool:
@@ -339,7 +338,9 @@ def _to_all_day_dates(model: Any, zones: ItemZones, default_zone: str | None) ->
         tzinfo = chosen.tzinfo if chosen else UTC
         if name == "end":
             value -= dt.timedelta(days=1)
-        setattr(model, name, value.astimezone(tzinfo).date())
+        # via a timestamp: EWSDateTime.astimezone accepts only EWSTimeZone, and legacy
+        # rule-based zones are dateutil's
+        setattr(model, name, dt.datetime.fromtimestamp(value.timestamp(), tz=tzinfo).date())
 
 
 def read_item_id(elem: etree._Element | None) -> ItemId | None:
