@@ -39,7 +39,11 @@ class SqliteStore:
                                      isolation_level=None)
         self.db = sqlite_utils.Database(self._conn)
         self._depth = 0
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _migrate(self) -> None:
         meta = self.db["meta"]
