@@ -95,6 +95,10 @@ def _recurrence(model: Any) -> Any:
     return out
 
 
+def _addresses(attendees: Any) -> list[str | None]:
+    return [a.mailbox.email_address if a.mailbox else None for a in attendees or []]
+
+
 def item_json(item: ParsedItem | ResponseObject) -> dict[str, Any]:
     if isinstance(item, ResponseObject):
         return {
@@ -118,9 +122,9 @@ def item_json(item: ParsedItem | ResponseObject) -> dict[str, Any]:
             calendar_item_type=model.type,
             uid=model.uid,
             organizer=jsonable(model.organizer),
-            required_attendees=[a.mailbox.email_address for a in model.required_attendees or []],
-            optional_attendees=[a.mailbox.email_address for a in model.optional_attendees or []],
-            resources=[a.mailbox.email_address for a in model.resources or []],
+            required_attendees=_addresses(model.required_attendees),
+            optional_attendees=_addresses(model.optional_attendees),
+            resources=_addresses(model.resources),
         )
     if item.legacy_time_zone:
         out["meeting_time_zone"] = jsonable(item.legacy_time_zone)

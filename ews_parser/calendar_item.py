@@ -310,6 +310,8 @@ def read_calendar_item(
         raise EwsParseError(
             f"exchangelib could not read the CalendarItem: {type(exc).__name__}: {exc}"
         ) from None
+    if model.recurrence is not None:
+        validate_recurrence(model.recurrence)
     if model._start_timezone is None and zones.start is not None and zones.start.ews:
         model._start_timezone = zones.start.ews
     if model._end_timezone is None and zones.end is not None and zones.end.ews:
@@ -323,6 +325,16 @@ def read_calendar_item(
         legacy_time_zone=zones.legacy,
         warnings=tuple(zones.warnings),
     )
+
+
+def validate_recurrence(recurrence: Any) -> None:
+    """exchangelib reads a pattern with required parts missing (a WeeklyRecurrence
+    without DaysOfWeek) and fails only later, when the model is used; the schema requires
+    them, so refuse such a recurrence here, with exchangelib's own checks."""
+    try:
+        recurrence.clean(version=None)
+    except Exception as exc:
+        raise EwsParseError(f"invalid Recurrence: {exc}", where="Recurrence") from None
 
 
 def _to_all_day_dates(model: Any, zones: ItemZones, default_zone: str | None) -> None:

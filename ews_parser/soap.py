@@ -131,20 +131,24 @@ def read_impersonation(elem: etree._Element) -> Impersonation | None:
     )
 
 
+_IMPERSONATION: Final = t("ExchangeImpersonation")
+_TZ_CONTEXT: Final = t("TimeZoneContext")
+_TZ_DEFINITION: Final = t("TimeZoneDefinition")
+
+
 def header_fast(header: etree._Element | None) -> tuple[Impersonation | None, str | None]:
     """Only what the proxy's hooks need from the header: impersonation and zone."""
-    if header is None:
-        return None, None
     impersonation = None
     tz = None
-    elem = header.find(t("ExchangeImpersonation"))
-    if elem is not None:
-        impersonation = read_impersonation(elem)
-    context = header.find(t("TimeZoneContext"))
-    if context is not None:
-        definition = context.find(t("TimeZoneDefinition"))
-        if definition is not None:
-            tz = definition.get("Id")
+    if header is not None:
+        for child in header:
+            tag = child.tag
+            if tag == _IMPERSONATION:
+                impersonation = read_impersonation(child)
+            elif tag == _TZ_CONTEXT:
+                definition = child.find(_TZ_DEFINITION)
+                if definition is not None:
+                    tz = definition.get("Id")
     return impersonation, tz
 
 

@@ -14,7 +14,12 @@ from typing import Any, Final
 
 from lxml import etree
 
-from ews_parser.calendar_item import normalise_datetimes, read_legacy_time_zone, zones_for
+from ews_parser.calendar_item import (
+    normalise_datetimes,
+    read_legacy_time_zone,
+    validate_recurrence,
+    zones_for,
+)
 from ews_parser.common import (
     ParseContext,
     child_elements,
@@ -112,6 +117,8 @@ def _read_update(update: etree._Element) -> FieldUpdate:
         else:
             field_name = field.name
             value = read_field_value(field, item)
+            if field_name == "recurrence" and value is not None:
+                validate_recurrence(value)
     return FieldUpdate(
         action=action, path=path, item_class=element_name, field=field_name, value=value
     )

@@ -421,3 +421,14 @@ def test_single_occurrence_keeps_its_original_start() -> None:
     assert item.model.type == "Occurrence"
     assert item.model.original_start is not None
     assert item.model.original_start.tzinfo is not None
+
+
+def test_weekly_recurrence_without_days_is_refused() -> None:
+    # regression (found by fuzzing): exchangelib reads it, then fails when it is used
+    with pytest.raises(EwsParseError, match="invalid Recurrence"):
+        one_item(
+            "<t:CalendarItem><t:Start>2024-01-01T09:00:00Z</t:Start><t:End>2024-01-01T10:00:00Z</t:End>"
+            "<t:Recurrence><t:WeeklyRecurrence><t:Interval>1</t:Interval></t:WeeklyRecurrence>"
+            "<t:NoEndRecurrence><t:StartDate>2024-01-01</t:StartDate></t:NoEndRecurrence>"
+            "</t:Recurrence></t:CalendarItem>"
+        )
