@@ -13,6 +13,7 @@ import email.policy
 import re
 import uuid
 from dataclasses import dataclass
+from email.message import Message
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -46,6 +47,8 @@ def parse(content_type: str, body: bytes) -> list[Part]:
         raise BatchFormatError("Batch requests must be multipart/mixed.")
     parts = []
     for item in message.get_payload():
+        if not isinstance(item, Message):
+            raise BatchFormatError("Each part of a batch must be application/http.")
         content_id = item.get("Content-ID")
         payload = item.get_payload(decode=False)
         if not isinstance(payload, str):

@@ -102,7 +102,7 @@ def _matches_properties(resource: Json, scope: str, constraints: list[str]) -> b
 
 
 def _minimal_tombstone(resource: Json) -> Json:
-    out = {k: resource[k] for k in ("kind", "etag", "id", "status") if k in resource}
+    out: Json = {k: resource[k] for k in ("kind", "etag", "id", "status") if k in resource}
     # Cancelled exceptions "are only guaranteed to have values for the id, recurringEventId
     # and originalStartTime fields populated".
     for key in ("recurringEventId", "originalStartTime"):

@@ -46,19 +46,18 @@ class SqliteStore:
             raise
 
     def _migrate(self) -> None:
-        meta = self.db["meta"]
-        if not meta.exists():
+        if not self.db.table("meta").exists():
             with self.transaction():
-                self.db["meta"].create({"key": str, "value": str}, pk="key")
-                self.db["users"].create({"email": str, "body": str}, pk="email")
-                self.db["calendars"].create({"id": str, "body": str}, pk="id")
-                self.db["events"].create(
+                self.db.table("meta").create({"key": str, "value": str}, pk="key")
+                self.db.table("users").create({"email": str, "body": str}, pk="email")
+                self.db.table("calendars").create({"id": str, "body": str}, pk="id")
+                self.db.table("events").create(
                     {"calendar_id": str, "id": str, "body": str, "changed": int, "ord": int},
                     pk=("calendar_id", "id"))
-                self.db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)})
-                self.db["meta"].insert({"key": "counter", "value": "0"})
+                self.db.table("meta").insert({"key": "schema", "value": str(SCHEMA_VERSION)})
+                self.db.table("meta").insert({"key": "counter", "value": "0"})
             return
-        version = int(self.db["meta"].get("schema")["value"])
+        version = int(self.db.table("meta").get("schema")["value"])
         if version != SCHEMA_VERSION:
             raise StoreError(f"stand-in database has schema {version}, this build reads "
                              f"{SCHEMA_VERSION}: start with a new --db file")
@@ -85,38 +84,38 @@ class SqliteStore:
                 "time_zone": user.time_zone, "sync_epoch": user.sync_epoch,
                 "access_tokens": {t: (e.isoformat() if e else None)
                                   for t, e in user.access_tokens.items()}}
-        self.db["users"].upsert({"email": user.email, "body": json.dumps(body)}, pk="email")
+        self.db.table("users").upsert({"email": user.email, "body": json.dumps(body)}, pk="email")
 
     def save_calendar(self, calendar: Calendar) -> None:
         body = {"id": calendar.id, "owner": calendar.owner, "summary": calendar.summary,
                 "time_zone": calendar.time_zone, "etag": calendar.etag,
                 "primary": calendar.primary, "description": calendar.description}
-        self.db["calendars"].upsert({"id": calendar.id, "body": json.dumps(body)}, pk="id")
+        self.db.table("calendars").upsert({"id": calendar.id, "body": json.dumps(body)}, pk="id")
 
     def save_event(self, calendar_id: str, event: StoredEvent) -> None:
-        self.db["events"].upsert(
+        self.db.table("events").upsert(
             {"calendar_id": calendar_id, "id": event.resource["id"],
              "body": json.dumps(event.resource), "changed": event.changed, "ord": event.order},
             pk=("calendar_id", "id"))
 
     def save_counter(self, counter: int) -> None:
-        self.db["meta"].upsert({"key": "counter", "value": str(counter)}, pk="key")
+        self.db.table("meta").upsert({"key": "counter", "value": str(counter)}, pk="key")
 
     def load(self, state: GoogleCalendarState) -> None:
-        state.counter = int(self.db["meta"].get("counter")["value"])
-        for row in self.db["users"].rows:
+        state.counter = int(self.db.table("meta").get("counter")["value"])
+        for row in self.db.table("users").rows:
             body = json.loads(row["body"])
             user = User(body["email"], body["refresh_token"], body["time_zone"],
                         {t: (datetime.fromisoformat(e) if e else None)
                          for t, e in body["access_tokens"].items()},
                         body["sync_epoch"])
             state.accounts.users[user.email] = user
-        for row in self.db["calendars"].rows:
+        for row in self.db.table("calendars").rows:
             body = json.loads(row["body"])
             state.calendars[body["id"]] = Calendar(
                 body["id"], body["owner"], body["summary"], body["time_zone"], body["etag"],
                 body["primary"], body["description"])
-        for row in self.db["events"].rows_where(order_by="ord"):
+        for row in self.db.table("events").rows_where(order_by="ord"):
             calendar = state.calendars[row["calendar_id"]]
             calendar.events[row["id"]] = StoredEvent(json.loads(row["body"]), row["changed"],
                                                      row["ord"])
