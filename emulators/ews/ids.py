@@ -50,7 +50,7 @@ def new_item_id(address: str) -> str:
 def folder_id(address: str, distinguished: str) -> str:
     """Folder ids are stable per mailbox and folder, as Exchange's are."""
     digest = hashlib.sha256(f"{address.lower()}/{distinguished}".encode()).digest()
-    return _b64(_FOLDER_PREFIX + mailbox_tag(address) + b"\x00\x01" + digest + digest[:18])
+    return _b64(_FOLDER_PREFIX + mailbox_tag(address) + b"\x00\x01" + digest + digest + digest[:12])
 
 
 @dataclass(frozen=True, slots=True)

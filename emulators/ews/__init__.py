@@ -1,0 +1,19 @@
+"""A local stand-in for Exchange Web Services that the unmodified exchangelib talks to.
+
+It keeps one mailbox per configured user (calendar and deleted items), and answers the
+calendar operations calsync uses: GetFolder, FindFolder, SyncFolderHierarchy, CreateItem
+(items, and Accept/Tentative/Decline/CancelCalendarItem), GetItem, UpdateItem, DeleteItem,
+MoveItem, FindItem (CalendarView with recurring series expanded), SyncFolderItems.
+Reference: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/ews-operations-in-exchange
+
+    from emulators.ews import start_server
+    with start_server(users={"alice@example.com": "secret"}) as server:
+        ...  # exchangelib Configuration(service_endpoint=server.url, ...)
+
+Not emulated: mail items, attachments, MIME content, extended properties, meeting
+delivery between mailboxes, delegate access, NTLM, streaming notifications.
+"""
+
+from emulators.ews.server import EwsServer, start_server
+
+__all__ = ["EwsServer", "start_server"]

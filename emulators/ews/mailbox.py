@@ -1,0 +1,734 @@
+"""The mailbox store behind the EWS stand-in: folders, calendar items, change feed.
+
+No HTTP and no XML here: operations take exchangelib models and ews_parser values and
+return models, or raise `EwsResponseError` named after the EWS response code Exchange
+documents for the case. The clock is passed in, so tests can pin it.
+
+What it follows:
+- ids and change keys: https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/ews-identifiers-in-exchange
+  (a ChangeKey changes on every write; moving an item gives it a new ItemId)
+- recurring series, occurrences and exceptions: https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/calendars-and-ews-in-exchange
+- conflicts: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/updateitem
+  (ConflictResolution NeverOverwrite with a stale ChangeKey fails with
+  ErrorIrresolvableConflict; AutoResolve and AlwaysOverwrite apply the change)
+- the change feed: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/syncfolderitems
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from exchangelib.ewsdatetime import EWSDate, EWSDateTime, EWSTimeZone
+from exchangelib.items import CalendarItem
+from exchangelib.properties import ItemId as ModelItemId
+from exchangelib.properties import Mailbox as ModelMailbox
+from exchangelib.properties import ParentFolderId
+from exchangelib.recurrence import DeletedOccurrence, FirstOccurrence, LastOccurrence, Occurrence
+
+from emulators.ews import ids
+from emulators.ews import recurrence as rec
+from ews_parser import EwsResponseError
+from ews_parser.values import (
+    DistinguishedFolderId,
+    FieldUpdate,
+    FieldURI,
+    FolderId,
+    FolderTarget,
+    ItemId,
+    ItemTarget,
+    OccurrenceItemId,
+    RecurringMasterItemId,
+)
+
+Clock = Callable[[], dt.datetime]
+UTC: Final = EWSTimeZone("UTC")
+
+#: Exchange's own wording for each response code calsync can meet here.
+MESSAGES: Final = {
+    "ErrorItemNotFound": "The specified object was not found in the store.",
+    "ErrorFolderNotFound": "The specified folder could not be found in the store.",
+    "ErrorIrresolvableConflict": "The send or update operation could not be performed because"
+    " the change key passed in the request does not match the current change key for the item.",
+    "ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange": "Occurrence index is out of"
+    " recurrence range.",
+    "ErrorCalendarOccurrenceIsDeletedFromRecurrence": "Occurrence with this index was"
+    " previously deleted from the recurrence.",
+    "ErrorCalendarEndDateIsEarlierThanStartDate": "EndDate is earlier than StartDate",
+    "ErrorInvalidSyncStateData": "Synchronization state data is corrupt or otherwise invalid.",
+    "ErrorAccessDenied": "Access is denied. Check credentials and try again.",
+    "ErrorInvalidPropertySet": "Set action is invalid for property.",
+    "ErrorInvalidRecurrence": "Recurrence pattern is invalid for a calendar item.",
+    "ErrorItemSave": "The item could not be saved.",
+}
+
+
+def error(code: str, message: str | None = None) -> EwsResponseError:
+    return EwsResponseError(code, message or MESSAGES.get(code, code))
+
+
+@dataclass(frozen=True, slots=True)
+class FolderSpec:
+    """A well-known folder: its DistinguishedFolderId, element name and FolderClass."""
+
+    name: str
+    parent: str | None
+    display_name: str
+    element: str
+    folder_class: str | None
+
+
+#: The folders a calsync client touches, in hierarchy order (root first).
+FOLDERS: Final = (
+    FolderSpec("root", None, "", "Folder", None),
+    FolderSpec("msgfolderroot", "root", "Top of Information Store", "Folder", "IPF.Note"),
+    FolderSpec("calendar", "msgfolderroot", "Calendar", "CalendarFolder", "IPF.Appointment"),
+    FolderSpec("deleteditems", "msgfolderroot", "Deleted Items", "Folder", "IPF.Note"),
+)
+CALENDAR_FOLDERS: Final = frozenset({"calendar", "deleteditems"})
+
+
+@dataclass(slots=True)
+class Folder:
+    spec: FolderSpec
+    id: str
+    change_key: str
+    created_seq: int
+    #: item id -> (seq it entered the folder, seq of its last change)
+    entries: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: item id -> (seq it entered, seq it left): what SyncFolderItems reports as Delete
+    tombstones: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ExceptionItem:
+    """A modified occurrence: its own fields, change key and original start."""
+
+    model: Any
+    change_key: str
+    original_start: dt.datetime
+    modified: dt.datetime
+
+
+@dataclass(slots=True)
+class StoredItem:
+    id: str
+    change_key: str
+    folder: str
+    model: Any  # exchangelib CalendarItem, start/end as UTC EWSDateTime (all-day included)
+    created: dt.datetime
+    modified: dt.datetime
+    exceptions: dict[int, ExceptionItem] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an ItemId / OccurrenceItemId / RecurringMasterItemId resolved to."""
+
+    item: StoredItem
+    index: int | None = None  # set for an occurrence
+
+    @property
+    def change_key(self) -> str:
+        if self.index is not None and self.index in self.item.exceptions:
+            return self.item.exceptions[self.index].change_key
+        return self.item.change_key
+
+
+@dataclass(frozen=True, slots=True)
+class SyncChange:
+    change_type: str  # Create, Update, Delete
+    item_id: str
+    model: Any = None  # for Create and Update
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    changes: tuple[SyncChange, ...]
+    sync_state: str
+    includes_last_item_in_range: bool
+
+
+# --- values --------------------------------------------------------------------------
+
+
+def utc(value: dt.datetime) -> EWSDateTime:
+    """An aware UTC EWSDateTime (exchangelib serialises those as "...Z")."""
+    # EWSDateTime.astimezone only takes EWSTimeZones: convert as a plain datetime.
+    plain = dt.datetime.combine(value.date(), value.timetz())
+    if plain.tzinfo is None:
+        plain = plain.replace(tzinfo=dt.UTC)
+    return EWSDateTime.from_datetime(plain.astimezone(dt.UTC))
+
+
+def _zone(model: Any) -> EWSTimeZone:
+    zone = model._start_timezone
+    return zone if isinstance(zone, EWSTimeZone) else UTC
+
+
+def _to_midnight(value: dt.date | dt.datetime, zone: EWSTimeZone, *, ceil: bool) -> EWSDateTime:
+    """All-day bounds are midnights in the item's zone; Exchange pushes a start back and an
+    end forward to the nearest one (how-to-create-all-day-events-by-using-ews-in-exchange)."""
+    if isinstance(value, dt.datetime):
+        local = value.astimezone(zone)
+        day = local.date()
+        if ceil and local.time() != dt.time(0):
+            day += dt.timedelta(days=1)
+    else:
+        # exchangelib's dates: an all-day end date is inclusive
+        day = value + dt.timedelta(days=1) if ceil else value
+    midnight = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+    return utc(midnight)
+
+
+def normalise(model: Any) -> None:
+    """Bring start and end to the stored form: aware UTC instants, all-day on midnights."""
+    if model.start is None or model.end is None:
+        raise error("ErrorInvalidRequest", "Start and End are required.")
+    if model._start_timezone is None:
+        model._start_timezone = UTC
+    if model._end_timezone is None:
+        model._end_timezone = model._start_timezone
+    if model.is_all_day:
+        model.start = _to_midnight(model.start, _zone(model), ceil=False)
+        model.end = _to_midnight(model.end, model._end_timezone, ceil=True)
+    else:
+        for name in ("start", "end"):
+            value = getattr(model, name)
+            if not isinstance(value, dt.datetime):  # a date on a timed item: its midnight
+                value = dt.datetime.combine(value, dt.time(0), tzinfo=_zone(model))
+            setattr(model, name, utc(value))
+    if model.end < model.start:
+        raise error("ErrorCalendarEndDateIsEarlierThanStartDate")
+
+
+def clone(model: Any) -> Any:
+    """A CalendarItem with copies of every field value (models are mutable)."""
+    values = {f.name: copy.deepcopy(getattr(model, f.name)) for f in CalendarItem.FIELDS}
+    return CalendarItem(**values)
+
+
+def new_uid() -> str:
+    # Exchange's UIDs for items it creates are hex Global Object Ids with this prefix.
+    return "040000008200E00074C5B7101A82E00800000000" + secrets.token_hex(36).upper()
+
+
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"P{days}D" if days else "P"
+    if hours or minutes or secs or not days:
+        text += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+        text += f"{secs}S" if secs or (not hours and not minutes) else ""
+    return text
+
+
+# --- the mailbox -----------------------------------------------------------------------
+
+
+class Mailbox:
+    """One user's mailbox. Not thread safe: `Store` serialises access."""
+
+    def __init__(self, address: str, clock: Clock) -> None:
+        self.address = address
+        self._clock = clock
+        self._seq = 0
+        self._counter = 0
+        self.items: dict[str, StoredItem] = {}
+        self.folders: dict[str, Folder] = {}
+        for spec in FOLDERS:
+            seq = self._next_seq()
+            self.folders[spec.name] = Folder(
+                spec, ids.folder_id(address, spec.name), self._change_key(), seq
+            )
+        self._folders_by_id = {f.id: f for f in self.folders.values()}
+
+    # -- bookkeeping
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _change_key(self) -> str:
+        self._counter += 1
+        return ids.change_key(self._counter)
+
+    def _now(self) -> dt.datetime:
+        return utc(self._clock())
+
+    def _enter(self, item: StoredItem, folder: str) -> None:
+        seq = self._next_seq()
+        item.folder = folder
+        entries = self.folders[folder].entries
+        self.folders[folder].tombstones.pop(item.id, None)
+        entries[item.id] = (seq, seq)
+
+    def _leave(self, item: StoredItem) -> None:
+        folder = self.folders[item.folder]
+        entered, _ = folder.entries.pop(item.id)
+        folder.tombstones[item.id] = (entered, self._next_seq())
+
+    def _touch(self, item: StoredItem) -> None:
+        """Record a write: new ChangeKey, new LastModifiedTime, a change in the feed."""
+        item.change_key = self._change_key()
+        item.modified = self._now()
+        entries = self.folders[item.folder].entries
+        entered, _ = entries[item.id]
+        entries[item.id] = (entered, self._next_seq())
+
+    # -- folders
+
+    def folder(self, target: FolderTarget | None, *, default: str = "calendar") -> Folder:
+        if target is None:
+            return self.folders[default]
+        if isinstance(target, DistinguishedFolderId):
+            if target.mailbox and target.mailbox.lower() != self.address.lower():
+                # Delegate access to another mailbox is not granted to anyone here.
+                raise error("ErrorAccessDenied")
+            found = self.folders.get(target.id)
+        else:
+            assert isinstance(target, FolderId)
+            found = self._folders_by_id.get(target.id)
+        if found is None:
+            raise error("ErrorFolderNotFound")
+        return found
+
+    def calendar_folder(self, target: FolderTarget | None) -> Folder:
+        folder = self.folder(target)
+        if folder.spec.name not in CALENDAR_FOLDERS:
+            # Only calendar items are stored; other folders are empty and stay so.
+            raise error("ErrorInvalidRequest", "This stand-in stores calendar items only.")
+        return folder
+
+    # -- resolving targets
+
+    def resolve(self, target: ItemTarget | ItemId) -> Target:
+        if isinstance(target, OccurrenceItemId):
+            master = self._master(target.recurring_master_id)
+            return Target(master, self._check_index(master, target.instance_index))
+        if isinstance(target, RecurringMasterItemId):
+            ref = ids.read_occurrence_id(target.occurrence_id)
+            if ref is not None:
+                return Target(self._master(ref.master_id))
+            item = self._item(target.occurrence_id)
+            if item.model.recurrence is None:
+                raise error("ErrorItemNotFound")
+            return Target(item)
+        ref = ids.read_occurrence_id(target.id)
+        if ref is not None:
+            master = self._master(ref.master_id)
+            return Target(master, self._check_index(master, ref.index))
+        return Target(self._item(target.id))
+
+    def _item(self, item_id: str) -> StoredItem:
+        item = self.items.get(item_id)
+        if item is None:
+            raise error("ErrorItemNotFound")
+        return item
+
+    def _master(self, item_id: str) -> StoredItem:
+        item = self._item(item_id)
+        if item.model.recurrence is None:
+            raise error("ErrorItemNotFound")
+        return item
+
+    def _check_index(self, master: StoredItem, index: int) -> int:
+        if rec.occurrence_start(master.model.recurrence, master.model.start, _zone(master.model),
+                                index) is None:
+            raise error("ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange")
+        if index in master.deleted:
+            raise error("ErrorCalendarOccurrenceIsDeletedFromRecurrence")
+        return index
+
+    # -- views: the models a response serialises
+
+    def view(self, target: Target) -> Any:
+        if target.index is None:
+            return self._item_view(target.item)
+        return self._occurrence_view(target.item, target.index)
+
+    def _base_view(self, item: StoredItem, model: Any) -> Any:
+        out = clone(model)
+        out.parent_folder_id = ParentFolderId(
+            id=self.folders[item.folder].id, changekey=self.folders[item.folder].change_key
+        )
+        out.item_class = "IPM.Appointment"
+        out.datetime_created = item.created
+        out.datetime_received = item.created
+        out.datetime_sent = item.created
+        out.last_modified_time = item.modified
+        out.last_modified_name = self.address.partition("@")[0]
+        out.organizer = ModelMailbox(email_address=self.address, routing_type="SMTP",
+                                     mailbox_type="Mailbox")
+        out.is_meeting = bool(out.required_attendees or out.optional_attendees or out.resources)
+        out.is_cancelled = bool(out.is_cancelled)
+        out.my_response_type = out.my_response_type or "Organizer"
+        out.culture = out.culture or "en-US"
+        out.has_attachments = False
+        out.is_associated = False
+        out.is_draft = False
+        out.is_from_me = False
+        out.is_submitted = False
+        out.is_unmodified = False
+        out.is_resend = False
+        out.size = 1024
+        out.duration = _duration(out.end - out.start)
+        out.appointment_sequence_number = 0
+        out.appointment_state = 1 if out.is_meeting else 0
+        out.meeting_request_was_sent = False
+        return out
+
+    def _item_view(self, item: StoredItem) -> Any:
+        out = self._base_view(item, item.model)
+        out._id = ModelItemId(id=item.id, changekey=item.change_key)
+        recurrence = item.model.recurrence
+        out.is_recurring = recurrence is not None
+        out.type = "RecurringMaster" if recurrence is not None else "Single"
+        if recurrence is not None:
+            self._series_fields(item, out)
+        return out
+
+    def _series_fields(self, item: StoredItem, out: Any) -> None:
+        model = item.model
+        duration = model.end - model.start
+        zone = _zone(model)
+        first = next(
+            ((i, s) for i, s in rec.occurrences(model.recurrence, model.start, zone)
+             if i not in item.deleted),
+            None,
+        )
+        if first is not None:
+            index, start = first
+            out.first_occurrence = FirstOccurrence(
+                _id=ModelItemId(id=ids.occurrence_id(item.id, index), changekey=item.change_key),
+                start=utc(start), end=utc(start + duration), original_start=utc(start),
+            )
+        last = rec.last_occurrence(model.recurrence, model.start, zone)
+        if last is not None:
+            index, start = last
+            out.last_occurrence = LastOccurrence(
+                _id=ModelItemId(id=ids.occurrence_id(item.id, index), changekey=item.change_key),
+                start=utc(start), end=utc(start + duration), original_start=utc(start),
+            )
+        out.modified_occurrences = [
+            Occurrence(
+                _id=ModelItemId(id=ids.occurrence_id(item.id, index), changekey=exc.change_key),
+                start=exc.model.start, end=exc.model.end, original_start=utc(exc.original_start),
+            )
+            for index, exc in sorted(item.exceptions.items())
+        ] or None
+        deleted = []
+        for index in sorted(item.deleted):
+            start = rec.occurrence_start(model.recurrence, model.start, zone, index)
+            if start is not None:
+                deleted.append(DeletedOccurrence(start=utc(start)))
+        out.deleted_occurrences = deleted or None
+
+    def _occurrence_view(self, item: StoredItem, index: int) -> Any:
+        model = item.model
+        original = rec.occurrence_start(model.recurrence, model.start, _zone(model), index)
+        assert original is not None  # resolve() checked the index
+        exc = item.exceptions.get(index)
+        if exc is not None:
+            out = self._base_view(item, exc.model)
+            out.type = "Exception"
+            out._id = ModelItemId(id=ids.occurrence_id(item.id, index), changekey=exc.change_key)
+            out.last_modified_time = exc.modified
+        else:
+            out = self._base_view(item, model)
+            out.type = "Occurrence"
+            out._id = ModelItemId(id=ids.occurrence_id(item.id, index),
+                                  changekey=item.change_key)
+            duration = model.end - model.start
+            out.start = utc(original)
+            out.end = utc(original + duration)
+            out.duration = _duration(duration)
+        out.recurrence = None
+        out.is_recurring = True
+        out.original_start = utc(original)
+        out.recurrence_id = utc(original)
+        return out
+
+    # -- writes
+
+    def create(self, model: Any, folder: Folder) -> StoredItem:
+        model = clone(model)
+        model._id = None
+        normalise(model)
+        if model.uid is None:
+            model.uid = new_uid()
+        if model.recurrence is not None:
+            self._check_recurrence(model)
+        now = self._now()
+        item = StoredItem(
+            id=ids.new_item_id(self.address), change_key=self._change_key(),
+            folder=folder.spec.name, model=model, created=now, modified=now,
+        )
+        self.items[item.id] = item
+        self._enter(item, folder.spec.name)
+        return item
+
+    def _check_recurrence(self, model: Any) -> None:
+        try:
+            first = next(rec.occurrences(model.recurrence, model.start, _zone(model)), None)
+        except rec.UnsupportedRecurrence as exc:
+            raise error("ErrorInvalidRecurrence", str(exc)) from None
+        if first is None:
+            raise error("ErrorInvalidRecurrence")
+
+    def check_change_key(self, target: Target, change_key: str | None, resolution: str) -> None:
+        """A stale ChangeKey fails only under NeverOverwrite; AutoResolve and
+        AlwaysOverwrite apply the change (UpdateItem's ConflictResolution)."""
+        if change_key and change_key != target.change_key and resolution == "NeverOverwrite":
+            raise error("ErrorIrresolvableConflict")
+
+    def update(self, target: Target, updates: Sequence[FieldUpdate]) -> Target:
+        item = target.item
+        if target.index is None:
+            model = clone(item.model)
+            old = (model.start, model.recurrence)
+            _apply(model, updates)
+            normalise(model)
+            if model.recurrence is not None:
+                self._check_recurrence(model)
+            if (model.start, model.recurrence) != old:
+                # Changing a series' pattern or time discards its exceptions (Exchange
+                # regenerates the series).
+                item.exceptions.clear()
+                item.deleted.clear()
+            item.model = model
+            self._touch(item)
+            return target
+        base = self._occurrence_view(item, target.index)
+        for name in ("recurrence", "uid"):
+            if any(u.field == name for u in updates):
+                raise error("ErrorInvalidPropertySet",
+                            f"{name} cannot be set on an occurrence.")
+        _apply(base, updates)
+        normalise(base)
+        self._touch(item)  # the master's ModifiedOccurrences changed too
+        item.exceptions[target.index] = ExceptionItem(
+            model=_strip_server_fields(base), change_key=self._change_key(),
+            original_start=base.original_start, modified=self._now(),
+        )
+        return target
+
+    def delete(self, target: Target, delete_type: str) -> None:
+        item = target.item
+        if target.index is not None:
+            # Deleting one occurrence turns it into a DeletedOccurrence of the master.
+            item.exceptions.pop(target.index, None)
+            item.deleted.add(target.index)
+            self._touch(item)
+            return
+        if delete_type == "MoveToDeletedItems" and item.folder != "deleteditems":
+            self.move(target, self.folders["deleteditems"])
+            return
+        # HardDelete, SoftDelete (into the dumpster, which no client here can see), or a
+        # second delete from Deleted Items.
+        self._leave(item)
+        del self.items[item.id]
+
+    def move(self, target: Target, folder: Folder) -> StoredItem:
+        if target.index is not None:
+            raise error("ErrorInvalidRequest", "An occurrence cannot be moved on its own.")
+        item = target.item
+        if folder.spec.name not in CALENDAR_FOLDERS:
+            raise error("ErrorInvalidRequest", "This stand-in stores calendar items only.")
+        self._leave(item)
+        del self.items[item.id]
+        # A moved item gets a new ItemId (ews-identifiers-in-exchange).
+        item.id = ids.new_item_id(self.address)
+        item.change_key = self._change_key()
+        item.modified = self._now()
+        self.items[item.id] = item
+        self._enter(item, folder.spec.name)
+        return item
+
+    def respond(self, target: Target, response: str) -> StoredItem | None:
+        """AcceptItem / TentativelyAcceptItem / DeclineItem / CancelCalendarItem."""
+        item = target.item
+        if target.index is not None:
+            raise error("ErrorItemNotFound")
+        if response == "CancelCalendarItem":
+            # The organizer's copy of a cancelled meeting goes to Deleted Items.
+            item.model.is_cancelled = True
+            self.move(target, self.folders["deleteditems"])
+            return None
+        if item.model.my_response_type in (None, "Organizer"):
+            raise error("ErrorItemSave", "The organizer of a meeting cannot respond to it.")
+        item.model.my_response_type = {
+            "AcceptItem": "Accept",
+            "TentativelyAcceptItem": "Tentative",
+            "DeclineItem": "Decline",
+        }[response]
+        self._touch(item)
+        if response == "DeclineItem":
+            # A declined meeting leaves the attendee's calendar for Deleted Items.
+            self.move(target, self.folders["deleteditems"])
+        return item
+
+    def add_received_meeting(self, model: Any, response_type: str = "NoResponseReceived") -> str:
+        """Put a meeting this user was invited to into their calendar (test set-up for
+        Accept/Decline; this stand-in does not deliver invitations itself)."""
+        item = self.create(model, self.folders["calendar"])
+        item.model.my_response_type = response_type
+        return item.id
+
+    # -- reads
+
+    def folder_items(self, folder: Folder) -> list[Any]:
+        """Singles and recurring masters, as FindItem without a CalendarView returns them."""
+        items = [self.items[item_id] for item_id in folder.entries]
+        items.sort(key=lambda i: (i.model.start, i.id))
+        return [self._item_view(i) for i in items]
+
+    def calendar_view(self, folder: Folder, start: dt.datetime, end: dt.datetime) -> list[Any]:
+        """Singles, occurrences and exceptions overlapping [start, end), by start."""
+        out: list[Any] = []
+        for item_id in folder.entries:
+            item = self.items[item_id]
+            model = item.model
+            if model.recurrence is None:
+                if _overlaps(model.start, model.end, start, end, model.is_all_day):
+                    out.append(self._item_view(item))
+                continue
+            duration = model.end - model.start
+            longest = max([duration] + [e.model.end - e.model.start
+                                        for e in item.exceptions.values()])
+            for index, when in rec.occurrences(model.recurrence, model.start, _zone(model),
+                                               until=end + longest + duration):
+                if index in item.deleted:
+                    continue
+                exc = item.exceptions.get(index)
+                o_start, o_end = (exc.model.start, exc.model.end) if exc else (
+                    when, when + duration)
+                if _overlaps(o_start, o_end, start, end, model.is_all_day):
+                    out.append(self._occurrence_view(item, index))
+        out.sort(key=lambda m: (m.start, m._id.id))
+        return out
+
+    def sync(
+        self, folder: Folder, state: str | None, max_changes: int, ignore: Iterable[str]
+    ) -> SyncResult:
+        watermark = 0
+        if state:
+            read = ids.read_sync_state(state)
+            if read is None or read[0] != folder.id:
+                raise error("ErrorInvalidSyncStateData")
+            watermark = read[1]
+        skip = set(ignore)
+        pending: list[tuple[int, SyncChange]] = []
+        for item_id, (entered, changed) in folder.entries.items():
+            if changed > watermark:
+                kind = "Create" if entered > watermark else "Update"
+                pending.append((changed, SyncChange(kind, item_id)))
+        for item_id, (entered, left) in folder.tombstones.items():
+            if left > watermark and entered <= watermark:
+                pending.append((left, SyncChange("Delete", item_id)))
+        pending.sort(key=lambda p: p[0])
+        chosen: list[SyncChange] = []
+        new_mark = watermark
+        for seq, change in pending:
+            if len(chosen) >= max_changes:
+                break
+            new_mark = seq
+            if change.item_id in skip:
+                continue  # Ignore: the client made this change itself
+            if change.change_type != "Delete":
+                change = SyncChange(change.change_type, change.item_id,
+                                    self._item_view(self.items[change.item_id]))
+            chosen.append(change)
+        includes_last = all(seq <= new_mark for seq, _ in pending)
+        if not pending:
+            new_mark = max(watermark, self._seq)
+        return SyncResult(tuple(chosen), ids.sync_state(folder.id, new_mark), includes_last)
+
+
+def _overlaps(a_start: dt.datetime, a_end: dt.datetime, start: dt.datetime, end: dt.datetime,
+              all_day: bool) -> bool:
+    if a_start == a_end:  # a zero-length item shows on the instant it is at
+        return start <= a_start < end
+    return a_start < end and a_end > start
+
+
+_SERVER_FIELDS: Final = (
+    "_id", "parent_folder_id", "item_class", "datetime_created", "datetime_received",
+    "datetime_sent", "last_modified_time", "last_modified_name", "organizer", "type",
+    "original_start", "recurrence_id", "duration", "is_recurring", "first_occurrence",
+    "last_occurrence", "modified_occurrences", "deleted_occurrences", "size",
+)
+
+
+def _strip_server_fields(model: Any) -> Any:
+    for name in _SERVER_FIELDS:
+        setattr(model, name, None)
+    return model
+
+
+_FIELDS_BY_NAME: Final = {f.name: f for f in CalendarItem.FIELDS}
+_FIELDS_BY_URI: Final = {
+    f.field_uri: f for f in CalendarItem.FIELDS if getattr(f, "field_uri", None)
+}
+
+
+def _field_name(update: FieldUpdate) -> str | None:
+    if update.field is not None:
+        return update.field
+    # ews_parser leaves `field` unset on DeleteItemField (reported as an ews_parser gap):
+    # map the FieldURI through exchangelib's field_uri the same way it does for sets.
+    uri = getattr(update.path, "uri", None)
+    if update.action == "delete" and isinstance(update.path, FieldURI) and uri in _FIELDS_BY_URI:
+        return str(_FIELDS_BY_URI[uri].name)
+    return None
+
+
+def _apply(model: Any, updates: Sequence[FieldUpdate]) -> None:
+    """Apply UpdateItem's Set/Append/DeleteItemField to a model, field by field."""
+    for update in updates:
+        name = _field_name(update)
+        if name is None or name == "_meeting_timezone":
+            # Extended properties and fields a CalendarItem does not have: not stored
+            # (see the package docstring's list of what is not emulated).
+            continue
+        model_field = _FIELDS_BY_NAME.get(name)
+        if model_field is None or model_field.is_read_only:
+            raise error("ErrorInvalidPropertySet", f"{name} is read-only.")
+        if update.action == "delete":
+            setattr(model, name, model_field.default)
+        elif update.action == "append":
+            current = getattr(model, name)
+            if isinstance(current, list):
+                setattr(model, name, current + list(update.value or []))
+            elif current is not None and update.value is not None:
+                setattr(model, name, current + update.value)
+            else:
+                setattr(model, name, update.value)
+        else:
+            setattr(model, name, update.value)
+    if isinstance(model.start, EWSDate | dt.date) and not isinstance(model.start, dt.datetime):
+        model.is_all_day = True
+
+
+class Store:
+    """Every mailbox, behind one lock (the HTTP layer runs a thread per request)."""
+
+    def __init__(self, addresses: Iterable[str], clock: Clock) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self._mailboxes = {a.lower(): Mailbox(a, clock) for a in addresses}
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        return self._mailboxes.get(address.lower())
+
+    def add_mailbox(self, address: str) -> Mailbox:
+        with self.lock:
+            return self._mailboxes.setdefault(address.lower(), Mailbox(address, self.clock))

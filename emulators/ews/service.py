@@ -1,0 +1,190 @@
+"""One EWS request in, one answer out: credentials, impersonation, dispatch, faults.
+
+No sockets here (the HTTP layer is `server.py`): `EwsService.handle` takes the
+authenticated user and the body bytes and returns the HTTP status and body.
+References:
+https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/impersonation-and-ews-in-exchange
+(ErrorImpersonateUserDenied when the caller may not impersonate; ErrorNonExistentMailbox
+when the address has no mailbox)
+https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/ews-soap-faults
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+
+from exchangelib.fields import BooleanField
+from exchangelib.items import CalendarItem
+from lxml import etree
+
+from emulators.ews import wire
+from emulators.ews.mailbox import Mailbox, Store
+from emulators.ews.services import HANDLERS, Context
+from ews_parser import EwsParseError, EwsResponseError, parse
+from ews_parser.values import Envelope
+from ews_parser.xml import parse_xml, t
+
+log = logging.getLogger("calsync.emulators.ews")
+
+_FAULT_TEXT: Final = {
+    "ErrorInvalidRequest": "The request is invalid.",
+    "ErrorSchemaValidation": "The request failed schema validation.",
+    "ErrorImpersonateUserDenied": "The account does not have permission to impersonate the"
+    " requested user.",
+    "ErrorNonExistentMailbox": "The SMTP address has no mailbox associated with it.",
+    "ErrorServerBusy": "The server cannot service this request right now. Try again later.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+def fault_answer(code: str, *, back_off_ms: int | None = None, text: str | None = None) -> Answer:
+    # Exchange sends SOAP faults with HTTP 500 (SOAP 1.1 section 6.2).
+    return Answer(500, wire.fault(code, text or _FAULT_TEXT.get(code, code),
+                                  back_off_ms=back_off_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    """One meeting-message option seen on a request (for tests to assert SendToNone)."""
+
+    operation: str
+    mailbox: str
+    attribute: str
+    value: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"operation": self.operation, "mailbox": self.mailbox,
+                "attribute": self.attribute, "value": self.value}
+
+
+class EwsService:
+    """The EWS endpoint without the HTTP: users, who may impersonate, the store."""
+
+    def __init__(self, store: Store, passwords: dict[str, str], impersonators: set[str]) -> None:
+        self.store = store
+        self._passwords = {a.lower(): p for a, p in passwords.items()}
+        self._impersonators = {a.lower() for a in impersonators}
+        self._records: list[SendRecord] = []
+        self._records_lock = threading.Lock()
+
+    # -- credentials
+
+    def check_password(self, user: str, password: str) -> str | None:
+        """The canonical address for good credentials, else None."""
+        expected = self._passwords.get(user.lower())
+        if expected is None or not _same(expected, password):
+            return None
+        return user.lower()
+
+    def knows(self, user: str) -> bool:
+        return user.lower() in self._passwords
+
+    def password_of(self, user: str) -> str | None:
+        """For NTLM, which needs the secret to check the client's proof."""
+        return self._passwords.get(user.lower())
+
+    # -- the meeting-message options
+
+    def records(self) -> list[dict[str, Any]]:
+        with self._records_lock:
+            return [r.to_json() for r in self._records]
+
+    def clear_records(self) -> None:
+        with self._records_lock:
+            self._records.clear()
+
+    # -- requests
+
+    def acting_mailbox(self, user: str, envelope: Envelope) -> Mailbox | Answer:
+        impersonation = envelope.header.impersonation
+        if impersonation is None:
+            mailbox = self.store.mailbox(user)
+            return mailbox if mailbox is not None else fault_answer("ErrorNonExistentMailbox")
+        if user.lower() not in self._impersonators:
+            return fault_answer("ErrorImpersonateUserDenied")
+        address = impersonation.primary_smtp_address or impersonation.smtp_address \
+            or impersonation.principal_name
+        mailbox = self.store.mailbox(address) if address else None
+        if mailbox is None:
+            return fault_answer("ErrorNonExistentMailbox")
+        return mailbox
+
+    def parse(self, body: bytes) -> Envelope | Answer:
+        try:
+            envelope = parse(_xs_booleans(body))
+        except EwsParseError:
+            return fault_answer("ErrorSchemaValidation")
+        if envelope.kind != "request" or envelope.operation is None:
+            return fault_answer("ErrorInvalidRequest")
+        return envelope
+
+    def handle(self, user: str, envelope: Envelope, body: bytes) -> Answer:
+        operation = envelope.operation
+        assert operation is not None
+        handler = HANDLERS.get(operation)
+        if handler is None:
+            log.info("unsupported operation %s", operation)
+            return fault_answer("ErrorInvalidRequest")
+        acting = self.acting_mailbox(user, envelope)
+        if isinstance(acting, Answer):
+            log.info("%s refused for the requested mailbox", operation)
+            return acting
+        mailbox = acting
+
+        def record(op: str, attribute: str, value: str | None) -> None:
+            with self._records_lock:
+                self._records.append(SendRecord(op, mailbox.address, attribute, value))
+
+        ctx = Context(mailbox=mailbox, envelope=envelope, body=body, record=record)
+        with self.store.lock:
+            try:
+                messages = handler(ctx, envelope.body)
+            except EwsResponseError as exc:
+                return fault_answer(exc.code, text=exc.message)
+        log.debug("%s answered with %d message(s)", operation, len(messages))
+        return Answer(200, wire.envelope(wire.response(operation, messages)))
+
+
+#: Calendar item elements typed xs:boolean.
+_BOOLEANS: Final = frozenset(
+    t(f.field_uri.partition(":")[2]) for f in CalendarItem.FIELDS
+    if isinstance(f, BooleanField) and f.field_uri
+)
+
+
+def _xs_booleans(body: bytes) -> bytes:
+    """Rewrite xs:boolean "1"/"0" as "true"/"false" before ews_parser reads the body.
+
+    xs:boolean allows both spellings and exchangelib sends 1/0, but exchangelib's reader
+    (which ews_parser uses) knows only true/false and reads 1/0 as None, so an all-day item
+    created by exchangelib would lose IsAllDayEvent (reported as an ews_parser bug).
+    """
+    if b">1<" not in body and b">0<" not in body:
+        return body
+    try:
+        root = parse_xml(body)
+    except EwsParseError:
+        return body  # ews_parser.parse will say why
+    changed = False
+    for elem in root.iter(*_BOOLEANS):
+        if elem.text in ("1", "0"):
+            elem.text = "true" if elem.text == "1" else "false"
+            changed = True
+    if not changed:
+        return body
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
