@@ -232,18 +232,18 @@ def zones_for(containers: Sequence[etree._Element], context_zone: str | None) ->
             warnings.append(f"unknown TimeZoneContext {context_zone!r}")
 
     def declared(tag: str) -> Zone | None:
-        elem = _find(containers, tag)
-        if elem is None:
-            return None
-        zone_id = elem.get("Id") or elem.get("Name")
-        zone = zone_from_id(zone_id) if zone_id else None
-        if zone is None:
-            warnings.append(f"unknown {local(tag)} {zone_id!r}")
-            # exchangelib would only warn through the warnings module and drop it
-            parent = elem.getparent()
-            if parent is not None:
-                parent.remove(elem)
-        return zone
+        chosen: Zone | None = None
+        for container in containers:
+            for elem in container.findall(tag):
+                zone_id = elem.get("Id") or elem.get("Name")
+                zone = zone_from_id(zone_id) if zone_id else None
+                if zone is None:
+                    warnings.append(f"unknown {local(tag)} {zone_id!r}")
+                    # exchangelib would only warn through the warnings module and drop it
+                    container.remove(elem)
+                elif chosen is None:
+                    chosen = zone
+        return chosen
 
     start = declared(_START_TZ) or meeting or context
     end = declared(_END_TZ) or start

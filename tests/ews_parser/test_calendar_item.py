@@ -432,3 +432,14 @@ def test_weekly_recurrence_without_days_is_refused() -> None:
             "<t:NoEndRecurrence><t:StartDate>2024-01-01</t:StartDate></t:NoEndRecurrence>"
             "</t:Recurrence></t:CalendarItem>"
         )
+
+
+def test_every_unknown_zone_element_is_handled_not_just_the_first() -> None:
+    # regression (found by fuzzing): a second unknown StartTimeZone reached exchangelib,
+    # which printed a UserWarning from inside the pure parser (now an error in tests)
+    item = one_item(
+        "<t:CalendarItem><t:Start>2024-01-01T09:00:00Z</t:Start>"
+        '<t:StartTimeZone Id="dinosaur"/><t:StartTimeZone Id="dinosaur"/></t:CalendarItem>'
+    )
+    assert item.warnings == ("unknown StartTimeZone 'dinosaur'",) * 2
+    assert item.model._start_timezone is None
