@@ -514,10 +514,11 @@ class Mailbox:
                             f"{name} cannot be set on an occurrence.")
         _apply(base, updates)
         normalise(base)
+        original = base.original_start
         self._touch(item)  # the master's ModifiedOccurrences changed too
         item.exceptions[target.index] = ExceptionItem(
             model=_strip_server_fields(base), change_key=self._change_key(),
-            original_start=base.original_start, modified=self._now(),
+            original_start=original, modified=self._now(),
         )
         return target
 
