@@ -89,7 +89,11 @@ def handle_sync_folder_hierarchy(
             raise EwsResponseError("ErrorInvalidSyncStateData",
                                    "Synchronization state data is corrupt or otherwise invalid.")
     except EwsResponseError as exc:
-        return [error_message("SyncFolderHierarchy", exc)]
+        # As for SyncFolderItems, the error still carries an empty SyncState.
+        message = error_message("SyncFolderHierarchy", exc)
+        etree.SubElement(message, m("SyncState"))
+        etree.SubElement(message, m("IncludesLastFolderInRange")).text = "true"
+        return [message]
     message = success("SyncFolderHierarchy")
     etree.SubElement(message, m("SyncState")).text = state
     etree.SubElement(message, m("IncludesLastFolderInRange")).text = "true"

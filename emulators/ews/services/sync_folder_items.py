@@ -30,7 +30,12 @@ def handle(ctx: Context, request: SyncFolderItemsRequest) -> list[etree._Element
         result = ctx.mailbox.sync(folder, request.sync_state, limit,
                                   (i.id for i in request.ignore))
     except EwsResponseError as exc:
-        return [error_message("SyncFolderItems", exc)]
+        # Exchange's error message still carries an empty SyncState and
+        # IncludesLastItemInRange (see the ConcurrentSyncCalls sample in the corpus).
+        message = error_message("SyncFolderItems", exc)
+        etree.SubElement(message, m("SyncState"))
+        etree.SubElement(message, m("IncludesLastItemInRange")).text = "true"
+        return [message]
     message = success("SyncFolderItems")
     etree.SubElement(message, m("SyncState")).text = result.sync_state
     etree.SubElement(message, m("IncludesLastItemInRange")).text = (
