@@ -84,3 +84,61 @@ def impersonating(server: EwsServer) -> Callable[[str], Account]:
 
     return make
 
+
+
+def raw_post(
+    url: str, body: bytes, user: str | None = "alice@example.com",
+    password: str | None = "alice-secret", path: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP POST without exchangelib, for what a client library hides (status codes,
+    raw faults, headers)."""
+    import base64
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    try:
+        conn.request("POST", path or parts.path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def admin(url: str, verb: str, path: str, value: object = None) -> tuple[int, object]:
+    import http.client
+    import json
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    body = json.dumps(value).encode() if value is not None else None
+    try:
+        conn.request(verb, path, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def soap(operation_xml: str, header: str = "") -> bytes:
+    """A request envelope as exchangelib writes one (RequestServerVersion Exchange2016)."""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"'
+        ' xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"'
+        ' xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">'
+        f'<s:Header><t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header>'
+        f"<s:Body>{operation_xml}</s:Body></s:Envelope>"
+    ).encode()
+
+
+GET_CALENDAR = soap(
+    '<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape>'
+    '<m:FolderIds><t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder>'
+)
