@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ews_parser.envelope import parse
 from ews_parser.errors import EwsParseError
-from ews_parser.parse import parse
 from ews_parser.values import (
     CreateItemRequest,
     DeleteItemRequest,

@@ -35,8 +35,9 @@ from exchangelib.fields import DateTimeField
 from exchangelib.items import CalendarItem
 from lxml import etree
 
+from ews_parser.common import read_item_id
 from ews_parser.errors import EwsParseError
-from ews_parser.values import ItemId, LegacyTimeZone, ParsedItem, TransitionRule
+from ews_parser.values import LegacyTimeZone, ParsedItem, TransitionRule
 from ews_parser.xml import TYPES, local, t, text
 
 UTC: Final = dt.UTC
@@ -353,16 +354,6 @@ def _to_all_day_dates(model: Any, zones: ItemZones, default_zone: str | None) ->
         # via a timestamp: EWSDateTime.astimezone accepts only EWSTimeZone, and legacy
         # rule-based zones are dateutil's
         setattr(model, name, dt.datetime.fromtimestamp(value.timestamp(), tz=tzinfo).date())
-
-
-def read_item_id(elem: etree._Element | None) -> ItemId | None:
-    if elem is None:
-        return None
-    item_id = (elem.get("Id") or "").strip()
-    if not item_id:
-        raise EwsParseError("item id without an Id attribute", where=local(elem.tag))
-    change_key = elem.get("ChangeKey")
-    return ItemId(item_id, change_key.strip() if change_key else None)
 
 
 def is_types_element(elem: etree._Element) -> bool:

@@ -13,17 +13,18 @@ from typing import Final
 from lxml import etree
 
 from ews_parser.common import (
+    FOLDER_ELEMENTS,
+    KNOWN_OPERATIONS,
+    RESPONSE_OBJECTS,
     child_elements,
+    find_item_id,
     iter_response_messages,
+    partial_item,
     read_folder_targets,
     read_item_target,
     read_item_targets,
 )
 from ews_parser.errors import EwsParseError
-from ews_parser.items import RESPONSE_OBJECTS, find_item_id
-from ews_parser.responses import FOLDER_ELEMENTS
-from ews_parser.services import KNOWN_OPERATIONS
-from ews_parser.services.update_item import partial_item
 from ews_parser.soap import header_fast, open_envelope, read_fault, read_message_xml
 from ews_parser.values import (
     Classification,

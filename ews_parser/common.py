@@ -11,13 +11,13 @@ from typing import Final
 
 from lxml import etree
 
-from ews_parser.calendar_item import read_item_id
 from ews_parser.errors import EwsParseError
 from ews_parser.soap import read_message_xml
 from ews_parser.values import (
     DistinguishedFolderId,
     FolderId,
     FolderTarget,
+    ItemId,
     ItemTarget,
     OccurrenceItemId,
     ParsedFolder,
@@ -31,6 +31,72 @@ _MASTER_ID: Final = t("RecurringMasterItemId")
 _FOLDER_ID: Final = t("FolderId")
 _DISTINGUISHED: Final = t("DistinguishedFolderId")
 _RESPONSE_MESSAGES: Final = m("ResponseMessages")
+_ITEM_ID_TYPO: Final = t("ItemID")  # as printed in Microsoft's MoveItem response sample
+_PATH_NAMES: Final = frozenset({"FieldURI", "IndexedFieldURI", "ExtendedFieldURI"})
+
+#: Operations whose requests and responses calsync reads. (This module, unlike the
+#: readers, needs no exchangelib: `classify` imports only what is here and in soap.py.)
+KNOWN_OPERATIONS: Final = frozenset(
+    {
+        "CreateItem",
+        "UpdateItem",
+        "DeleteItem",
+        "MoveItem",
+        "CopyItem",
+        "GetItem",
+        "FindItem",
+        "SyncFolderItems",
+        "GetFolder",
+        "FindFolder",
+        "SyncFolderHierarchy",
+    }
+)
+
+#: Meeting response objects: created with CreateItem, they act on ReferenceItemId.
+#: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/items
+RESPONSE_OBJECTS: Final = frozenset(
+    {
+        "CancelCalendarItem",
+        "AcceptItem",
+        "TentativelyAcceptItem",
+        "DeclineItem",
+        "AcceptSharingInvitation",
+        "RemoveItem",
+        "ReplyToItem",
+        "ReplyAllToItem",
+        "ForwardItem",
+        "SuppressReadReceipt",
+        "ProposeNewTime",
+    }
+)
+
+#: Folder elements inside responses (everything else in a Changes/Items list is an item).
+FOLDER_ELEMENTS: Final = frozenset(
+    {"Folder", "CalendarFolder", "ContactsFolder", "SearchFolder", "TasksFolder"}
+)
+
+
+def read_item_id(elem: etree._Element | None) -> ItemId | None:
+    if elem is None:
+        return None
+    item_id = (elem.get("Id") or "").strip()
+    if not item_id:
+        raise EwsParseError("item id without an Id attribute", where=local(elem.tag))
+    change_key = elem.get("ChangeKey")
+    return ItemId(item_id, change_key.strip() if change_key else None)
+
+
+def find_item_id(elem: etree._Element) -> etree._Element | None:
+    found = elem.find(_ITEM_ID)
+    return found if found is not None else elem.find(_ITEM_ID_TYPO)
+
+
+def partial_item(update: etree._Element) -> etree._Element | None:
+    """The item element (t:CalendarItem, t:Message, ...) after an update's field path."""
+    for child in update:
+        if isinstance(child.tag, str) and local(child.tag) not in _PATH_NAMES:
+            return child
+    return None
 
 
 @dataclass(frozen=True, slots=True)

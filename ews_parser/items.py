@@ -11,37 +11,18 @@ from typing import Final
 
 from lxml import etree
 
-from ews_parser.calendar_item import read_calendar_item, read_item_id
-from ews_parser.common import ParseContext, child_elements
+from ews_parser.calendar_item import read_calendar_item
+from ews_parser.common import (
+    RESPONSE_OBJECTS,
+    ParseContext,
+    child_elements,
+    find_item_id,
+    read_item_id,
+)
 from ews_parser.values import ParsedItem, ResponseObject
 from ews_parser.xml import local, t
 
 CALENDAR_ITEM: Final = t("CalendarItem")
-_ITEM_ID: Final = t("ItemId")
-_ITEM_ID_TYPO: Final = t("ItemID")  # as printed in Microsoft's MoveItem response sample
-
-#: Meeting response objects: created with CreateItem, they act on ReferenceItemId.
-#: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/items
-RESPONSE_OBJECTS: Final = frozenset(
-    {
-        "CancelCalendarItem",
-        "AcceptItem",
-        "TentativelyAcceptItem",
-        "DeclineItem",
-        "AcceptSharingInvitation",
-        "RemoveItem",
-        "ReplyToItem",
-        "ReplyAllToItem",
-        "ForwardItem",
-        "SuppressReadReceipt",
-        "ProposeNewTime",
-    }
-)
-
-
-def find_item_id(elem: etree._Element) -> etree._Element | None:
-    found = elem.find(_ITEM_ID)
-    return found if found is not None else elem.find(_ITEM_ID_TYPO)
 
 
 def read_item(elem: etree._Element, ctx: ParseContext) -> ParsedItem:

@@ -12,16 +12,18 @@ from typing import Final, Literal, cast
 
 from lxml import etree
 
-from ews_parser.calendar_item import read_item_id
 from ews_parser.common import (
+    FOLDER_ELEMENTS,
     ParseContext,
     child_elements,
+    find_item_id,
     iter_response_messages,
+    read_item_id,
     read_message_basics,
     read_parsed_folder,
 )
 from ews_parser.errors import EwsParseError
-from ews_parser.items import find_item_id, read_item, read_items
+from ews_parser.items import read_item, read_items
 from ews_parser.values import (
     FindPaging,
     ParsedFolder,
@@ -32,9 +34,6 @@ from ews_parser.values import (
 )
 from ews_parser.xml import local, t, text
 
-FOLDER_ELEMENTS: Final = frozenset(
-    {"Folder", "CalendarFolder", "ContactsFolder", "SearchFolder", "TasksFolder"}
-)
 CHANGE_TYPES: Final = frozenset({"Create", "Update", "Delete", "ReadFlagChange"})
 ChangeType = Literal["Create", "Update", "Delete", "ReadFlagChange"]
 

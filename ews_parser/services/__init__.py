@@ -11,7 +11,7 @@ from typing import Final
 
 from lxml import etree
 
-from ews_parser.common import ParseContext
+from ews_parser.common import KNOWN_OPERATIONS, ParseContext
 from ews_parser.services import (
     create_item,
     delete_item,
@@ -39,5 +39,5 @@ REQUEST_READERS: Final[dict[str, RequestReader]] = {
     "SyncFolderHierarchy": folders.read_sync_folder_hierarchy,
 }
 
-#: Operations whose responses calsync reads (their ResponseMessages hold items or folders).
-KNOWN_OPERATIONS: Final = frozenset(REQUEST_READERS) | {"CopyItem"}
+assert set(REQUEST_READERS) <= KNOWN_OPERATIONS
+__all__ = ["KNOWN_OPERATIONS", "REQUEST_READERS", "RequestReader"]

@@ -23,6 +23,7 @@ from ews_parser.calendar_item import (
 from ews_parser.common import (
     ParseContext,
     child_elements,
+    partial_item,
     read_item_target,
     read_one_folder,
 )
@@ -48,7 +49,6 @@ _ACTIONS: Final[dict[str, UpdateAction]] = {
     t("AppendToItemField"): "append",
     t("DeleteItemField"): "delete",
 }
-_PATH_NAMES: Final = frozenset({"FieldURI", "IndexedFieldURI", "ExtendedFieldURI"})
 
 
 def read_request(op: etree._Element, ctx: ParseContext) -> UpdateItemRequest:
@@ -62,14 +62,6 @@ def read_request(op: etree._Element, ctx: ParseContext) -> UpdateItemRequest:
         saved_item_folder=read_one_folder(op.find(m("SavedItemFolderId"))),
         changes=changes,
     )
-
-
-def partial_item(update: etree._Element) -> etree._Element | None:
-    """The item element (t:CalendarItem, t:Message, ...) after the field path."""
-    for child in update:
-        if isinstance(child.tag, str) and local(child.tag) not in _PATH_NAMES:
-            return child
-    return None
 
 
 def _read_change(change: etree._Element, ctx: ParseContext) -> ItemChange:

@@ -96,3 +96,13 @@ def test_server_busy_message_carries_its_back_off() -> None:
         5000,
         False,
     )
+
+
+def test_classify_imports_no_exchangelib() -> None:
+    # the addon imports classify at mitmdump start-up; exchangelib would add ~0.2 s there
+    import subprocess
+    import sys
+
+    code = "import sys, ews_parser, ews_parser.classify; print('exchangelib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
