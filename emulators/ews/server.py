@@ -194,7 +194,19 @@ class _HttpServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], service: EwsService, faults: FaultSwitch) -> None:
         self.service = service
         self.faults = faults
+        self.tls: ssl.SSLContext | None = None
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            # Handshake in the connection's own thread: done in accept(), one client that
+            # stalls or fails its handshake would hold up or break the whole server.
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake failed: %s", exc)
+                return
+        super().finish_request(request, client_address)
 
 
 def _parse_accounts(accounts: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
@@ -239,7 +251,7 @@ class EwsServer:
             self.cert_files = tls.generate(Path(tls_dir), clock())
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.cert_files.cert, self.cert_files.key)
-            self._http.socket = context.wrap_socket(self._http.socket, server_side=True)
+            self._http.tls = context
 
     @property
     def port(self) -> int:
