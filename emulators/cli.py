@@ -14,7 +14,7 @@ from typing import Any
 # (subcommand, module with `configure(parser)`, one-line help)
 STAND_INS: list[tuple[str, str, str]] = [
     ("google", "emulators.google.cli", "Google Calendar API v3 stand-in"),
-    # ("ews", "emulators.ews.cli", "Exchange EWS stand-in"),  # lands with the EWS stand-in
+    ("ews", "emulators.ews.cli", "Exchange EWS stand-in"),
 ]
 
 

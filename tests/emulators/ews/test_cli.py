@@ -87,3 +87,12 @@ def test_bad_arguments_are_one_line(argv: list[str], message: str,
     assert cli.main(argv) != 0
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_calsync_emulate_ews_reaches_this_cli() -> None:
+    # Registered in emulators/cli.py next to the Google stand-in.
+    from sync.cli import build_parser
+
+    args = build_parser().parse_args(["emulate", "ews", "--port", "0", "--user",
+                                      "a@example.com:pw"])
+    assert args.run is cli.run
