@@ -89,6 +89,10 @@ FOLDERS: Final = (
     FolderSpec("msgfolderroot", "root", "Top of Information Store", "Folder", "IPF.Note"),
     FolderSpec("calendar", "msgfolderroot", "Calendar", "CalendarFolder", "IPF.Appointment"),
     FolderSpec("deleteditems", "msgfolderroot", "Deleted Items", "Folder", "IPF.Note"),
+    # Mail folders hold nothing here, but clients resolve them: exchangelib looks up Sent
+    # Items before sending a meeting response with SendAndSaveCopy.
+    FolderSpec("inbox", "msgfolderroot", "Inbox", "Folder", "IPF.Note"),
+    FolderSpec("sentitems", "msgfolderroot", "Sent Items", "Folder", "IPF.Note"),
 )
 CALENDAR_FOLDERS: Final = frozenset({"calendar", "deleteditems"})
 
@@ -366,8 +370,10 @@ class Mailbox:
         out.datetime_sent = item.created
         out.last_modified_time = item.modified
         out.last_modified_name = self.address.partition("@")[0]
-        out.organizer = ModelMailbox(email_address=self.address, routing_type="SMTP",
-                                     mailbox_type="Mailbox")
+        # Items created here are organised by the mailbox owner; received meetings keep
+        # the organizer they came with.
+        out.organizer = out.organizer or ModelMailbox(
+            email_address=self.address, routing_type="SMTP", mailbox_type="Mailbox")
         out.is_meeting = bool(out.required_attendees or out.optional_attendees or out.resources)
         out.is_cancelled = bool(out.is_cancelled)
         out.my_response_type = out.my_response_type or "Organizer"
@@ -577,11 +583,13 @@ class Mailbox:
             self.move(target, self.folders["deleteditems"])
         return item
 
-    def add_received_meeting(self, model: Any, response_type: str = "NoResponseReceived") -> str:
-        """Put a meeting this user was invited to into their calendar (test set-up for
-        Accept/Decline; this stand-in does not deliver invitations itself)."""
+    def add_received_meeting(self, model: Any, organizer: str) -> str:
+        """Put a meeting `organizer` invited this user to into their calendar, awaiting a
+        response (set-up for Accept/Decline: this stand-in does not deliver invitations)."""
         item = self.create(model, self.folders["calendar"])
-        item.model.my_response_type = response_type
+        item.model.organizer = ModelMailbox(email_address=organizer, routing_type="SMTP",
+                                            mailbox_type="Mailbox")
+        item.model.my_response_type = "NoResponseReceived"
         return item.id
 
     # -- reads
