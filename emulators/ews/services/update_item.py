@@ -14,7 +14,7 @@ from emulators.ews import ids
 from emulators.ews.services.context import Context, error_message
 from emulators.ews.wire import ID_ONLY, item_element, m, success, t
 from ews_parser import EwsResponseError
-from ews_parser.values import OccurrenceItemId, RecurringMasterItemId, UpdateItemRequest
+from ews_parser.values import UpdateItemRequest
 
 
 def handle(ctx: Context, request: UpdateItemRequest) -> list[etree._Element]:
@@ -45,5 +45,3 @@ def handle(ctx: Context, request: UpdateItemRequest) -> list[etree._Element]:
         messages.append(message)
     return messages
 
-
-__all__ = ["OccurrenceItemId", "RecurringMasterItemId", "handle"]
