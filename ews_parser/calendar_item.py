@@ -31,7 +31,7 @@ from typing import Any, Final
 from dateutil import relativedelta as rd
 from dateutil import tz as dateutil_tz
 from exchangelib.ewsdatetime import EWSTimeZone
-from exchangelib.fields import DateTimeField
+from exchangelib.fields import BooleanField, DateTimeField
 from exchangelib.items import CalendarItem
 from lxml import etree
 
@@ -49,6 +49,13 @@ DATETIME_TAGS: Final = frozenset(
     | {t(name) for name in ("OriginalStart", "LastResponseTime", "ProposedStart", "ProposedEnd")}
 )
 _END_TAGS: Final = frozenset({t("End"), t("ProposedEnd")})
+#: xs:boolean elements. The schema allows "1" and "0", and exchangelib itself sends them
+#: (<t:IsAllDayEvent>1</t:IsAllDayEvent>), but its reader knows only true/false: an
+#: all-day item would read as timed.
+BOOLEAN_TAGS: Final = frozenset(
+    {t(f.field_uri.partition(":")[2]) for f in CalendarItem.FIELDS if isinstance(f, BooleanField)}
+)
+_BOOLEANS: Final = {"1": "true", "0": "false"}
 #: xs:date elements of recurrence ranges. exchangelib reads a date only when it carries an
 #: offset or "Z" ("2014-01-07-08:00"); a plain "2026-01-13" it reads as a date-time at
 #: midnight in the machine's zone.
@@ -251,9 +258,14 @@ def zones_for(containers: Sequence[etree._Element], context_zone: str | None) ->
     return ItemZones(start=start, end=end, legacy=legacy, warnings=warnings)
 
 
-def normalise_datetimes(item: etree._Element, zones: ItemZones) -> None:
-    """Rewrite every date-time inside `item` as UTC "YYYY-MM-DDTHH:MM:SSZ", and every
-    plain recurrence date as "YYYY-MM-DDZ" (the offset of a date means nothing to EWS)."""
+def normalise_values(item: etree._Element, zones: ItemZones) -> None:
+    """Rewrite the values exchangelib misreads, in place: xs:boolean "1"/"0" as
+    "true"/"false", every date-time as UTC "YYYY-MM-DDTHH:MM:SSZ", and every plain
+    recurrence date as "YYYY-MM-DDZ" (the offset of a date means nothing to EWS)."""
+    for elem in item.iter(*BOOLEAN_TAGS):
+        value = (elem.text or "").strip()
+        if value in _BOOLEANS:
+            elem.text = _BOOLEANS[value]
     for elem in item.iter(*DATE_TAGS):
         value = (elem.text or "").strip()
         if _DATE.match(value):
@@ -296,7 +308,7 @@ def read_calendar_item(
 ) -> ParsedItem:
     """Read one `t:CalendarItem`. The element is consumed (exchangelib detaches it)."""
     zones = zones_for((elem,), context_zone)
-    normalise_datetimes(elem, zones)
+    normalise_values(elem, zones)
     meeting_elem = elem.find(_MEETING_TZ)
     if meeting_elem is not None:
         elem.remove(meeting_elem)  # exchangelib cannot read it (see module docstring)

@@ -299,6 +299,7 @@ class FindItemRequest:
     base_shape: str | None
     view: CalendarView | IndexedPageView | None
     parent_folders: tuple[FolderTarget, ...]
+    additional_properties: tuple[FieldPath, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +310,7 @@ class SyncFolderItemsRequest:
     ignore: tuple[ItemId, ...]
     max_changes_returned: int | None
     sync_scope: str | None = None
+    additional_properties: tuple[FieldPath, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,10 +51,11 @@ def read_request(op: etree._Element, ctx: ParseContext) -> FindItemRequest:
             base_point=paged.get("BasePoint") or "Beginning",
             max_entries_returned=_int(paged.get("MaxEntriesReturned"), "IndexedPageItemView"),
         )
-    base_shape, _ = read_shape(op.find(m("ItemShape")))
+    base_shape, extra = read_shape(op.find(m("ItemShape")))
     return FindItemRequest(
         traversal=op.get("Traversal"),
         base_shape=base_shape,
         view=view,
         parent_folders=read_folder_targets(op.find(m("ParentFolderIds"))),
+        additional_properties=extra,
     )

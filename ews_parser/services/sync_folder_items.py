@@ -15,7 +15,7 @@ from ews_parser.xml import m, text
 
 
 def read_request(op: etree._Element, ctx: ParseContext) -> SyncFolderItemsRequest:
-    base_shape, _ = read_shape(op.find(m("ItemShape")))
+    base_shape, extra = read_shape(op.find(m("ItemShape")))
     max_changes = text(op.find(m("MaxChangesReturned")))
     if max_changes is not None and not max_changes.isdigit():
         raise EwsParseError(f"not a number: {max_changes[:20]!r}", where="MaxChangesReturned")
@@ -29,4 +29,5 @@ def read_request(op: etree._Element, ctx: ParseContext) -> SyncFolderItemsReques
         ignore=ignore,
         max_changes_returned=int(max_changes) if max_changes is not None else None,
         sync_scope=text(op.find(m("SyncScope"))),
+        additional_properties=extra,
     )

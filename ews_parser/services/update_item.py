@@ -15,7 +15,7 @@ from typing import Any, Final
 from lxml import etree
 
 from ews_parser.calendar_item import (
-    normalise_datetimes,
+    normalise_values,
     read_legacy_time_zone,
     validate_recurrence,
     zones_for,
@@ -80,7 +80,7 @@ def _read_change(change: etree._Element, ctx: ParseContext) -> ItemChange:
     partials = [p for p in (partial_item(u) for u in raw_updates) if p is not None]
     zones = zones_for(partials, ctx.context_zone)
     for item in partials:
-        normalise_datetimes(item, zones)
+        normalise_values(item, zones)
     return ItemChange(target=target, updates=tuple(_read_update(u) for u in raw_updates))
 
 
@@ -88,7 +88,8 @@ def _read_update(update: etree._Element) -> FieldUpdate:
     action = _ACTIONS[update.tag]
     path = find_path(update)
     if action == "delete":
-        return FieldUpdate(action=action, path=path)
+        field = field_for(path, "CalendarItem")
+        return FieldUpdate(action=action, path=path, field=field.name if field else None)
     item = partial_item(update)
     if item is None:
         raise EwsParseError(f"{local(update.tag)} without the item that carries the value")

@@ -443,3 +443,16 @@ def test_every_unknown_zone_element_is_handled_not_just_the_first() -> None:
     )
     assert item.warnings == ("unknown StartTimeZone 'dinosaur'",) * 2
     assert item.model._start_timezone is None
+
+
+def test_xs_boolean_one_and_zero() -> None:
+    # regression (found by the EWS stand-in): exchangelib sends <t:IsAllDayEvent>1</...>,
+    # which its own reader takes for "no value": the all-day item read as a timed one
+    item = one_item(
+        "<t:CalendarItem><t:ReminderIsSet>0</t:ReminderIsSet>"
+        "<t:Start>2024-05-09T00:00:00Z</t:Start><t:End>2024-05-10T00:00:00Z</t:End>"
+        "<t:IsAllDayEvent>1</t:IsAllDayEvent></t:CalendarItem>"
+    )
+    assert item.model.is_all_day is True
+    assert item.model.reminder_is_set is False
+    assert item.model.start == dt.date(2024, 5, 9)

@@ -156,3 +156,20 @@ def test_get_folder_names_the_calendar_folder() -> None:
     assert folder.folder_type == "CalendarFolder"
     assert folder.folder_class == "IPF.Appointment"
     assert folder.folder_id is not None and folder.folder_id.id == "AAMkCalendarFolder"
+
+
+def test_find_and_sync_requests_keep_additional_properties() -> None:
+    # regression (found by the EWS stand-in): exchangelib asks IdOnly + AdditionalProperties
+    from ews_parser.values import FieldURI, FindItemRequest, SyncFolderItemsRequest
+
+    find = parse(load("find/msdocs_finditem_calendarview_req2.xml")).body
+    assert isinstance(find, FindItemRequest)
+    assert FieldURI("item:Subject") in find.additional_properties
+    sync = parse(
+        load("sync/msdocs_syncfolderitems_req.xml").replace(
+            b"<t:BaseShape>Default</t:BaseShape>",
+            b'<t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="calendar:Start"/></t:AdditionalProperties>',
+        )
+    ).body
+    assert isinstance(sync, SyncFolderItemsRequest)
+    assert sync.additional_properties == (FieldURI("calendar:Start"),)

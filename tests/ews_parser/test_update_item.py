@@ -92,7 +92,7 @@ def test_occurrence_and_master_targets_extended_property_append_and_delete() -> 
     # floating 15:00 under TimeZoneContext Pacific (PDT on 10 March 2026) is 22:00Z
     assert updates["calendar:Start"].value == dt.datetime(2026, 3, 10, 22, tzinfo=UTC)
     assert updates["calendar:Location"] == FieldUpdate(
-        action="delete", path=FieldURI("calendar:Location")
+        action="delete", path=FieldURI("calendar:Location"), field="location"
     )
     assert master.target == RecurringMasterItemId("AAMkOcc2Id", "DwAAAOcc2")
     extended, categories = master.updates
@@ -135,3 +135,10 @@ def test_append_and_delete_body() -> None:
     delete = request("update/msdocs_updateitem_deleteitemfield_body_req.xml")
     (update,) = delete.changes[0].updates
     assert (update.action, update.path.uri, update.value) == ("delete", "item:Body", None)
+
+
+def test_deletes_name_their_exchangelib_field_too() -> None:
+    # regression (found by the EWS stand-in): DeleteItemField came without its field
+    req = request("synthetic/updateitem_occurrenceitemid_req.xml")
+    location = by_uri(req.changes[0].updates)["calendar:Location"]
+    assert (location.action, location.field, location.value) == ("delete", "location", None)
