@@ -1,0 +1,262 @@
+"""calsync.toml: what an administrator configures, read with the stdlib's tomllib.
+
+Every mistake is one `ConfigError` line naming the key and what to do; paths are taken
+relative to the file. An example with every key is in the README.
+
+    [store]
+    path = "calsync.db"
+    [google]
+    api_endpoint = "http://127.0.0.1:8081/calendar/v3/"   # optional, Google's own by default
+    token_uri = "http://127.0.0.1:8081/token"             # optional, Google's own by default
+    [exchange]
+    ews_url = "https://127.0.0.1:8443/EWS/Exchange.asmx"  # for write-backs and full reads
+    ca_file = "ews-ca.pem"                                # optional: trust this CA for ews_url
+    [[users]]
+    mailbox = "alice@example.com"
+    logins = ["CONTOSO\\\\alice"]                           # other names alice signs in with
+    google_calendar = "primary"
+    google_token_file = "tokens/alice.json"   # authorized-user JSON as google-auth writes it
+    exchange_password_env = "ALICE_EWS_PASSWORD"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ews_parser.errors import CalsyncError
+
+Direction = Literal["both", "exchange-to-google", "google-to-exchange"]
+DIRECTIONS: tuple[Direction, ...] = ("both", "exchange-to-google", "google-to-exchange")
+
+
+class ConfigError(CalsyncError):
+    """A configuration mistake, said in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    mailbox: str
+    logins: tuple[str, ...] = ()
+    google_calendar: str = "primary"
+    google_token_file: Path | None = None
+    google_service_account_file: Path | None = None
+    google_user: str | None = None  # the Google account, when it differs from the mailbox
+    exchange_username: str | None = None
+    exchange_password_env: str | None = None
+    direction: Direction = "both"
+
+    @property
+    def mirrors_to_google(self) -> bool:
+        return self.direction in ("both", "exchange-to-google")
+
+    def names(self) -> tuple[str, ...]:
+        """Every name that identifies this user in traffic, lower-cased."""
+        return (self.mailbox, *(login.lower() for login in self.logins))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPolicy:
+    max_attempts: int = 8
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    store_path: Path
+    users: tuple[UserConfig, ...]
+    google_api_endpoint: str | None = None
+    google_token_uri: str | None = None
+    exchange_ews_url: str | None = None
+    exchange_ca_file: Path | None = None
+    exchange_auth: Literal["basic", "ntlm"] = "basic"
+    exchange_impersonation_username: str | None = None
+    exchange_impersonation_password_env: str | None = None
+    outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
+    source: Path | None = None
+
+    def user_named(self, name: str | None) -> UserConfig | None:
+        """The configured user a mailbox address or login name belongs to."""
+        if not name:
+            return None
+        wanted = name.strip().lower()
+        for user in self.users:
+            if wanted in user.names():
+                return user
+        return None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base=path.resolve().parent, source=path)
+
+
+def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
+    _only(data, {"store", "google", "exchange", "outbox", "users"}, "the top level")
+    store = _table(data, "store")
+    _only(store, {"path"}, "[store]")
+    google = _table(data, "google")
+    _only(google, {"api_endpoint", "token_uri"}, "[google]")
+    exchange = _table(data, "exchange")
+    _only(
+        exchange,
+        {"ews_url", "ca_file", "auth", "impersonation_username", "impersonation_password_env"},
+        "[exchange]",
+    )
+    outbox = _table(data, "outbox")
+    _only(outbox, {"max_attempts", "backoff_base_s", "backoff_max_s"}, "[outbox]")
+
+    users_raw = data.get("users", [])
+    if not isinstance(users_raw, list) or not all(isinstance(u, dict) for u in users_raw):
+        raise ConfigError("[[users]] must be a list of tables")
+    users = tuple(parse_user(u, base=base, index=i) for i, u in enumerate(users_raw))
+    seen: dict[str, str] = {}
+    for user in users:
+        for name in user.names():
+            if name in seen:
+                raise ConfigError(
+                    f"{name!r} names two users ({seen[name]} and {user.mailbox}): one each"
+                )
+            seen[name] = user.mailbox
+
+    auth = _str(exchange, "auth", "[exchange]") or "basic"
+    if auth not in ("basic", "ntlm"):
+        raise ConfigError(f"[exchange] auth must be 'basic' or 'ntlm', not {auth!r}")
+    max_attempts = _int(outbox, "max_attempts", "[outbox]", default=8)
+    if max_attempts < 1:
+        raise ConfigError("[outbox] max_attempts must be at least 1")
+    return Config(
+        store_path=_path(_str(store, "path", "[store]") or "calsync.db", base),
+        users=users,
+        google_api_endpoint=_url(google, "api_endpoint", "[google]"),
+        google_token_uri=_url(google, "token_uri", "[google]"),
+        exchange_ews_url=_url(exchange, "ews_url", "[exchange]"),
+        exchange_ca_file=_opt_path(exchange, "ca_file", "[exchange]", base),
+        exchange_auth="ntlm" if auth == "ntlm" else "basic",
+        exchange_impersonation_username=_str(exchange, "impersonation_username", "[exchange]"),
+        exchange_impersonation_password_env=_str(
+            exchange, "impersonation_password_env", "[exchange]"
+        ),
+        outbox=OutboxPolicy(
+            max_attempts=max_attempts,
+            backoff_base_s=_float(outbox, "backoff_base_s", "[outbox]", default=0.5),
+            backoff_max_s=_float(outbox, "backoff_max_s", "[outbox]", default=300.0),
+        ),
+        source=source,
+    )
+
+
+def parse_user(raw: Mapping[str, Any], *, base: Path, index: int) -> UserConfig:
+    where = f"[[users]] #{index + 1}"
+    _only(
+        raw,
+        {
+            "mailbox",
+            "logins",
+            "google_calendar",
+            "google_token_file",
+            "google_service_account_file",
+            "google_user",
+            "exchange_username",
+            "exchange_password_env",
+            "direction",
+        },
+        where,
+    )
+    mailbox = _str(raw, "mailbox", where)
+    if not mailbox or "@" not in mailbox:
+        raise ConfigError(f"{where}: mailbox must be an e-mail address")
+    where = f"[[users]] {mailbox}"
+    logins = raw.get("logins", [])
+    if not isinstance(logins, list) or not all(isinstance(x, str) and x for x in logins):
+        raise ConfigError(f"{where}: logins must be a list of names")
+    token = _opt_path(raw, "google_token_file", where, base)
+    account = _opt_path(raw, "google_service_account_file", where, base)
+    if token and account:
+        raise ConfigError(f"{where}: google_token_file or google_service_account_file, not both")
+    direction = _str(raw, "direction", where) or "both"
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
+    return UserConfig(
+        mailbox=mailbox.strip().lower(),
+        logins=tuple(logins),
+        google_calendar=_str(raw, "google_calendar", where) or "primary",
+        google_token_file=token,
+        google_service_account_file=account,
+        google_user=_str(raw, "google_user", where),
+        exchange_username=_str(raw, "exchange_username", where),
+        exchange_password_env=_str(raw, "exchange_password_env", where),
+        direction=direction,  # type: ignore[arg-type]  # checked against DIRECTIONS above
+    )
+
+
+# --- small readers: each says which key is wrong -------------------------------------------
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})"
+        )
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _str(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key} must be a non-empty string")
+    return value.strip()
+
+
+def _int(table: Mapping[str, Any], key: str, where: str, *, default: int) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be a whole number")
+    return value
+
+
+def _float(table: Mapping[str, Any], key: str, where: str, *, default: float) -> float:
+    value = table.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a number of seconds")
+    return float(value)
+
+
+def _url(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = _str(table, key, where)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: {key} must be an http:// or https:// URL")
+    return value
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _opt_path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path | None:
+    value = _str(table, key, where)
+    return _path(value, base) if value else None

@@ -1,0 +1,416 @@
+"""Per-user state in SQLite, through sqlite-utils (STYLE.md, convention 8).
+
+- `folders`: calendar and deleted-items folder ids learned from traffic, per mailbox;
+- `seen_items`: the item kind (CalendarItem, Message, ...) of ids learned from responses,
+  so an UpdateItem naming only an ItemId can be told apart;
+- `items`: the id map, Exchange item <-> Google event, with change key, etag, content hash
+  and the last event written (the snapshot a patch applies to);
+- `outbox`: the durable queue of changes to mirror.
+
+Event text (subjects, descriptions) is stored only sealed (Fernet, with a key kept beside
+the database in a 0600 file): snapshots and outbox payloads are never in plain sight.
+Every multi-row change is one transaction; the schema version is checked at open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from cryptography.fernet import Fernet, InvalidToken
+
+from ews_parser.errors import CalsyncError
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(CalsyncError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MappedItem:
+    mailbox: str
+    ews_item_id: str
+    google_event_id: str
+    ews_change_key: str | None
+    google_etag: str | None
+    content_hash: str | None
+    snapshot: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    mailbox: str
+    ews_item_id: str
+    op: str  # "upsert", "update", "delete", "refresh"
+    change_key: str | None
+    payload: dict[str, Any] | None
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    state: str  # "pending", "quarantined"
+    created_at: float
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` if missing and make it readable by its owner only."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class Sealer:
+    """Seals JSON values with a key kept in a 0600 file beside the database."""
+
+    def __init__(self, key_path: Path) -> None:
+        if not key_path.exists():
+            _private_file(key_path)
+            key_path.write_bytes(Fernet.generate_key())
+        os.chmod(key_path, 0o600)
+        self._fernet = Fernet(key_path.read_bytes().strip())
+
+    def seal(self, value: Any) -> bytes:
+        return self._fernet.encrypt(json.dumps(value, separators=(",", ":")).encode())
+
+    def open(self, token: bytes | None) -> Any:
+        if token is None:
+            return None
+        try:
+            return json.loads(self._fernet.decrypt(token))
+        except InvalidToken:
+            raise StoreError(
+                "a sealed value does not open with this store's key: was the .key file replaced?"
+            ) from None
+
+
+class Store:
+    """One SQLite file for all users; every row carries its mailbox."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(self.path)
+        self._sealer = Sealer(self.path.with_name(self.path.name + ".key"))
+        # One connection shared by the event loop and worker threads, serialised by a lock:
+        # SQLite calls here are short, and one connection keeps transactions simple.
+        self._lock = threading.RLock()
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # survives kill -9; fsync at checkpoints
+        conn.execute("PRAGMA busy_timeout=5000")
+        self.db = sqlite_utils.Database(conn)
+        self._migrate()
+
+    # --- schema -----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            if "meta" not in self.db.table_names():
+                self.db["meta"].create({"key": str, "value": str}, pk="key")
+            row = self._meta("schema_version")
+            version = int(row) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema {version}, newer than this calsync ({SCHEMA_VERSION}):"
+                    " upgrade calsync"
+                )
+            if version < 1:
+                self._create_v1()
+            self.db["meta"].upsert(
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
+            )
+
+    def _create_v1(self) -> None:
+        self.db["folders"].create(
+            {"mailbox": str, "folder_id": str, "role": str}, pk=("mailbox", "folder_id")
+        )
+        self.db["seen_items"].create(
+            {"mailbox": str, "item_id": str, "item_class": str}, pk=("mailbox", "item_id")
+        )
+        self.db["items"].create(
+            {
+                "mailbox": str,
+                "ews_item_id": str,
+                "google_event_id": str,
+                "ews_change_key": str,
+                "google_etag": str,
+                "content_hash": str,
+                "snapshot": bytes,
+                "updated_at": float,
+            },
+            pk=("mailbox", "ews_item_id"),
+        )
+        self.db["items"].create_index(["mailbox", "google_event_id"], unique=True)
+        self.db["outbox"].create(
+            {
+                "id": int,
+                "mailbox": str,
+                "ews_item_id": str,
+                "op": str,
+                "change_key": str,
+                "payload": bytes,
+                "attempts": int,
+                "next_attempt_at": float,
+                "last_error": str,
+                "state": str,
+                "created_at": float,
+            },
+            pk="id",
+        )
+        self.db["outbox"].create_index(["state", "mailbox", "ews_item_id", "id"])
+
+    def _meta(self, key: str) -> str | None:
+        rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    # --- what the proxy learns ------------------------------------------------------------------
+
+    def learn_folders(self, mailbox: str, folders: dict[str, str]) -> None:
+        """folder id -> role ("calendar", "deleteditems")."""
+        if not folders:
+            return
+        with self.transaction():
+            self.db["folders"].upsert_all(
+                [{"mailbox": mailbox, "folder_id": f, "role": r} for f, r in folders.items()],
+                pk=("mailbox", "folder_id"),
+            )
+
+    def folders(self, mailbox: str) -> dict[str, str]:
+        with self._lock:
+            rows = self.db.query("SELECT folder_id, role FROM folders WHERE mailbox = ?", [mailbox])
+            return {r["folder_id"]: r["role"] for r in rows}
+
+    def learn_items(self, mailbox: str, items: dict[str, str]) -> None:
+        """item id -> item class."""
+        if not items:
+            return
+        with self.transaction():
+            self.db["seen_items"].upsert_all(
+                [{"mailbox": mailbox, "item_id": i, "item_class": c} for i, c in items.items()],
+                pk=("mailbox", "item_id"),
+            )
+
+    def item_class(self, mailbox: str, item_id: str) -> str | None:
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT item_class FROM seen_items WHERE mailbox = ? AND item_id = ?",
+                    [mailbox, item_id],
+                )
+            )
+            return rows[0]["item_class"] if rows else None
+
+    # --- the id map -------------------------------------------------------------------------------
+
+    def mapped(self, mailbox: str, ews_item_id: str) -> MappedItem | None:
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT * FROM items WHERE mailbox = ? AND ews_item_id = ?",
+                    [mailbox, ews_item_id],
+                )
+            )
+        return self._mapped(rows[0]) if rows else None
+
+    def mapped_items(self, mailbox: str) -> list[MappedItem]:
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM items WHERE mailbox = ?", [mailbox]))
+        return [self._mapped(r) for r in rows]
+
+    def _mapped(self, row: dict[str, Any]) -> MappedItem:
+        return MappedItem(
+            mailbox=row["mailbox"],
+            ews_item_id=row["ews_item_id"],
+            google_event_id=row["google_event_id"],
+            ews_change_key=row["ews_change_key"],
+            google_etag=row["google_etag"],
+            content_hash=row["content_hash"],
+            snapshot=self._sealer.open(row["snapshot"]),
+        )
+
+    # --- the outbox ----------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        mailbox: str,
+        ews_item_id: str,
+        op: str,
+        *,
+        now: float,
+        change_key: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        with self.transaction():
+            return self._enqueue(mailbox, ews_item_id, op, now, change_key, payload)
+
+    def enqueue_many(
+        self, entries: list[tuple[str, str, str, str | None]], *, now: float
+    ) -> list[int]:
+        """(mailbox, ews item id, op, change key) each, in one transaction."""
+        with self.transaction():
+            return [self._enqueue(m, i, op, now, ck, None) for m, i, op, ck in entries]
+
+    def _enqueue(
+        self,
+        mailbox: str,
+        ews_item_id: str,
+        op: str,
+        now: float,
+        change_key: str | None,
+        payload: dict[str, Any] | None,
+    ) -> int:
+        table = self.db["outbox"]
+        table.insert(
+            {
+                "mailbox": mailbox,
+                "ews_item_id": ews_item_id,
+                "op": op,
+                "change_key": change_key,
+                "payload": self._sealer.seal(payload) if payload is not None else None,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": None,
+                "state": "pending",
+                "created_at": now,
+            }
+        )
+        last = table.last_pk
+        assert isinstance(last, int)
+        return last
+
+    def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
+        """Pending entries due now, at most one per item (the oldest: per-item order)."""
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    """
+                    SELECT * FROM outbox o
+                    WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+                      AND NOT EXISTS (
+                        SELECT 1 FROM outbox p
+                        WHERE p.state = 'pending' AND p.mailbox = o.mailbox
+                          AND p.ews_item_id = o.ews_item_id AND p.id < o.id)
+                    ORDER BY o.id LIMIT ?
+                    """,
+                    [now, limit],
+                )
+            )
+        return [self._entry(r) for r in rows]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state = 'pending'"
+                )
+            )
+        return rows[0]["t"] if rows and rows[0]["t"] is not None else None
+
+    def pending(self, mailbox: str | None = None) -> list[OutboxEntry]:
+        return self._entries("pending", mailbox)
+
+    def quarantined(self, mailbox: str | None = None) -> list[OutboxEntry]:
+        return self._entries("quarantined", mailbox)
+
+    def _entries(self, state: str, mailbox: str | None) -> list[OutboxEntry]:
+        with self._lock:
+            if mailbox is None:
+                rows = self.db.query("SELECT * FROM outbox WHERE state = ? ORDER BY id", [state])
+            else:
+                rows = self.db.query(
+                    "SELECT * FROM outbox WHERE state = ? AND mailbox = ? ORDER BY id",
+                    [state, mailbox],
+                )
+            return [self._entry(r) for r in rows]
+
+    def _entry(self, row: dict[str, Any]) -> OutboxEntry:
+        return OutboxEntry(
+            id=row["id"],
+            mailbox=row["mailbox"],
+            ews_item_id=row["ews_item_id"],
+            op=row["op"],
+            change_key=row["change_key"],
+            payload=self._sealer.open(row["payload"]),
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            state=row["state"],
+            created_at=row["created_at"],
+        )
+
+    def set_payload(self, entry_id: int, payload: dict[str, Any]) -> None:
+        """Keep what the worker prepared, so a retry after a crash need not prepare again."""
+        with self.transaction():
+            self.db["outbox"].update(entry_id, {"payload": self._sealer.seal(payload)})
+
+    def retry_later(self, entry_id: int, *, error: str, at: float, quarantine: bool) -> None:
+        with self.transaction():
+            row = self.db["outbox"].get(entry_id)
+            self.db["outbox"].update(
+                entry_id,
+                {
+                    "attempts": row["attempts"] + 1,
+                    "next_attempt_at": at,
+                    "last_error": error[:500],
+                    "state": "quarantined" if quarantine else "pending",
+                },
+            )
+
+    def complete(
+        self,
+        entry: OutboxEntry,
+        *,
+        mapping: MappedItem | None,
+        forget: bool = False,
+        now: float,
+    ) -> None:
+        """The entry is done: record the new state of the item and drop the entry, at once."""
+        with self.transaction():
+            if mapping is not None:
+                self.db["items"].upsert(
+                    {
+                        "mailbox": mapping.mailbox,
+                        "ews_item_id": mapping.ews_item_id,
+                        "google_event_id": mapping.google_event_id,
+                        "ews_change_key": mapping.ews_change_key,
+                        "google_etag": mapping.google_etag,
+                        "content_hash": mapping.content_hash,
+                        "snapshot": self._sealer.seal(mapping.snapshot)
+                        if mapping.snapshot is not None
+                        else None,
+                        "updated_at": now,
+                    },
+                    pk=("mailbox", "ews_item_id"),
+                )
+            if forget:
+                self.db.execute(
+                    "DELETE FROM items WHERE mailbox = ? AND ews_item_id = ?",
+                    [entry.mailbox, entry.ews_item_id],
+                )
+            self.db["outbox"].delete(entry.id)

@@ -1,0 +1,104 @@
+"""The state store and its outbox (sync/store.py)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from sync.store import SCHEMA_VERSION, MappedItem, Store, StoreError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "calsync.db")
+
+
+def test_files_are_private(store: Store, tmp_path: Path) -> None:
+    for name in ("calsync.db", "calsync.db.key"):
+        mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+        assert mode == 0o600, (name, oct(mode))
+
+
+def test_event_text_is_never_stored_in_plain_sight(store: Store, tmp_path: Path) -> None:
+    secret = "Quarterly layoffs, do not forward"
+    entry = store.enqueue("a@x", "ID1", "upsert", now=1.0, payload={"summary": secret})
+    store.complete(
+        store.ready(2.0)[0],
+        mapping=MappedItem("a@x", "ID1", "g1", "ck", "etag", "hash", {"summary": secret}),
+        now=2.0,
+    )
+    assert store.mapped("a@x", "ID1").snapshot == {"summary": secret}  # it opens again
+    store.close()
+    for path in tmp_path.iterdir():
+        assert secret.encode() not in path.read_bytes(), path
+    assert entry == 1
+
+
+def test_one_entry_per_item_at_a_time_oldest_first(store: Store) -> None:
+    first = store.enqueue("a@x", "ITEM", "upsert", now=1.0)
+    store.enqueue("a@x", "ITEM", "update", now=1.0)
+    other = store.enqueue("a@x", "OTHER", "delete", now=1.0)
+    assert [e.id for e in store.ready(5.0)] == [first, other]
+    store.complete(store.ready(5.0)[0], mapping=None, now=5.0)
+    assert [e.op for e in store.ready(5.0)] == ["update", "delete"]
+
+
+def test_a_failing_item_waits_without_holding_back_others(store: Store) -> None:
+    failing = store.enqueue("a@x", "BAD", "upsert", now=1.0)
+    good = store.enqueue("a@x", "GOOD", "upsert", now=1.0)
+    store.retry_later(failing, error="Google 503 backendError", at=100.0, quarantine=False)
+    assert [e.id for e in store.ready(10.0)] == [good]
+    assert [e.id for e in store.ready(100.0)] == [failing, good]
+    assert store.next_due() == 1.0
+
+
+def test_quarantined_entries_are_kept_with_their_error_and_release_the_item(store: Store) -> None:
+    entry = store.enqueue("a@x", "BAD", "upsert", now=1.0)
+    later = store.enqueue("a@x", "BAD", "update", now=1.0)
+    store.retry_later(entry, error="Google 400 invalid: bad", at=2.0, quarantine=True)
+    (kept,) = store.quarantined("a@x")
+    assert (kept.id, kept.attempts, kept.last_error) == (entry, 1, "Google 400 invalid: bad")
+    assert [e.id for e in store.ready(3.0)] == [later]
+
+
+def test_complete_is_one_transaction(store: Store) -> None:
+    # Two Exchange items can never map to one Google event (a unique index says so): when
+    # recording the mapping fails, the outbox entry must still be there, untouched.
+    store.enqueue("a@x", "A", "upsert", now=1.0)
+    store.complete(store.ready(1.0)[0], mapping=MappedItem("a@x", "A", "g1", None, "e", "h", {}), now=1.0)
+    entry_b = store.enqueue("a@x", "B", "upsert", now=2.0)
+    (ready,) = store.ready(2.0)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.complete(ready, mapping=MappedItem("a@x", "B", "g1", None, "e", "h", {}), now=2.0)
+    assert [e.id for e in store.pending("a@x")] == [entry_b]
+    assert store.mapped("a@x", "B") is None
+    assert store.mapped("a@x", "A") is not None
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION + 1)}, pk="key")
+    store.close()
+    with pytest.raises(StoreError, match="newer than this calsync"):
+        Store(tmp_path / "s.db")
+
+
+def test_a_replaced_key_is_said_plainly(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.enqueue("a@x", "ID", "upsert", now=1.0, payload={"summary": "x"})
+    store.close()
+    (tmp_path / "s.db.key").unlink()
+    with pytest.raises(StoreError, match="key"):
+        Store(tmp_path / "s.db").pending()
+
+
+def test_users_do_not_see_each_others_state(store: Store) -> None:
+    store.learn_folders("a@x", {"F": "calendar"})
+    store.learn_items("a@x", {"I": "CalendarItem"})
+    assert store.folders("b@x") == {}
+    assert store.item_class("b@x", "I") is None
+    assert store.item_class("a@x", "I") == "CalendarItem"
