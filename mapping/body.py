@@ -36,13 +36,11 @@ class _Text:
         self.newlines = 0  # newlines at the end of what is written so far
         self.empty = True
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, *, pre: bool = False) -> None:
+        if not pre and (self.empty or self.newlines):
+            text = text.lstrip(" ")  # collapsed HTML whitespace at the start of a line
         if not text:
             return
-        if self.empty:
-            text = text.lstrip(" ")
-            if not text:
-                return
         self.parts.append(text)
         self.empty = False
         stripped = text.rstrip("\n")
@@ -54,7 +52,7 @@ class _Text:
             self.write("\n" * (newlines - self.newlines))
 
     def text(self) -> str:
-        lines = (line.strip(" ") for line in "".join(self.parts).split("\n"))
+        lines = (line.rstrip(" ") for line in "".join(self.parts).split("\n"))
         return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
 
 
@@ -110,7 +108,7 @@ def _walk(elem: etree._Element, out: _Text, *, pre: bool) -> None:
 
 def _inline(out: _Text, text: str | None, pre: bool) -> None:
     if text:
-        out.write(text if pre else _SPACES.sub(" ", text))
+        out.write(text if pre else _SPACES.sub(" ", text), pre=pre)
 
 
 def looks_like_html(text: str) -> bool:

@@ -228,7 +228,8 @@ def _all_day(value: dt.date, zone: EWSTimeZone, *, end: bool) -> dt.date:
         raise MappingError("an all-day item with a naive start or end")
     if end:
         value -= _ONE_DAY  # EWS sends the exclusive midnight
-    return dt.datetime.fromtimestamp(value.timestamp(), tz=zone).date()
+    local = dt.datetime.fromtimestamp(value.timestamp(), tz=zone)
+    return dt.date(local.year, local.month, local.day)
 
 
 def _date_time(value: dt.date, zone: EWSTimeZone, name: str) -> dict[str, str]:
@@ -621,7 +622,8 @@ def _apply_times(changed: Mapping[str, Any], state: dict[str, Any]) -> bool:
         if all_day:
             if zone is None:
                 return False  # an all-day date needs the item's zone
-            state[bound] = EWSDate.from_date(_all_day(value, zone, end=bound == "end"))
+            day = _all_day(value, zone, end=bound == "end")
+            state[bound] = EWSDate(day.year, day.month, day.day)
         else:
             if zone is None:
                 return False  # the snapshot was all-day: it says no zone
