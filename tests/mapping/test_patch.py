@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
 import pytest
 from exchangelib.ewsdatetime import EWSDateTime, EWSTimeZone
+from exchangelib.items import CalendarItem
 from exchangelib.properties import Body
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ews_parser.values import ExtendedFieldURI, FieldUpdate, FieldURI
-from mapping.event import GoogleEvent, patch_for, to_google
+from mapping.event import MANAGED_FIELDS, GoogleEvent, normalised, patch_for, to_google
 from tests.mapping.conftest import changes, item
+from tests.mapping.test_event_roundtrip import items
 
 UTC = EWSTimeZone("UTC")
 LA = "America/Los_Angeles"
@@ -344,3 +349,85 @@ def test_patch_applied_to_the_snapshot_is_the_full_mapping() -> None:
     assert dt.datetime.fromisoformat(after["start"]["dateTime"]).utcoffset() == dt.timedelta(
         hours=-5
     )
+
+
+# --- property: a patch merged into the snapshot is the full mapping ------------------------
+
+TEXT = st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=20)
+UPDATES = st.lists(
+    st.one_of(
+        st.builds(lambda v: ("subject", v), st.one_of(st.none(), TEXT)),
+        st.builds(lambda v: ("location", v), st.one_of(st.none(), TEXT)),
+        st.builds(lambda v: ("body", v), st.one_of(st.none(), TEXT.map(Body))),
+        st.builds(lambda v: ("uid", v), st.text("0123456789ABCDEF", min_size=1, max_size=8)),
+        st.builds(
+            lambda v: ("sensitivity", v),
+            st.sampled_from(["Normal", "Personal", "Private", "Confidential"]),
+        ),
+        st.builds(
+            lambda v: ("legacy_free_busy_status", v),
+            st.sampled_from(["Free", "Tentative", "Busy", "OOF", "WorkingElsewhere"]),
+        ),
+        st.builds(
+            lambda v: ("categories", v),
+            st.one_of(st.none(), st.lists(TEXT.filter(bool), max_size=3)),
+        ),
+        st.builds(lambda v: ("reminder_is_set", v), st.just(False)),
+        st.builds(lambda v: ("reminder_minutes_before_start", v), st.integers(0, 40320)),
+        st.builds(lambda v: ("shift", v), st.integers(-3000, 3000)),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def merged(snapshot: GoogleEvent, patch: GoogleEvent) -> GoogleEvent:
+    """What Google holds after a PATCH: nulls delete, extendedProperties merge."""
+    result = dict(snapshot)
+    for key, value in patch.items():
+        if key == "extendedProperties":
+            private = dict(result.get(key, {}).get("private", {}))
+            private.update(value["private"])
+            result[key] = {"private": {k: v for k, v in private.items() if v is not None}}
+        elif value is None:
+            result.pop(key, None)
+        elif key in ("start", "end"):
+            result[key] = {k: v for k, v in value.items() if v is not None}
+        else:
+            result[key] = value
+    return result
+
+
+@settings(max_examples=300)
+@given(items(), UPDATES)
+def test_patch_merged_into_the_snapshot_is_the_full_mapping(
+    model: CalendarItem, changes_: list[tuple[str, Any]]
+) -> None:
+    before = to_google(model)
+    after = copy.deepcopy(model)
+    updates = []
+    for name, value in changes_:
+        if name == "shift":
+            if after.is_all_day:
+                continue
+            delta = dt.timedelta(minutes=value)
+            for bound in ("start", "end"):
+                moved = getattr(after, bound) + delta
+                setattr(after, bound, moved)
+                updates.append(set_(bound, moved))
+            continue
+        if value is None:
+            updates.append(delete(name))
+        else:
+            updates.append(set_(name, value))
+        setattr(after, name, value)
+    patch = patch_for(updates, before)
+    if patch is None:
+        return
+    expected = to_google(after)
+    got = merged(before, patch)
+    for key in MANAGED_FIELDS:
+        assert normalised(key, got.get(key)) == normalised(key, expected.get(key)), key
+    # and nothing in the patch is a field that did not change
+    for key in patch:
+        assert normalised(key, before.get(key)) != normalised(key, expected.get(key)), key
