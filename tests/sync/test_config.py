@@ -75,5 +75,5 @@ def test_mistakes_are_one_line(tmp_path: Path, text: str, says: str) -> None:
 
 
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config .*No such file"):
+    with pytest.raises(ConfigError, match=r"cannot read config .*No such file"):
         load_config(tmp_path / "nope.toml")

@@ -78,9 +78,13 @@ def test_ntlm_negotiate_and_garbage_name_nobody() -> None:
 
 def test_order_strongest_first() -> None:
     headers = {"authorization": basic("svc@example.com"), "x-anchormailbox": "SMTP:bob@example.com"}
-    names = candidate_names(headers, Impersonation(primary_smtp_address="alice@example.com"), "CONTOSO\\carol")
+    names = candidate_names(
+        headers, Impersonation(primary_smtp_address="alice@example.com"), "CONTOSO\\carol"
+    )
     assert names == ["alice@example.com", "svc@example.com", "CONTOSO\\carol", "bob@example.com"]
 
 
 def test_anchor_mailbox_alone() -> None:
-    assert candidate_names({"x-anchormailbox": "dave@example.com"}, None, None) == ["dave@example.com"]
+    assert candidate_names({"x-anchormailbox": "dave@example.com"}, None, None) == [
+        "dave@example.com"
+    ]

@@ -68,46 +68,178 @@ def create(folder: str, *kinds: str) -> str:
 CAL = '<t:DistinguishedFolderId Id="calendar"/>'
 
 
-def intents(request: bytes, response: bytes, known: Known | None = None) -> list[tuple[str, str, int | None]]:
+def intents(
+    request: bytes, response: bytes, known: Known | None = None
+) -> list[tuple[str, str, int | None]]:
     decision = decide(classify(request), classify(response), known or Known())
     return [(i.op, i.item_id, i.index) for i in decision.intents]
 
 
 CASES = [
     # --- CreateItem --------------------------------------------------------------------
-    ("create in the calendar", create(CAL, "CalendarItem"), ok("CreateItem", "N1"), Known(), [("upsert", "N1", 0)]),
-    ("create with no folder goes to the calendar", create("", "CalendarItem"), ok("CreateItem", "N1"), Known(), [("upsert", "N1", 0)]),
-    ("create in a learned calendar FolderId", create('<t:FolderId Id="F1"/>', "CalendarItem"), ok("CreateItem", "N1"), Known(roles={"F1": "calendar"}), [("upsert", "N1", 0)]),
-    ("create in a known other folder", create('<t:FolderId Id="F2"/>', "CalendarItem"), ok("CreateItem", "N1"), Known(roles={"F2": "deleteditems"}), []),
-    ("create in an unknown FolderId: ask Exchange", create('<t:FolderId Id="F9"/>', "CalendarItem"), ok("CreateItem", "N1"), Known(), [("refresh", "N1", 0)]),
-    ("create a mail item", create('<t:DistinguishedFolderId Id="drafts"/>', "Message"), ok("CreateItem", "M1"), Known(), []),
-    ("create in another calendar (secondary)", create('<t:DistinguishedFolderId Id="inbox"/>', "CalendarItem"), ok("CreateItem", "N1"), Known(), []),
-    ("batch: the failed one is not mirrored", create(CAL, "CalendarItem", "CalendarItem", "CalendarItem"),
-     ok("CreateItem", "A", "!", "C"),
-     Known(), [("upsert", "A", 0), ("upsert", "C", 2)]),
+    (
+        "create in the calendar",
+        create(CAL, "CalendarItem"),
+        ok("CreateItem", "N1"),
+        Known(),
+        [("upsert", "N1", 0)],
+    ),
+    (
+        "create with no folder goes to the calendar",
+        create("", "CalendarItem"),
+        ok("CreateItem", "N1"),
+        Known(),
+        [("upsert", "N1", 0)],
+    ),
+    (
+        "create in a learned calendar FolderId",
+        create('<t:FolderId Id="F1"/>', "CalendarItem"),
+        ok("CreateItem", "N1"),
+        Known(roles={"F1": "calendar"}),
+        [("upsert", "N1", 0)],
+    ),
+    (
+        "create in a known other folder",
+        create('<t:FolderId Id="F2"/>', "CalendarItem"),
+        ok("CreateItem", "N1"),
+        Known(roles={"F2": "deleteditems"}),
+        [],
+    ),
+    (
+        "create in an unknown FolderId: ask Exchange",
+        create('<t:FolderId Id="F9"/>', "CalendarItem"),
+        ok("CreateItem", "N1"),
+        Known(),
+        [("refresh", "N1", 0)],
+    ),
+    (
+        "create a mail item",
+        create('<t:DistinguishedFolderId Id="drafts"/>', "Message"),
+        ok("CreateItem", "M1"),
+        Known(),
+        [],
+    ),
+    (
+        "create in another calendar (secondary)",
+        create('<t:DistinguishedFolderId Id="inbox"/>', "CalendarItem"),
+        ok("CreateItem", "N1"),
+        Known(),
+        [],
+    ),
+    (
+        "batch: the failed one is not mirrored",
+        create(CAL, "CalendarItem", "CalendarItem", "CalendarItem"),
+        ok("CreateItem", "A", "!", "C"),
+        Known(),
+        [("upsert", "A", 0), ("upsert", "C", 2)],
+    ),
     # --- UpdateItem --------------------------------------------------------------------
-    ("update a mapped item", '<m:UpdateItem ConflictResolution="AutoResolve"><m:ItemChanges><t:ItemChange><t:ItemId Id="X" ChangeKey="1"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject"/><t:Message><t:Subject>s</t:Subject></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
-     ok("UpdateItem", "X"), Known(mapped={"X"}), [("update", "X", 0)]),
-    ("update a mail item (Message wrapper, unknown id)", '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="M"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="message:IsRead"/><t:Message><t:IsRead>true</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
-     ok("UpdateItem", "M"), Known(), []),
-    ("update a learned calendar item", '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="S"/><t:Updates><t:DeleteItemField><t:FieldURI FieldURI="calendar:Location"/></t:DeleteItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
-     ok("UpdateItem", "S"), Known(classes={"S": "CalendarItem"}), [("update", "S", 0)]),
-    ("update a known mail item with a CalendarItem wrapper stays mail", '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="M"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject"/><t:CalendarItem><t:Subject>s</t:Subject></t:CalendarItem></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
-     ok("UpdateItem", "M"), Known(classes={"M": "Message"}), []),
-    ("update refused by Exchange", '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="X"/><t:Updates><t:DeleteItemField><t:FieldURI FieldURI="calendar:Location"/></t:DeleteItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
-     ok("UpdateItem", "", cls="Error"), Known(mapped={"X"}), []),
-    ("update an occurrence: refresh the master", '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:OccurrenceItemId RecurringMasterId="MASTER" InstanceIndex="2"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject"/><t:CalendarItem><t:Subject>s</t:Subject></t:CalendarItem></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
-     ok("UpdateItem", "OCC"), Known(mapped={"MASTER"}), [("refresh", "MASTER", 0)]),
+    (
+        "update a mapped item",
+        '<m:UpdateItem ConflictResolution="AutoResolve"><m:ItemChanges><t:ItemChange><t:ItemId Id="X" ChangeKey="1"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject"/><t:Message><t:Subject>s</t:Subject></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
+        ok("UpdateItem", "X"),
+        Known(mapped={"X"}),
+        [("update", "X", 0)],
+    ),
+    (
+        "update a mail item (Message wrapper, unknown id)",
+        '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="M"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="message:IsRead"/><t:Message><t:IsRead>true</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
+        ok("UpdateItem", "M"),
+        Known(),
+        [],
+    ),
+    (
+        "update a learned calendar item",
+        '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="S"/><t:Updates><t:DeleteItemField><t:FieldURI FieldURI="calendar:Location"/></t:DeleteItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
+        ok("UpdateItem", "S"),
+        Known(classes={"S": "CalendarItem"}),
+        [("update", "S", 0)],
+    ),
+    (
+        "update a known mail item with a CalendarItem wrapper stays mail",
+        '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="M"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject"/><t:CalendarItem><t:Subject>s</t:Subject></t:CalendarItem></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
+        ok("UpdateItem", "M"),
+        Known(classes={"M": "Message"}),
+        [],
+    ),
+    (
+        "update refused by Exchange",
+        '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:ItemId Id="X"/><t:Updates><t:DeleteItemField><t:FieldURI FieldURI="calendar:Location"/></t:DeleteItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
+        ok("UpdateItem", "", cls="Error"),
+        Known(mapped={"X"}),
+        [],
+    ),
+    (
+        "update an occurrence: refresh the master",
+        '<m:UpdateItem><m:ItemChanges><t:ItemChange><t:OccurrenceItemId RecurringMasterId="MASTER" InstanceIndex="2"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject"/><t:CalendarItem><t:Subject>s</t:Subject></t:CalendarItem></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>',
+        ok("UpdateItem", "OCC"),
+        Known(mapped={"MASTER"}),
+        [("refresh", "MASTER", 0)],
+    ),
     # --- DeleteItem / MoveItem / CancelCalendarItem --------------------------------------
-    ("delete a mapped item", '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="X"/></m:ItemIds></m:DeleteItem>', ok("DeleteItem", ""), Known(mapped={"X"}), [("delete", "X", 0)]),
-    ("delete an unknown (mail) item", '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:DeleteItem>', ok("DeleteItem", ""), Known(), []),
-    ("delete that Exchange refused", '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="X"/></m:ItemIds></m:DeleteItem>', ok("DeleteItem", "", cls="Error"), Known(mapped={"X"}), []),
-    ("delete one occurrence: refresh the master", '<m:DeleteItem DeleteType="MoveToDeletedItems"><m:ItemIds><t:OccurrenceItemId RecurringMasterId="MASTER" InstanceIndex="3"/></m:ItemIds></m:DeleteItem>', ok("DeleteItem", ""), Known(mapped={"MASTER"}), [("refresh", "MASTER", 0)]),
-    ("move to Deleted Items", '<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="deleteditems"/></m:ToFolderId><m:ItemIds><t:ItemId Id="X"/></m:ItemIds></m:MoveItem>', ok("MoveItem", "X2"), Known(mapped={"X"}), [("delete", "X", 0)]),
-    ("move a mail item to Deleted Items", '<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="deleteditems"/></m:ToFolderId><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:MoveItem>', ok("MoveItem", "M2"), Known(), []),
-    ("restore into the calendar", '<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="calendar"/></m:ToFolderId><m:ItemIds><t:ItemId Id="D"/></m:ItemIds></m:MoveItem>', ok("MoveItem", "R"), Known(), [("upsert", "R", None)]),
-    ("cancel a meeting", '<m:CreateItem MessageDisposition="SendAndSaveCopy"><m:Items><t:CancelCalendarItem><t:ReferenceItemId Id="X"/></t:CancelCalendarItem></m:Items></m:CreateItem>', ok("CreateItem", ""), Known(mapped={"X"}), [("delete", "X", 0)]),
-    ("decline a mapped meeting: refresh", '<m:CreateItem><m:Items><t:DeclineItem><t:ReferenceItemId Id="X"/></t:DeclineItem></m:Items></m:CreateItem>', ok("CreateItem", ""), Known(mapped={"X"}), [("refresh", "X", 0)]),
+    (
+        "delete a mapped item",
+        '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="X"/></m:ItemIds></m:DeleteItem>',
+        ok("DeleteItem", ""),
+        Known(mapped={"X"}),
+        [("delete", "X", 0)],
+    ),
+    (
+        "delete an unknown (mail) item",
+        '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:DeleteItem>',
+        ok("DeleteItem", ""),
+        Known(),
+        [],
+    ),
+    (
+        "delete that Exchange refused",
+        '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="X"/></m:ItemIds></m:DeleteItem>',
+        ok("DeleteItem", "", cls="Error"),
+        Known(mapped={"X"}),
+        [],
+    ),
+    (
+        "delete one occurrence: refresh the master",
+        '<m:DeleteItem DeleteType="MoveToDeletedItems"><m:ItemIds><t:OccurrenceItemId RecurringMasterId="MASTER" InstanceIndex="3"/></m:ItemIds></m:DeleteItem>',
+        ok("DeleteItem", ""),
+        Known(mapped={"MASTER"}),
+        [("refresh", "MASTER", 0)],
+    ),
+    (
+        "move to Deleted Items",
+        '<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="deleteditems"/></m:ToFolderId><m:ItemIds><t:ItemId Id="X"/></m:ItemIds></m:MoveItem>',
+        ok("MoveItem", "X2"),
+        Known(mapped={"X"}),
+        [("delete", "X", 0)],
+    ),
+    (
+        "move a mail item to Deleted Items",
+        '<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="deleteditems"/></m:ToFolderId><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:MoveItem>',
+        ok("MoveItem", "M2"),
+        Known(),
+        [],
+    ),
+    (
+        "restore into the calendar",
+        '<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="calendar"/></m:ToFolderId><m:ItemIds><t:ItemId Id="D"/></m:ItemIds></m:MoveItem>',
+        ok("MoveItem", "R"),
+        Known(),
+        [("upsert", "R", None)],
+    ),
+    (
+        "cancel a meeting",
+        '<m:CreateItem MessageDisposition="SendAndSaveCopy"><m:Items><t:CancelCalendarItem><t:ReferenceItemId Id="X"/></t:CancelCalendarItem></m:Items></m:CreateItem>',
+        ok("CreateItem", ""),
+        Known(mapped={"X"}),
+        [("delete", "X", 0)],
+    ),
+    (
+        "decline a mapped meeting: refresh",
+        '<m:CreateItem><m:Items><t:DeclineItem><t:ReferenceItemId Id="X"/></t:DeclineItem></m:Items></m:CreateItem>',
+        ok("CreateItem", ""),
+        Known(mapped={"X"}),
+        [("refresh", "X", 0)],
+    ),
 ]
 
 
@@ -117,7 +249,11 @@ CASES = [
     ids=[c[0] for c in CASES],
 )
 def test_decisions(
-    name: str, request_body: str, response_body: str, known: Known, expected: list[tuple[str, str, int | None]]
+    name: str,
+    request_body: str,
+    response_body: str,
+    known: Known,
+    expected: list[tuple[str, str, int | None]],
 ) -> None:
     assert intents(env(request_body), env(response_body), known) == expected
 
@@ -126,7 +262,11 @@ def test_corpus_batch_create_is_three_upserts() -> None:
     request = load("create/msdocs_createitem_batch3_incl_weekly_recurrence_req.xml")
     response = load("create/msdocs_createitem_batch3_resp.xml")
     decision = decide(classify(request), classify(response), Known())
-    assert [(i.op, i.index) for i in decision.intents] == [("upsert", 0), ("upsert", 1), ("upsert", 2)]
+    assert [(i.op, i.index) for i in decision.intents] == [
+        ("upsert", 0),
+        ("upsert", 1),
+        ("upsert", 2),
+    ]
     assert all(c == "CalendarItem" for c in decision.items.values())
 
 
@@ -137,7 +277,9 @@ def test_change_keys_come_from_the_response() -> None:
 
 
 def test_get_folder_teaches_the_calendar_id() -> None:
-    request = env('<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>')
+    request = env(
+        '<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>'
+    )
     response = env(
         "<m:GetFolderResponse><m:ResponseMessages>"
         '<m:GetFolderResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Folders><t:CalendarFolder><t:FolderId Id="CALID"/></t:CalendarFolder></m:Folders></m:GetFolderResponseMessage>'

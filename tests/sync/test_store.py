@@ -69,7 +69,9 @@ def test_complete_is_one_transaction(store: Store) -> None:
     # Two Exchange items can never map to one Google event (a unique index says so): when
     # recording the mapping fails, the outbox entry must still be there, untouched.
     store.enqueue("a@x", "A", "upsert", now=1.0)
-    store.complete(store.ready(1.0)[0], mapping=MappedItem("a@x", "A", "g1", None, "e", "h", {}), now=1.0)
+    store.complete(
+        store.ready(1.0)[0], mapping=MappedItem("a@x", "A", "g1", None, "e", "h", {}), now=1.0
+    )
     entry_b = store.enqueue("a@x", "B", "upsert", now=2.0)
     (ready,) = store.ready(2.0)
     with pytest.raises(sqlite3.IntegrityError):

@@ -1,0 +1,165 @@
+"""calsync's mitmproxy addon: mirror every calendar change Exchange accepted to Google.
+
+    mitmdump -s addon/calsync.py --set calsync_config=calsync.toml
+
+Thin and fail-open, in the manner of mitmproxy's own addons: each hook reads the flow (never
+alters it), hands plain values to `sync.proxy.Observer`, and any error of ours is logged
+(ids and operation names only) while the traffic passes byte-for-byte. The Google writes
+happen in a background task (`sync.mirror.Mirror`), never on the request path.
+
+`pip install -e .` first: mitmdump puts only this folder on sys.path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from mitmproxy import exceptions, http
+
+from ews_parser.xml import DEFAULT_MAX_BYTES
+from sync.config import Config, ConfigError, load_config
+from sync.mirror import Mirror
+from sync.proxy import EWS_PATH, Exchange, Observer, lower_headers
+from sync.store import Store, StoreError
+
+log = logging.getLogger("calsync")
+
+
+def parse_ews_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise exceptions.OptionsError(f"calsync_ews_path must start with '/': {value!r}")
+    return value
+
+
+class CalSync:
+    def __init__(self) -> None:
+        self.config: Config | None = None
+        self.store: Store | None = None
+        self.mirror: Mirror | None = None
+        self.observer: Observer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "calsync_config", str, "", "Path of calsync.toml (users, Google, Exchange, store)."
+        )
+        loader.add_option(
+            "calsync_ews_path",
+            str,
+            EWS_PATH,
+            "Path of the EWS endpoint, matched case-insensitively at the end of the URL path.",
+        )
+        loader.add_option(
+            "calsync_max_body",
+            int,
+            DEFAULT_MAX_BYTES,
+            "Largest EWS body calsync reads, in bytes; larger ones pass unread.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        from mitmproxy import ctx
+
+        if not updated & {"calsync_config", "calsync_ews_path", "calsync_max_body"}:
+            return
+        ews_path = parse_ews_path(ctx.options.calsync_ews_path)
+        if ctx.options.calsync_max_body < 1024:
+            raise exceptions.OptionsError("calsync_max_body must be at least 1024 bytes")
+        if not ctx.options.calsync_config:
+            log.warning("calsync: no calsync_config set; mirroring nothing")
+            self._close()
+            return
+        try:
+            config = load_config(ctx.options.calsync_config)
+            store = (
+                Store(config.store_path)
+                if self.store is None
+                or self.config is None
+                or self.config.store_path != config.store_path
+                else self.store
+            )
+        except (ConfigError, StoreError) as exc:
+            raise exceptions.OptionsError(f"calsync: {exc}") from None
+        if store is not self.store:
+            self._close()
+        self.config = config
+        self.store = store
+        self.mirror = Mirror(config, store)
+        self.observer = Observer(
+            config,
+            store,
+            self.mirror,
+            clock=time.time,
+            ews_path=ews_path,
+            max_body=ctx.options.calsync_max_body,
+        )
+        log.info("calsync: %d user(s), state in %s", len(config.users), config.store_path)
+        if self._task is not None:  # reconfigured while running: restart the worker
+            self._task.cancel()
+            self._task = asyncio.get_running_loop().create_task(self.mirror.run())
+
+    def running(self) -> None:
+        if self.mirror is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.mirror.run())
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._close()
+
+    def _close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        self.store = self.config = self.mirror = self.observer = None
+
+    # --- hooks: read, never alter; never raise ------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            if "authorization" in flow.request.headers:
+                observer.saw_request_headers(
+                    flow.client_conn.id, {"authorization": flow.request.headers["authorization"]}
+                )
+        except Exception as exc:
+            log.error(
+                "calsync: request hook failed (flow passes untouched): %s", type(exc).__name__
+            )
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        observer = self.observer
+        if observer is None or flow.response is None:
+            return
+        request = flow.request
+        if not observer.is_ews(request.method, request.path):
+            return  # the cheap filter: everything that is not EWS costs this much
+        try:
+            observer.observe(
+                Exchange(
+                    method=request.method,
+                    path=request.path,
+                    request_headers=lower_headers(request.headers),
+                    request_body=request.get_content(strict=False) or b"",
+                    status_code=flow.response.status_code,
+                    response_body=flow.response.get_content(strict=False) or b"",
+                    connection_id=flow.client_conn.id,
+                )
+            )
+        except Exception as exc:
+            log.error(
+                "calsync: response hook failed (flow passes untouched): %s: %s",
+                type(exc).__name__,
+                exc,
+            )
+
+    def client_disconnected(self, client: Any) -> None:
+        if self.observer is not None:
+            self.observer.connection_closed(client.id)
+
+
+addons = [CalSync()]

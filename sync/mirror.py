@@ -1,0 +1,454 @@
+"""The worker that drains the outbox into Google Calendar, off the request path.
+
+The proxy's hook records an intent (fast: one SQLite transaction, no network) and hands the
+request bytes it saw to `Mirror.note`; this worker, an asyncio task, turns each intent into
+a Google write in a thread (google-api-python-client blocks):
+
+- prepare: the event or patch, from the request bytes when they are still in memory, else
+  (after a restart, or when the request cannot tell: occurrence edits, unknown folders)
+  from a full read of the item through exchangelib. What was prepared is sealed into the
+  outbox row, so a retry never prepares twice.
+- apply: insert with the deterministic id (409 -> it is already there: make it equal),
+  patch with If-Match (412 -> re-read and patch again on the current etag: the change is
+  one Exchange accepted), delete (404/410 -> already gone). A Google event deleted by the
+  user is never brought back by a later Exchange edit.
+- on error: retry with exponential backoff (Retry-After wins), quarantine after the
+  configured number of attempts, or at once when a retry cannot help; the rest of the
+  user's queue goes on.
+
+Per-item order is kept (the store hands out one entry per item, the oldest); users are
+drained concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ews_parser.errors import CalsyncError, EwsParseError
+from sync.config import Config, UserConfig
+from sync.exchange import ExchangeError, ExchangeMailbox
+from sync.google import GoogleCalendar, GoogleError
+from sync.store import MappedItem, OutboxEntry, Store
+
+log = logging.getLogger("calsync.mirror")
+
+#: Private extended properties that tie a Google event to its Exchange item, so the map
+#: can be rebuilt from Google alone.
+EWS_ID_PROPERTY = "calsync_ews_item_id"
+MAILBOX_PROPERTY = "calsync_mailbox"
+
+#: How many requests' bytes are kept for the worker; older ones are read from Exchange.
+HOT_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Hot:
+    """The request a change came in, kept in memory (never on disk) for the worker."""
+
+    request: bytes
+    index: int | None
+    default_zone: str | None = None
+
+
+class Skip(CalsyncError):
+    """Nothing to write: said why, and the entry is done."""
+
+
+class Mirror:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
+        exchange: Callable[[Config, UserConfig], Any] = ExchangeMailbox,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._google_factory = google
+        self._exchange_factory = exchange
+        self._google: dict[str, Any] = {}
+        self._exchange: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._hot: OrderedDict[int, Hot] = OrderedDict()
+        self._hot_lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: completed entries, for tests and the benchmark: (entry id, when)
+        self.completed: list[tuple[int, float]] = []
+
+    # --- what the hook calls -----------------------------------------------------------------
+
+    def note(self, entry_id: int, hot: Hot) -> None:
+        with self._hot_lock:
+            self._hot[entry_id] = hot
+            while len(self._hot) > HOT_LIMIT:
+                self._hot.popitem(last=False)
+
+    def wake(self) -> None:
+        if self._wake is None or self._loop is None:
+            return
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drain forever (until cancelled), waking on `wake()` or when a retry is due."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            self._wake.clear()
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let the worker die: log, wait, go on
+                log.error("calsync worker error: %s: %s", type(exc).__name__, exc)
+            due = self.store.next_due()
+            timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def drain(self) -> int:
+        """Apply every entry that is due now; returns how many were handled."""
+        handled = 0
+        while True:
+            entries = self.store.ready(self.clock())
+            if not entries:
+                return handled
+            by_user: dict[str, list[OutboxEntry]] = {}
+            for entry in entries:
+                by_user.setdefault(entry.mailbox, []).append(entry)
+            await asyncio.gather(*(self._drain_user(batch) for batch in by_user.values()))
+            handled += len(entries)
+
+    async def _drain_user(self, entries: list[OutboxEntry]) -> None:
+        for entry in entries:
+            await asyncio.to_thread(self.process, entry)
+
+    # --- one entry (blocking: runs in a thread) --------------------------------------------------
+
+    def process(self, entry: OutboxEntry) -> None:
+        user = self.config.user_named(entry.mailbox)
+        try:
+            if user is None:
+                raise Skip(f"{entry.mailbox} is no longer configured")
+            if not user.mirrors_to_google:
+                raise Skip(f"{entry.mailbox} does not mirror Exchange to Google")
+            self._apply(entry, user)
+        except Skip as why:
+            log.info(
+                "%s %s %s: nothing to write (%s)",
+                entry.mailbox,
+                entry.op,
+                _short(entry.ews_item_id),
+                why,
+            )
+            self.store.complete(entry, mapping=None, now=self.clock())
+        except GoogleError as exc:
+            self._failed(entry, str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+        except ExchangeError as exc:
+            self._failed(entry, str(exc), retryable=exc.retryable)
+        except (EwsParseError, CalsyncError) as exc:
+            self._failed(entry, f"{type(exc).__name__}: {exc}", retryable=False)
+        except Exception as exc:  # a bug of ours or a library's: retry, then quarantine
+            self._failed(entry, f"unexpected {type(exc).__name__}: {exc}", retryable=True)
+        else:
+            self.completed.append((entry.id, self.clock()))
+        finally:
+            with self._hot_lock:
+                self._hot.pop(entry.id, None)
+
+    def _failed(
+        self, entry: OutboxEntry, error: str, *, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        policy = self.config.outbox
+        attempts = entry.attempts + 1
+        quarantine = not retryable or attempts >= policy.max_attempts
+        delay = retry_after
+        if delay is None:
+            delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempts - 1))
+            delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
+        self.store.retry_later(
+            entry.id, error=error, at=self.clock() + delay, quarantine=quarantine
+        )
+        if quarantine:
+            log.warning(
+                "%s %s %s quarantined after %d attempt(s): %s",
+                entry.mailbox,
+                entry.op,
+                _short(entry.ews_item_id),
+                attempts,
+                error,
+            )
+        else:
+            log.info(
+                "%s %s %s failed (attempt %d), retry in %.1f s: %s",
+                entry.mailbox,
+                entry.op,
+                _short(entry.ews_item_id),
+                attempts,
+                delay,
+                error,
+            )
+
+    def _clients(self, user: UserConfig) -> Any:
+        with self._clients_lock:
+            client = self._google.get(user.mailbox)
+            if client is None:
+                client = self._google[user.mailbox] = self._google_factory(self.config, user)
+            return client
+
+    def _mailbox(self, user: UserConfig) -> Any:
+        with self._clients_lock:
+            client = self._exchange.get(user.mailbox)
+            if client is None:
+                client = self._exchange[user.mailbox] = self._exchange_factory(self.config, user)
+            return client
+
+    # --- apply ---------------------------------------------------------------------------
+
+    def _apply(self, entry: OutboxEntry, user: UserConfig) -> None:
+        from mapping.event import event_id_for
+
+        google = self._clients(user)
+        mapped = self.store.mapped(entry.mailbox, entry.ews_item_id)
+        now = self.clock()
+        if entry.op == "delete":
+            event_id = mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
+            try:
+                google.delete(event_id)
+            except GoogleError as exc:
+                if exc.status not in (404, 410):
+                    raise
+            log.info(
+                "%s delete %s -> Google %s", entry.mailbox, _short(entry.ews_item_id), event_id
+            )
+            self.store.complete(entry, mapping=None, forget=True, now=now)
+            return
+        payload = entry.payload
+        if payload is None:
+            payload = self._prepare(entry, user, mapped)
+            self.store.set_payload(entry.id, payload)
+        if payload["kind"] == "skip":
+            raise Skip(payload["reason"])
+        if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
+            result = self._patch(google, entry, mapped, payload["patch"])
+        else:
+            event = payload.get("event")
+            if event is None:  # a patch with nothing to patch: read the whole item
+                payload = self._prepare(entry, user, None)
+                self.store.set_payload(entry.id, payload)
+                if payload["kind"] == "skip":
+                    raise Skip(payload["reason"])
+                event = payload["event"]
+            result = self._put(google, entry, mapped, event)
+        if result is None:
+            log.info(
+                "%s %s %s: the Google event was deleted there; not recreated",
+                entry.mailbox,
+                entry.op,
+                _short(entry.ews_item_id),
+            )
+            self.store.complete(entry, mapping=None, forget=True, now=now)
+            return
+        self.store.complete(entry, mapping=result, now=now)
+
+    def _prepare(
+        self, entry: OutboxEntry, user: UserConfig, mapped: MappedItem | None
+    ) -> dict[str, Any]:
+        """What to write: {"kind": "event"|"patch"|"skip", ...}."""
+        from mapping.event import patch_for, to_google
+
+        with self._hot_lock:
+            hot = self._hot.get(entry.id)
+        if hot is not None and hot.index is not None:
+            from ews_parser.envelope import parse
+            from ews_parser.values import CreateItemRequest, ParsedItem, UpdateItemRequest
+
+            request = parse(hot.request, default_zone=hot.default_zone).body
+            if entry.op == "upsert" and isinstance(request, CreateItemRequest):
+                item = request.items[hot.index]
+                if isinstance(item, ParsedItem) and item.model is not None:
+                    return {
+                        "kind": "event",
+                        "event": to_google(item.model, default_zone=hot.default_zone),
+                    }
+            if (
+                entry.op == "update"
+                and isinstance(request, UpdateItemRequest)
+                and mapped is not None
+                and mapped.snapshot is not None
+            ):
+                updates = request.changes[hot.index].updates
+                patch = patch_for(updates, mapped.snapshot)
+                if patch is not None:
+                    return {"kind": "patch", "patch": patch}
+        # The request is gone or cannot tell: read the item from Exchange.
+        mailbox = self._mailbox(user)
+        item = mailbox.calendar_item(entry.ews_item_id)
+        if item is None:
+            return {"kind": "skip", "reason": "Exchange has no such calendar item now"}
+        if entry.op == "refresh" and mapped is None:
+            parent = getattr(item.parent_folder_id, "id", None)
+            if parent is not None and parent != mailbox.calendar_folder_id():
+                return {"kind": "skip", "reason": "the item is not in the calendar"}
+        return {"kind": "event", "event": to_google(item)}
+
+    def _tag(self, entry: OutboxEntry, event: dict[str, Any]) -> dict[str, Any]:
+        tagged = dict(event)
+        extended = dict(tagged.get("extendedProperties") or {})
+        private = dict(extended.get("private") or {})
+        private[EWS_ID_PROPERTY] = entry.ews_item_id
+        private[MAILBOX_PROPERTY] = entry.mailbox
+        extended["private"] = private
+        tagged["extendedProperties"] = extended
+        return tagged
+
+    def _put(
+        self, google: Any, entry: OutboxEntry, mapped: MappedItem | None, event: dict[str, Any]
+    ) -> MappedItem | None:
+        """Make the Google event equal `event`: insert, or patch what differs."""
+        from mapping.event import event_id_for
+
+        body = self._tag(entry, event)
+        if mapped is not None:
+            patch = diff(mapped.snapshot or {}, body)
+            return self._patch(google, entry, mapped, patch, snapshot=body)
+        event_id = event_id_for(entry.ews_item_id)
+        try:
+            result = google.insert({**body, "id": event_id})
+        except GoogleError as exc:
+            if exc.status != 409:
+                raise
+            # Already there: a retried insert (done before a crash), or an id Google keeps
+            # for a deleted event.
+            current = google.get(event_id)
+            if current is None or current.get("status") == "cancelled":
+                return None
+            private = (current.get("extendedProperties") or {}).get("private") or {}
+            if private.get(EWS_ID_PROPERTY) != entry.ews_item_id:
+                raise CalsyncError(
+                    f"Google event {event_id} exists but belongs to another item"
+                ) from None
+            patch = diff(_managed(current), body)
+            result = google.patch(event_id, patch, etag=current.get("etag")) if patch else current
+        log.info("%s upsert %s -> Google %s", entry.mailbox, _short(entry.ews_item_id), event_id)
+        return self._mapped_after(entry, event_id, result, body)
+
+    def _patch(
+        self,
+        google: Any,
+        entry: OutboxEntry,
+        mapped: MappedItem,
+        patch: dict[str, Any],
+        *,
+        snapshot: dict[str, Any] | None = None,
+    ) -> MappedItem | None:
+        new_snapshot = (
+            snapshot if snapshot is not None else apply_patch(mapped.snapshot or {}, patch)
+        )
+        if not patch:
+            return MappedItem(
+                mailbox=mapped.mailbox,
+                ews_item_id=mapped.ews_item_id,
+                google_event_id=mapped.google_event_id,
+                ews_change_key=entry.change_key or mapped.ews_change_key,
+                google_etag=mapped.google_etag,
+                content_hash=mapped.content_hash,
+                snapshot=new_snapshot,
+            )
+        try:
+            result = google.patch(mapped.google_event_id, patch, etag=mapped.google_etag)
+        except GoogleError as exc:
+            if exc.status in (404, 410):
+                return None
+            if exc.status != 412:
+                raise
+            # Someone changed the event in Google since we wrote it: re-read, and apply the
+            # fields Exchange changed on top of the current version (the other fields keep
+            # the Google-side edit).
+            current = google.get(mapped.google_event_id)
+            if current is None or current.get("status") == "cancelled":
+                return None
+            log.info(
+                "%s %s: Google changed since our last write; patching on its version",
+                entry.mailbox,
+                mapped.google_event_id,
+            )
+            result = google.patch(mapped.google_event_id, patch, etag=current.get("etag"))
+            new_snapshot = apply_patch(_managed(current), patch)
+        log.info(
+            "%s %s %s -> Google %s (%s)",
+            entry.mailbox,
+            entry.op,
+            _short(entry.ews_item_id),
+            mapped.google_event_id,
+            ", ".join(sorted(patch)),
+        )
+        return self._mapped_after(entry, mapped.google_event_id, result, new_snapshot, mapped)
+
+    def _mapped_after(
+        self,
+        entry: OutboxEntry,
+        event_id: str,
+        result: dict[str, Any],
+        snapshot: dict[str, Any],
+        previous: MappedItem | None = None,
+    ) -> MappedItem:
+        from mapping.event import content_hash
+
+        return MappedItem(
+            mailbox=entry.mailbox,
+            ews_item_id=entry.ews_item_id,
+            google_event_id=event_id,
+            ews_change_key=entry.change_key or (previous.ews_change_key if previous else None),
+            google_etag=result.get("etag"),
+            content_hash=content_hash(snapshot),
+            snapshot=snapshot,
+        )
+
+
+def _managed(event: dict[str, Any]) -> dict[str, Any]:
+    from mapping.event import MANAGED_FIELDS
+
+    return {k: event[k] for k in MANAGED_FIELDS if k in event}
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The patch that turns `old` into `new` on the managed fields (None removes one)."""
+    from mapping.event import MANAGED_FIELDS
+
+    patch: dict[str, Any] = {}
+    for key in MANAGED_FIELDS:
+        if old.get(key) != new.get(key):
+            patch[key] = new.get(key)
+    return patch
+
+
+def apply_patch(snapshot: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    result = dict(snapshot)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def _short(item_id: str) -> str:
+    """Item ids are 150+ characters: logs show the end, which is what differs."""
+    return item_id if len(item_id) <= 16 else "…" + item_id[-12:]

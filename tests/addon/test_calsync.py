@@ -1,0 +1,223 @@
+"""The addon loaded as mitmdump loads it (taddons + the script), writing to the Google
+stand-in through the real google-api-python-client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from mitmproxy import exceptions
+from mitmproxy.test import taddons
+
+from emulators.google.server import GoogleCalendarServer
+from mapping.event import event_id_for
+from tests.addon.conftest import (
+    ADDON,
+    create_request,
+    delete_request,
+    ews_flow,
+    long_id,
+    response,
+    update_request,
+    write_config,
+)
+
+
+def events(server: GoogleCalendarServer, user: str, **params: Any) -> list[dict[str, Any]]:
+    """What the user's primary calendar holds, read through the real client."""
+    service = build(
+        "calendar",
+        "v3",
+        credentials=Credentials(token=user),
+        static_discovery=True,
+        client_options={"api_endpoint": server.api_endpoint},
+    )
+    result = service.events().list(calendarId="primary", **params).execute()
+    return list(result.get("items", []))
+
+
+def calls(server: GoogleCalendarServer) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(server.url + "/_admin/calls") as reply:
+        return list(json.load(reply))
+
+
+def load(tctx: Any, config: Path) -> Any:
+    """The script's addon, configured as mitmdump's --set would. (tctx.script registers
+    the addon's name but keeps it out of the hook chain, so an options update does not
+    reach it: call configure as the option change would.)"""
+    addon = tctx.script(str(ADDON)).addons[0]
+    tctx.options.update(calsync_config=str(config))
+    addon.configure({"calsync_config"})
+    return addon
+
+
+class Harness:
+    """The addon inside a taddons context, configured for the stand-in."""
+
+    def __init__(self, tctx: Any, config: Path) -> None:
+        self.tctx = tctx
+        self.addon = load(tctx, config)
+
+    def see(self, request: bytes, reply: bytes, **kwargs: Any) -> Any:
+        flow = ews_flow(request, reply, **kwargs)
+        before = (flow.request.get_state(), flow.response.get_state())
+        self.addon.request(flow)
+        self.addon.response(flow)
+        # fail-open and read-only: the flow is exactly as it was
+        assert (flow.request.get_state(), flow.response.get_state()) == before
+        return flow
+
+    def drain(self) -> int:
+        return asyncio.run(self.addon.mirror.drain())
+
+
+@pytest.fixture
+def harness(google: GoogleCalendarServer, tmp_path: Path) -> Any:
+    with taddons.context() as tctx:
+        yield Harness(tctx, write_config(tmp_path, google))
+
+
+def test_create_update_delete_reach_google(harness: Harness, google: GoogleCalendarServer) -> None:
+    first, second = long_id("first"), long_id("second")
+    harness.see(create_request("Standup", "Retro"), response("CreateItem", first, second))
+    assert harness.drain() == 2
+    by_summary = {e["summary"]: e for e in events(google, "alice@example.com")}
+    assert set(by_summary) == {"Standup", "Retro"}
+    standup = by_summary["Standup"]
+    assert standup["id"] == event_id_for(first)  # deterministic: a retry cannot duplicate
+    assert standup["start"] == {
+        "dateTime": "2026-03-02T09:00:00+01:00",
+        "timeZone": "Europe/Berlin",
+    }
+    assert standup["location"] == "Room 4"
+    assert standup["extendedProperties"]["private"]["calsync_ews_item_id"] == first
+
+    harness.see(
+        update_request(first, subject="Daily standup", delete_location=True),
+        response("UpdateItem", first),
+    )
+    assert harness.drain() == 1
+    (updated,) = [e for e in events(google, "alice@example.com") if e["id"] == standup["id"]]
+    assert updated["summary"] == "Daily standup"
+    assert "location" not in updated
+    assert updated["etag"] != standup["etag"]
+
+    harness.see(delete_request(first), response("DeleteItem", None))
+    assert harness.drain() == 1
+    remaining = events(google, "alice@example.com")
+    assert [e["summary"] for e in remaining] == ["Retro"]
+    # never a Google notification caused by a sync
+    writes = calls(google)  # the stand-in records every mutating call
+    assert {c["method"] for c in writes} == {"insert", "patch", "delete"}
+    assert all(c["sendUpdates"] == "none" for c in writes), writes
+
+
+def test_only_what_exchange_accepted_is_mirrored(
+    harness: Harness, google: GoogleCalendarServer
+) -> None:
+    ok1, ok3 = long_id("ok1"), long_id("ok3")
+    harness.see(
+        create_request("One", "Two", "Three"),
+        response("CreateItem", ok1, None, ok3, failed=(1,)),
+    )
+    harness.drain()
+    assert sorted(e["summary"] for e in events(google, "alice@example.com")) == ["One", "Three"]
+
+
+def test_other_users_and_mail_are_left_alone(
+    harness: Harness, google: GoogleCalendarServer
+) -> None:
+    harness.see(
+        create_request("Carol's"), response("CreateItem", long_id("c")), user="carol@example.com"
+    )
+    harness.see(
+        create_request("Draft", folder='<t:DistinguishedFolderId Id="drafts"/>').replace(
+            b"t:CalendarItem", b"t:Message"
+        ),
+        response("CreateItem", long_id("m")),
+    )
+    mail_update = update_request(long_id("unknown-mail"), subject="x").replace(
+        b"t:CalendarItem", b"t:Message"
+    )
+    harness.see(mail_update, response("UpdateItem", long_id("unknown-mail")))
+    assert harness.drain() == 0
+    assert events(google, "alice@example.com") == []
+
+
+def test_each_user_gets_only_their_own_events(
+    harness: Harness, google: GoogleCalendarServer
+) -> None:
+    harness.see(create_request("Alice's"), response("CreateItem", long_id("a")))
+    harness.see(
+        create_request("Bob's"), response("CreateItem", long_id("b")), user="bob@example.com"
+    )
+    harness.drain()
+    assert [e["summary"] for e in events(google, "alice@example.com")] == ["Alice's"]
+    assert [e["summary"] for e in events(google, "bob@example.com")] == ["Bob's"]
+
+
+def test_impersonation_names_the_owner(harness: Harness, google: GoogleCalendarServer) -> None:
+    body = create_request("For Bob").replace(
+        b"<s:Header>",
+        b"<s:Header><t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>bob@example.com"
+        b"</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>",
+    )
+    harness.see(body, response("CreateItem", long_id("imp")), user="svc@example.com")
+    harness.drain()
+    assert [e["summary"] for e in events(google, "bob@example.com")] == ["For Bob"]
+    assert events(google, "alice@example.com") == []
+
+
+@pytest.mark.parametrize(
+    ("request_body", "reply"),
+    [
+        (b"\x00garbage", b"<not xml"),
+        (create_request("x"), b"<s:Envelope/>"),
+        (b'<!DOCTYPE x [<!ENTITY a "a">]><x>&a;</x>', response("CreateItem", "X")),
+        (create_request("x"), b""),
+    ],
+    ids=["garbage", "not-soap", "dtd", "empty-response"],
+)
+def test_bad_traffic_passes_untouched(harness: Harness, request_body: bytes, reply: bytes) -> None:
+    harness.see(request_body, reply)  # asserts the flow is unchanged
+    assert harness.drain() == 0
+
+
+def test_faults_and_non_ews_traffic_are_not_read(
+    harness: Harness, google: GoogleCalendarServer
+) -> None:
+    harness.see(create_request("x"), response("CreateItem", long_id("f")), status=500)
+    harness.see(create_request("x"), response("CreateItem", long_id("g")), path="/owa/service.svc")
+    assert harness.drain() == 0
+
+
+def test_google_down_then_back_loses_nothing(
+    harness: Harness, google: GoogleCalendarServer
+) -> None:
+    fault = urllib.request.Request(
+        google.url + "/_admin/faults",
+        data=json.dumps({"kind": "503", "count": 2}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(fault).close()
+    harness.see(create_request("Resilient"), response("CreateItem", long_id("r")))
+    harness.drain()  # attempt 1 and 2 fail (backoff 0 s in this config), 3 succeeds
+    assert [e["summary"] for e in events(google, "alice@example.com")] == ["Resilient"]
+    assert harness.addon.store.pending() == []
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "calsync.toml"
+    bad.write_text("[[users]]\nmailbox = 'nobody'\n")
+    with (
+        taddons.context() as tctx,
+        pytest.raises(exceptions.OptionsError, match="mailbox must be an e-mail address"),
+    ):
+        load(tctx, bad)
