@@ -80,75 +80,78 @@ _FREE: Final = "Free"
 _FREE_BUSY: Final = frozenset({"Free", "Tentative", "Busy", "OOF", "WorkingElsewhere", "NoData"})
 _ONE_DAY: Final = dt.timedelta(days=1)
 
+_ZONE_RULE: Final = (
+    "Exchange stores Windows zone ids. A Windows id becomes its CLDR IANA zone "
+    "(exchangelib.winzone); an IANA zone written to Exchange comes back as the primary IANA "
+    "zone of its Windows zone (Europe/Oslo -> 'W. Europe Standard Time' -> Europe/Berlin), "
+    "same instants. An item with no zone gets default_zone, else UTC; a Google zone with no "
+    "Windows zone becomes UTC, same instants."
+)
+_DATE_TIME_RULE: Final = (
+    "Seconds precision (EWS has no fractions); written with the offset of the event's own "
+    "zone, so '...Z' spellings are not kept."
+)
+_DATE_RULE: Final = (
+    "Google all-day dates carry no zone: EWS all-day items lose theirs (Exchange applies the "
+    "mailbox zone when writing). Google's end is exclusive, exchangelib's inclusive: "
+    "end + 1 day; an inclusive end before the start becomes a one-day event."
+)
+_EMPTY_RULE: Final = "Empty and missing are the same: left out of the event, None in EWS."
+
+#: Every field that cannot survive the trip (Google names), and the rule applied.
 LOSSY_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
     {
+        "summary": _EMPTY_RULE,
+        "location": _EMPTY_RULE,
         "description": (
             "An HTML body becomes plain text (lxml.html): paragraphs become blank-line "
             "separated, lines and list items stay lines, a link keeps its address as "
-            "'words <href>'; formatting, images and styles are dropped. A description "
-            "that carries Google's rich-text tags goes to Exchange as an HTML body and "
-            "comes back as that text. Text bodies pass as they are."
+            "'words <href>'; formatting, images and styles are dropped. A description that "
+            "carries Google's rich-text tags goes to Exchange as an HTML body and comes back "
+            "as that text. Text bodies pass as they are. " + _EMPTY_RULE
         ),
-        "summary/description/location": (
-            "Empty and missing are the same: an empty EWS value is left out of the event, "
-            "and an empty Google value becomes None."
-        ),
-        "start/end timeZone": (
-            "Exchange stores Windows zone ids. A Windows id becomes its CLDR IANA zone "
-            "(exchangelib.winzone); an IANA zone written to Exchange comes back as the "
-            "primary IANA zone of its Windows zone (Europe/Oslo -> 'W. Europe Standard "
-            "Time' -> Europe/Berlin), same instants. An item with no zone gets "
-            "default_zone, else UTC; a Google zone with no Windows zone becomes UTC, "
-            "same instants."
-        ),
-        "start/end dateTime": (
-            "Seconds precision (EWS has no fractions); written in the event's own zone, "
-            "so '...Z' and '+00:00' spellings are not kept."
-        ),
-        "start/end all-day": (
-            "Google all-day dates carry no zone: EWS all-day items lose theirs "
-            "(Exchange applies the mailbox zone when writing). Google's end is exclusive, "
-            "exchangelib's inclusive: end + 1 day; an inclusive end before the start "
-            "becomes a one-day event."
-        ),
+        "start.timeZone": _ZONE_RULE,
+        "end.timeZone": _ZONE_RULE,
+        "start.dateTime": _DATE_TIME_RULE,
+        "end.dateTime": _DATE_TIME_RULE,
+        "start.date": _DATE_RULE,
+        "end.date": _DATE_RULE,
         "reminders": (
             "EWS has one reminder. Google's useDefault (or no reminders key) becomes a "
-            "15-minute reminder (Outlook's default; the calendar's own default is not "
-            "known here). Several overrides become the earliest popup (else the earliest "
-            "of any method); email reminders become popups. Minutes are clamped to "
-            "Google's 0..40320. ReminderMinutesBeforeStart is not kept when ReminderIsSet "
-            "is false."
+            "15-minute reminder (Outlook's default; the calendar's own default is not known "
+            "here). Several overrides become the earliest popup (else the earliest of any "
+            "method); email reminders become popups. Minutes are clamped to Google's "
+            "0..40320. ReminderMinutesBeforeStart is not kept when ReminderIsSet is false."
         ),
         "visibility": (
-            "Google 'public' becomes Normal and comes back 'default'. EWS Personal and "
-            "Private both show as 'private'; Personal is kept in "
+            "Google 'public' becomes Normal and comes back 'default'. EWS Personal and Private "
+            "both show as 'private'; Personal is kept in "
             "extendedProperties.private.ews_sensitivity."
         ),
         "transparency": (
-            "Free <-> transparent, every other LegacyFreeBusyStatus <-> opaque; the exact "
-            "EWS value is kept in extendedProperties.private.ews_free_busy and wins while "
-            "it agrees with transparency; Google opaque with a Free record becomes Busy."
+            "Free <-> transparent, every other LegacyFreeBusyStatus <-> opaque; the exact EWS "
+            "value is kept in extendedProperties.private.ews_free_busy and wins while it "
+            "agrees with transparency; Google opaque with a Free record becomes Busy."
         ),
         "extendedProperties.private.categories": (
-            "A JSON list; categories that would push it past Google's 1024-character "
-            "value limit are dropped from the end. Unreadable JSON reads as no categories."
+            "A JSON list; categories that would push it past Google's 1024-character value "
+            "limit are dropped from the end. Unreadable JSON reads as no categories."
         ),
         "extendedProperties.private.ews_is_cancelled": (
-            "IsCancelled is read-only in EWS: kept for the record, never written back "
-            "by Exchange. The Google event stays confirmed."
+            "IsCancelled is read-only in EWS: kept for the record ('true' or absent), never "
+            "written back by Exchange. The Google event stays confirmed."
         ),
         "recurrence": (
-            "One RRULE within EWS's six patterns; anything else raises MappingError "
-            "(to_ews). EWS's StartDate is not carried (the series starts at start). "
-            "EndDate becomes UNTIL at 23:59:59 of that day in start.timeZone (a DATE for "
-            "all-day), and an UNTIL comes back as the local date of the last start it "
-            "allows. Days 29-31 are written BYMONTHDAY=28..d;BYSETPOS=-1 (EWS uses the "
-            "month's last day); a Google BYMONTHDAY=d without it comes back that way. "
-            "RelativeMonthly/Yearly on 'Day' First..Fourth come back as Absolute "
-            "patterns on day 1..4 (same dates). FREQ=DAILY;BYDAY=... comes back WEEKLY. "
-            "INTERVAL=1 and WKST=MO are left out. Missing BYDAY/BYMONTHDAY/BYMONTH are "
-            "filled from start. EXDATE/RDATE lines are not read (exceptions are "
-            "occurrences)."
+            "One RRULE within EWS's six patterns; anything else raises MappingError (to_ews). "
+            "EWS's StartDate is not carried (the series starts at start). EndDate becomes "
+            "UNTIL at 23:59:59 of that day in start.timeZone (a DATE for all-day), and an "
+            "UNTIL comes back as the local date of the last start it allows. Days 29-31 are "
+            "written BYMONTHDAY=28..d;BYSETPOS=-1 (EWS uses the month's last day); a Google "
+            "BYMONTHDAY=d without it comes back that way. RelativeMonthly/Yearly on 'Day' "
+            "First..Fourth come back as Absolute patterns on day 1..4 (same dates). "
+            "FREQ=DAILY;BYDAY=... comes back WEEKLY. INTERVAL=1 and WKST=MO are left out. "
+            "Missing BYDAY/BYMONTHDAY/BYMONTH are filled from start. EXDATE/RDATE lines are "
+            "not read (exceptions are occurrences)."
         ),
     }
 )
