@@ -200,7 +200,7 @@ def parse_user(raw: Mapping[str, Any], *, base: Path, index: int) -> UserConfig:
         google_user=_str(raw, "google_user", where),
         exchange_username=_str(raw, "exchange_username", where),
         exchange_password_env=_str(raw, "exchange_password_env", where),
-        direction=direction,  # type: ignore[arg-type]  # checked against DIRECTIONS above
+        direction=direction,  # narrowed by the DIRECTIONS check above
     )
 
 

@@ -278,25 +278,34 @@ class Mirror:
         if hot is not None and hot.index is not None:
             from ews_parser.envelope import parse
             from ews_parser.values import CreateItemRequest, ParsedItem, UpdateItemRequest
+            from mapping.errors import MappingError
 
             request = parse(hot.request, default_zone=hot.default_zone).body
-            if entry.op == "upsert" and isinstance(request, CreateItemRequest):
-                item = request.items[hot.index]
-                if isinstance(item, ParsedItem) and item.model is not None:
-                    return {
-                        "kind": "event",
-                        "event": to_google(item.model, default_zone=hot.default_zone),
-                    }
-            if (
-                entry.op == "update"
-                and isinstance(request, UpdateItemRequest)
-                and mapped is not None
-                and mapped.snapshot is not None
-            ):
-                updates = request.changes[hot.index].updates
-                patch = patch_for(updates, mapped.snapshot)
-                if patch is not None:
-                    return {"kind": "patch", "patch": patch}
+            try:
+                if entry.op == "upsert" and isinstance(request, CreateItemRequest):
+                    item = request.items[hot.index]
+                    if isinstance(item, ParsedItem) and item.model is not None:
+                        event = to_google(item.model, default_zone=hot.default_zone)
+                        return {"kind": "event", "event": event}
+                if (
+                    entry.op == "update"
+                    and isinstance(request, UpdateItemRequest)
+                    and mapped is not None
+                    and mapped.snapshot is not None
+                ):
+                    updates = request.changes[hot.index].updates
+                    patch = patch_for(updates, mapped.snapshot)
+                    if patch is not None:
+                        return {"kind": "patch", "patch": patch}
+            except MappingError as exc:
+                # the request alone cannot say (an item without times, say): read it whole
+                log.info(
+                    "%s %s %s: %s; reading the item from Exchange",
+                    entry.mailbox,
+                    entry.op,
+                    _short(entry.ews_item_id),
+                    exc,
+                )
         # The request is gone or cannot tell: read the item from Exchange.
         mailbox = self._mailbox(user)
         item = mailbox.calendar_item(entry.ews_item_id)
@@ -309,7 +318,10 @@ class Mirror:
         return {"kind": "event", "event": to_google(item)}
 
     def _tag(self, entry: OutboxEntry, event: dict[str, Any]) -> dict[str, Any]:
-        tagged = dict(event)
+        """The event as calsync writes it: tied to its Exchange item by private extended
+        properties, and without iCalUID (Google takes either a client id or an iCalUID at
+        creation, and iCalUID cannot be patched later; the properties rebuild the map)."""
+        tagged = {k: v for k, v in event.items() if k != "iCalUID"}
         extended = dict(tagged.get("extendedProperties") or {})
         private = dict(extended.get("private") or {})
         private[EWS_ID_PROPERTY] = entry.ews_item_id
@@ -430,11 +442,12 @@ def _managed(event: dict[str, Any]) -> dict[str, Any]:
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The patch that turns `old` into `new` on the managed fields (None removes one)."""
-    from mapping.event import MANAGED_FIELDS
+    from mapping.event import MANAGED_FIELDS, normalised
 
     patch: dict[str, Any] = {}
     for key in MANAGED_FIELDS:
-        if old.get(key) != new.get(key):
+        # equal values Google spells differently (offsets, RRULE part order) are equal
+        if normalised(key, old.get(key)) != normalised(key, new.get(key)):
             patch[key] = new.get(key)
     return patch
 

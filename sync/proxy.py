@@ -180,7 +180,7 @@ class Observer:
         ids: list[int] = []
         with self.store.transaction():
             if decision.folders:
-                self.store.db["folders"].upsert_all(
+                self.store.db.table("folders").upsert_all(
                     [
                         {"mailbox": user.mailbox, "folder_id": f, "role": r}
                         for f, r in decision.folders.items()
@@ -189,7 +189,7 @@ class Observer:
                 )
             if calendar_items:
                 # only calendar items are remembered: anything unknown is not one
-                self.store.db["seen_items"].upsert_all(
+                self.store.db.table("seen_items").upsert_all(
                     [
                         {"mailbox": user.mailbox, "item_id": i, "item_class": c}
                         for i, c in calendar_items.items()

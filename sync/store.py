@@ -116,7 +116,7 @@ class Store:
     def _migrate(self) -> None:
         with self.transaction():
             if "meta" not in self.db.table_names():
-                self.db["meta"].create({"key": str, "value": str}, pk="key")
+                self.db.table("meta").create({"key": str, "value": str}, pk="key")
             row = self._meta("schema_version")
             version = int(row) if row else 0
             if version > SCHEMA_VERSION:
@@ -126,18 +126,18 @@ class Store:
                 )
             if version < 1:
                 self._create_v1()
-            self.db["meta"].upsert(
+            self.db.table("meta").upsert(
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
             )
 
     def _create_v1(self) -> None:
-        self.db["folders"].create(
+        self.db.table("folders").create(
             {"mailbox": str, "folder_id": str, "role": str}, pk=("mailbox", "folder_id")
         )
-        self.db["seen_items"].create(
+        self.db.table("seen_items").create(
             {"mailbox": str, "item_id": str, "item_class": str}, pk=("mailbox", "item_id")
         )
-        self.db["items"].create(
+        self.db.table("items").create(
             {
                 "mailbox": str,
                 "ews_item_id": str,
@@ -150,8 +150,8 @@ class Store:
             },
             pk=("mailbox", "ews_item_id"),
         )
-        self.db["items"].create_index(["mailbox", "google_event_id"], unique=True)
-        self.db["outbox"].create(
+        self.db.table("items").create_index(["mailbox", "google_event_id"], unique=True)
+        self.db.table("outbox").create(
             {
                 "id": int,
                 "mailbox": str,
@@ -167,7 +167,7 @@ class Store:
             },
             pk="id",
         )
-        self.db["outbox"].create_index(["state", "mailbox", "ews_item_id", "id"])
+        self.db.table("outbox").create_index(["state", "mailbox", "ews_item_id", "id"])
 
     def _meta(self, key: str) -> str | None:
         rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
@@ -196,7 +196,7 @@ class Store:
         if not folders:
             return
         with self.transaction():
-            self.db["folders"].upsert_all(
+            self.db.table("folders").upsert_all(
                 [{"mailbox": mailbox, "folder_id": f, "role": r} for f, r in folders.items()],
                 pk=("mailbox", "folder_id"),
             )
@@ -211,7 +211,7 @@ class Store:
         if not items:
             return
         with self.transaction():
-            self.db["seen_items"].upsert_all(
+            self.db.table("seen_items").upsert_all(
                 [{"mailbox": mailbox, "item_id": i, "item_class": c} for i, c in items.items()],
                 pk=("mailbox", "item_id"),
             )
@@ -285,7 +285,7 @@ class Store:
         change_key: str | None,
         payload: dict[str, Any] | None,
     ) -> int:
-        table = self.db["outbox"]
+        table = self.db.table("outbox")
         table.insert(
             {
                 "mailbox": mailbox,
@@ -367,12 +367,12 @@ class Store:
     def set_payload(self, entry_id: int, payload: dict[str, Any]) -> None:
         """Keep what the worker prepared, so a retry after a crash need not prepare again."""
         with self.transaction():
-            self.db["outbox"].update(entry_id, {"payload": self._sealer.seal(payload)})
+            self.db.table("outbox").update(entry_id, {"payload": self._sealer.seal(payload)})
 
     def retry_later(self, entry_id: int, *, error: str, at: float, quarantine: bool) -> None:
         with self.transaction():
-            row = self.db["outbox"].get(entry_id)
-            self.db["outbox"].update(
+            row = self.db.table("outbox").get(entry_id)
+            self.db.table("outbox").update(
                 entry_id,
                 {
                     "attempts": row["attempts"] + 1,
@@ -393,7 +393,7 @@ class Store:
         """The entry is done: record the new state of the item and drop the entry, at once."""
         with self.transaction():
             if mapping is not None:
-                self.db["items"].upsert(
+                self.db.table("items").upsert(
                     {
                         "mailbox": mapping.mailbox,
                         "ews_item_id": mapping.ews_item_id,
@@ -413,4 +413,4 @@ class Store:
                     "DELETE FROM items WHERE mailbox = ? AND ews_item_id = ?",
                     [entry.mailbox, entry.ews_item_id],
                 )
-            self.db["outbox"].delete(entry.id)
+            self.db.table("outbox").delete(entry.id)
