@@ -77,3 +77,18 @@ def test_mistakes_are_one_line(tmp_path: Path, text: str, says: str) -> None:
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot read config .*No such file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_the_readme_example_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    from sync.config import parse_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"### calsync.toml\n\n```toml\n(.*?)```", readme, re.S)
+    assert block, "the README lost its calsync.toml example"
+    config = parse_config(tomllib.loads(block.group(1)), base=Path("/etc/calsync"))
+    alice, bob = config.users
+    assert config.user_named("contoso\\alice") is alice
+    assert bob.google_service_account_file == Path("/etc/calsync/sa.json")
