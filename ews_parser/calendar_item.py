@@ -61,6 +61,7 @@ _BOOLEANS: Final = {"1": "true", "0": "false"}
 #: midnight in the machine's zone.
 DATE_TAGS: Final = frozenset({t("StartDate"), t("EndDate")})
 _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NORMALISED_TAGS: Final = tuple(BOOLEAN_TAGS | DATE_TAGS | DATETIME_TAGS)
 
 _MEETING_TZ: Final = t("MeetingTimeZone")
 _START_TZ: Final = t("StartTimeZone")
@@ -262,39 +263,47 @@ def normalise_values(item: etree._Element, zones: ItemZones) -> None:
     """Rewrite the values exchangelib misreads, in place: xs:boolean "1"/"0" as
     "true"/"false", every date-time as UTC "YYYY-MM-DDTHH:MM:SSZ", and every plain
     recurrence date as "YYYY-MM-DDZ" (the offset of a date means nothing to EWS)."""
-    for elem in item.iter(*BOOLEAN_TAGS):
-        value = (elem.text or "").strip()
-        if value in _BOOLEANS:
-            elem.text = _BOOLEANS[value]
-    for elem in item.iter(*DATE_TAGS):
-        value = (elem.text or "").strip()
-        if _DATE.match(value):
-            elem.text = value + "Z"
-        elif value and not _is_date_with_zone(value):
-            raise EwsParseError(f"{local(elem.tag)} is not an xs:date: {value[:40]!r}")
-    for elem in item.iter(*DATETIME_TAGS):
+    # one pass over the item (it runs for every item the worker reads)
+    for elem in item.iter(*_NORMALISED_TAGS):
         raw = elem.text
         if raw is None:
             continue
         value = raw.strip()
         if not value:
             continue
-        try:
-            parsed = dt.datetime.fromisoformat(value)
+        tag = elem.tag
+        if tag in BOOLEAN_TAGS:
+            if value in _BOOLEANS:
+                elem.text = _BOOLEANS[value]
+        elif tag in DATE_TAGS:
+            if _DATE.match(value):
+                elem.text = value + "Z"
+            elif not _is_date_with_zone(value):
+                raise EwsParseError(f"{local(tag)} is not an xs:date: {value[:40]!r}")
+        else:
+            elem.text = _utc_text(value, elem, zones)
+
+
+def _utc_text(value: str, elem: etree._Element, zones: ItemZones) -> str:
+    """An xs:dateTime as UTC "YYYY-MM-DDTHH:MM:SSZ"; floating ones read in the zone."""
+    if len(value) == 20 and value[-1] == "Z" and value[10] == "T":
+        try:  # Exchange's own form: validate only (exchangelib reads it right)
+            dt.datetime.fromisoformat(value)
         except ValueError:
-            raise EwsParseError(
-                f"{local(elem.tag)} is not an xs:dateTime: {value[:40]!r}"
-            ) from None
-        if parsed.tzinfo is None:
-            zone = zones.end if elem.tag in _END_TAGS else zones.start
-            if zone is None:
-                zones.warnings.append(f"floating {local(elem.tag)} with no time zone: read as UTC")
-                parsed = parsed.replace(tzinfo=UTC)
-            else:
-                parsed = parsed.replace(tzinfo=zone.tzinfo)
-        normalised = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if normalised != value:
-            elem.text = normalised
+            raise EwsParseError(f"{local(elem.tag)} is not an xs:dateTime: {value!r}") from None
+        return value
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise EwsParseError(f"{local(elem.tag)} is not an xs:dateTime: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        zone = zones.end if elem.tag in _END_TAGS else zones.start
+        if zone is None:
+            zones.warnings.append(f"floating {local(elem.tag)} with no time zone: read as UTC")
+            parsed = parsed.replace(tzinfo=UTC)
+        else:
+            parsed = parsed.replace(tzinfo=zone.tzinfo)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _is_date_with_zone(value: str) -> bool:
