@@ -29,7 +29,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ews_parser.errors import CalsyncError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(CalsyncError):
@@ -126,6 +126,8 @@ class Store:
                 )
             if version < 1:
                 self._create_v1()
+            if version < 2:
+                self._create_v2()
             self.db.table("meta").upsert(
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
             )
@@ -168,6 +170,45 @@ class Store:
             pk="id",
         )
         self.db.table("outbox").create_index(["state", "mailbox", "ews_item_id", "id"])
+
+    def _create_v2(self) -> None:
+        """Two-way sync: where each feed stands, the journal of our own writes (echo
+        suppression by exact version), and the conflicts the policy settled."""
+        self.db.table("sync_state").create(
+            {
+                "mailbox": str,
+                "google_sync_token": str,
+                "ews_sync_state": str,
+                "last_google_sync": float,
+                "last_exchange_sync": float,
+                "last_error": str,
+            },
+            pk="mailbox",
+        )
+        self.db.table("journal").create(
+            {
+                "mailbox": str,
+                "side": str,
+                "key": str,
+                "version": str,
+                "content_hash": str,
+                "at": float,
+            },
+            pk=("mailbox", "side", "key", "version"),
+        )
+        self.db.table("conflicts").create(
+            {
+                "id": int,
+                "mailbox": str,
+                "ews_item_id": str,
+                "google_event_id": str,
+                "field": str,
+                "winner": str,
+                "reason": str,
+                "at": float,
+            },
+            pk="id",
+        )
 
     def _meta(self, key: str) -> str | None:
         rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
@@ -393,24 +434,131 @@ class Store:
         """The entry is done: record the new state of the item and drop the entry, at once."""
         with self.transaction():
             if mapping is not None:
-                self.db.table("items").upsert(
-                    {
-                        "mailbox": mapping.mailbox,
-                        "ews_item_id": mapping.ews_item_id,
-                        "google_event_id": mapping.google_event_id,
-                        "ews_change_key": mapping.ews_change_key,
-                        "google_etag": mapping.google_etag,
-                        "content_hash": mapping.content_hash,
-                        "snapshot": self._sealer.seal(mapping.snapshot)
-                        if mapping.snapshot is not None
-                        else None,
-                        "updated_at": now,
-                    },
-                    pk=("mailbox", "ews_item_id"),
-                )
+                self._upsert_mapping(mapping, now)
             if forget:
                 self.db.execute(
                     "DELETE FROM items WHERE mailbox = ? AND ews_item_id = ?",
                     [entry.mailbox, entry.ews_item_id],
                 )
             self.db.table("outbox").delete(entry.id)
+
+    # --- two-way sync: feeds, journal, conflicts ---------------------------------------
+
+    def sync_state(self, mailbox: str) -> dict[str, Any]:
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM sync_state WHERE mailbox = ?", [mailbox]))
+        return rows[0] if rows else {"mailbox": mailbox}
+
+    def save_sync_state(self, mailbox: str, **values: Any) -> None:
+        with self.transaction():
+            self.db.table("sync_state").upsert({"mailbox": mailbox, **values}, pk="mailbox")
+
+    def journal(
+        self,
+        mailbox: str,
+        side: str,
+        key: str,
+        version: str | None,
+        content_hash: str | None,
+        *,
+        now: float,
+    ) -> None:
+        """Remember a version we wrote, so that it is ignored when it comes back."""
+        if not version:
+            return
+        with self.transaction():
+            self.db.table("journal").upsert(
+                {
+                    "mailbox": mailbox,
+                    "side": side,
+                    "key": key,
+                    "version": version,
+                    "content_hash": content_hash,
+                    "at": now,
+                },
+                pk=("mailbox", "side", "key", "version"),
+            )
+
+    def is_echo(self, mailbox: str, side: str, key: str, version: str | None) -> bool:
+        if not version:
+            return False
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT 1 FROM journal"
+                    " WHERE mailbox = ? AND side = ? AND key = ? AND version = ?",
+                    [mailbox, side, key, version],
+                )
+            )
+        return bool(rows)
+
+    def prune_journal(self, older_than: float) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM journal WHERE at < ?", [older_than])
+
+    def record_conflict(
+        self,
+        mailbox: str,
+        ews_item_id: str | None,
+        google_event_id: str | None,
+        field: str,
+        winner: str,
+        reason: str,
+        *,
+        now: float,
+    ) -> None:
+        with self.transaction():
+            self.db.table("conflicts").insert(
+                {
+                    "mailbox": mailbox,
+                    "ews_item_id": ews_item_id,
+                    "google_event_id": google_event_id,
+                    "field": field,
+                    "winner": winner,
+                    "reason": reason,
+                    "at": now,
+                }
+            )
+
+    def conflicts(self, mailbox: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(
+                self.db.query("SELECT * FROM conflicts WHERE mailbox = ? ORDER BY id", [mailbox])
+            )
+
+    def mapped_by_google(self, mailbox: str, google_event_id: str) -> MappedItem | None:
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT * FROM items WHERE mailbox = ? AND google_event_id = ?",
+                    [mailbox, google_event_id],
+                )
+            )
+        return self._mapped(rows[0]) if rows else None
+
+    def save_mapping(self, mapping: MappedItem, *, now: float) -> None:
+        with self.transaction():
+            self._upsert_mapping(mapping, now)
+
+    def forget(self, mailbox: str, ews_item_id: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM items WHERE mailbox = ? AND ews_item_id = ?", [mailbox, ews_item_id]
+            )
+
+    def _upsert_mapping(self, mapping: MappedItem, now: float) -> None:
+        self.db.table("items").upsert(
+            {
+                "mailbox": mapping.mailbox,
+                "ews_item_id": mapping.ews_item_id,
+                "google_event_id": mapping.google_event_id,
+                "ews_change_key": mapping.ews_change_key,
+                "google_etag": mapping.google_etag,
+                "content_hash": mapping.content_hash,
+                "snapshot": self._sealer.seal(mapping.snapshot)
+                if mapping.snapshot is not None
+                else None,
+                "updated_at": now,
+            },
+            pk=("mailbox", "ews_item_id"),
+        )

@@ -104,3 +104,25 @@ def test_users_do_not_see_each_others_state(store: Store) -> None:
     assert store.folders("b@x") == {}
     assert store.item_class("b@x", "I") is None
     assert store.item_class("a@x", "I") == "CalendarItem"
+
+
+def test_a_v1_store_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.enqueue("a@x", "ID", "upsert", now=1.0, payload={"summary": "kept"})
+    # make it look like schema 1: the v2 tables gone, the version back to 1
+    for table in ("sync_state", "journal", "conflicts"):
+        store.db.table(table).drop()
+    store.db.table("meta").upsert({"key": "schema_version", "value": "1"}, pk="key")
+    store.close()
+    reopened = Store(tmp_path / "s.db")
+    assert {"sync_state", "journal", "conflicts"} <= set(reopened.db.table_names())
+    assert reopened.pending()[0].payload == {"summary": "kept"}
+    assert reopened.db.table("meta").get("schema_version")["value"] == str(SCHEMA_VERSION)
+
+
+def test_journal_recognises_exactly_our_versions(store: Store) -> None:
+    store.journal("a@x", "google", "ev1", '"123"', "h", now=1.0)
+    assert store.is_echo("a@x", "google", "ev1", '"123"')
+    assert not store.is_echo("a@x", "google", "ev1", '"124"')  # someone edited it since
+    assert not store.is_echo("b@x", "google", "ev1", '"123"')
+    assert not store.is_echo("a@x", "exchange", "ev1", '"123"')
