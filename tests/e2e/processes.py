@@ -1,0 +1,137 @@
+"""A real `mitmdump -s addon/calsync.py` process, as an administrator runs it.
+
+Regular proxy mode on 127.0.0.1 with an ephemeral port (read back from mitmdump's own
+"proxy listening at" line), a fresh mitmproxy CA in its own confdir, trusting the EWS
+stand-in's CA upstream. Its environment is built here, not inherited: no HTTP(S)_PROXY,
+so neither the proxy nor the addon's own write-backs can loop through a proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDON = ROOT / "addon" / "calsync.py"
+MITMDUMP = ROOT / ".venv" / "bin" / "mitmdump"
+
+_LISTENING = re.compile(r"proxy listening at 127\.0\.0\.1:(\d+)")
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any proxy settings, loopback never proxied."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in _PROXY_VARIABLES and not k.startswith("PYTEST_")
+    }
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(extra or {})
+    return env
+
+
+class Mitmdump:
+    """One mitmdump process; `start()` returns once it listens, `stop()`/`kill()` end it.
+
+    Its output goes to a file (a pipe nobody reads would block it) that `log()` returns,
+    for failure messages.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        addon: bool = True,
+        options: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        name: str = "mitmdump",
+    ) -> None:
+        self.workdir = workdir
+        self.confdir = workdir / "mitmproxy"
+        self.addon = addon
+        self.options = dict(options or {})
+        self.env = dict(env or {})
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self.runs = 0
+        self._log_path: Path | None = None
+
+    @property
+    def proxy_url(self) -> str:
+        assert self.port is not None, "not started"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The mitmproxy CA clients must trust (generated on first start)."""
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def command(self) -> list[str]:
+        args = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", "0"]
+        if self.addon:
+            args += ["-s", str(ADDON)]
+        options = {"confdir": str(self.confdir), "flow_detail": "0", **self.options}
+        for key, value in options.items():
+            args += ["--set", f"{key}={value}"]
+        return args
+
+    def start(self, timeout: float = 30.0) -> Mitmdump:
+        assert self.process is None, "already running"
+        self.runs += 1
+        self._log_path = self.workdir / f"{self.name}-{self.runs}.log"
+        log_file = self._log_path.open("wb")
+        try:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.workdir,
+                env=clean_env(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()  # the child has its own descriptor
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(self.log())
+            if match:
+                self.port = int(match.group(1))
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"{self.name} did not start listening:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return self._log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no hook runs, nothing is flushed; what is on disk is what survives."""
+        self._end(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """SIGTERM (mitmdump shuts down its addons), SIGKILL if it does not go in 10 s."""
+        self._end(signal.SIGTERM)
+
+    def _end(self, sig: signal.Signals) -> None:
+        process, self.process, self.port = self.process, None, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
