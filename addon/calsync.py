@@ -13,6 +13,7 @@ happen in a background task (`sync.mirror.Mirror`), never on the request path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -26,6 +27,11 @@ from sync.proxy import EWS_PATH, Exchange, Observer, lower_headers
 from sync.store import Store, StoreError
 
 log = logging.getLogger("calsync")
+
+#: On shutdown, how long the worker may go on writing what is due before it is stopped.
+#: (`mitmdump -nr capture` shuts down as soon as the file is read.) Whatever is left stays
+#: in the outbox for the next start.
+DRAIN_ON_EXIT_S = 10.0
 
 
 def parse_ews_path(value: str) -> str:
@@ -104,11 +110,29 @@ class CalSync:
         if self.mirror is not None and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.mirror.run())
 
-    def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+    async def done(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await self._let_worker_finish(DRAIN_ON_EXIT_S)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._close()
+
+    async def _let_worker_finish(self, limit: float) -> None:
+        """Wait (at most `limit` seconds) until the worker has written every entry that is
+        due within that time; the worker does the writing, so nothing is written twice."""
+        mirror, store = self.mirror, self.store
+        if mirror is None or store is None:
+            return
+        deadline = time.monotonic() + limit
+        while True:
+            due = store.next_due()
+            left = deadline - time.monotonic()
+            if due is None or left <= 0 or due > time.time() + left:
+                return
+            mirror.wake()
+            await asyncio.sleep(0.05)
 
     def _close(self) -> None:
         if self.store is not None:
