@@ -483,12 +483,24 @@ class Mailbox:
         return item
 
     def _check_recurrence(self, model: Any) -> None:
+        """Refuse a pattern without occurrences; move the master onto its first one.
+
+        "For a recurring series, the value of this property [the start] is the start date
+        and time of the first instance according to the recurrence pattern" (MS-OXOCAL
+        2.2.1.5 PidLidAppointmentStartWhole): a series created on a day its pattern skips
+        starts at its first occurrence, with its duration kept.
+        """
         try:
             first = next(rec.occurrences(model.recurrence, model.start, _zone(model)), None)
         except rec.UnsupportedRecurrence as exc:
             raise error("ErrorInvalidRecurrence", str(exc)) from None
         if first is None:
             raise error("ErrorInvalidRecurrence")
+        _, first_start = first
+        if first_start != model.start:
+            duration = model.end - model.start
+            model.start = utc(first_start)
+            model.end = utc(first_start + duration)
 
     def check_change_key(self, target: Target, change_key: str | None, resolution: str) -> None:
         """A stale ChangeKey fails only under NeverOverwrite; AutoResolve and

@@ -35,6 +35,8 @@ _DAYS: Final = (rrule.MO, rrule.TU, rrule.WE, rrule.TH, rrule.FR, rrule.SA, rrul
 _DAY_GROUPS: Final = {8: _DAYS, 9: _DAYS[:5], 10: _DAYS[5:]}
 #: EWS week_number 1..4 is First..Fourth, 5 is Last.
 _LAST_WEEK: Final = 5
+#: Every month has at least this many days.
+_SHORTEST_MONTH: Final = 28
 
 #: A NoEnd series is expanded lazily; this caps how far an index lookup may walk.
 MAX_INDEX: Final = 10_000
@@ -56,6 +58,15 @@ def _weekday_rule(weekday: int, week_number: int | None) -> dict[str, Any]:
     return {"byweekday": day(-1 if week_number == _LAST_WEEK else week_number)}
 
 
+def _month_day_rule(day: int) -> dict[str, Any]:
+    """DayOfMonth: "If for a particular month this value is larger than the number of days
+    in the month, the last day of the month is assumed" (web-service-reference/dayofmonth),
+    where a plain RFC 5545 BYMONTHDAY would skip that month: the last of 28..day is it."""
+    if day <= _SHORTEST_MONTH:
+        return {"bymonthday": day}
+    return {"bymonthday": tuple(range(_SHORTEST_MONTH, day + 1)), "bysetpos": -1}
+
+
 def rule_for(recurrence: Any, dtstart: dt.datetime, zone: dt.tzinfo) -> rrule.rrule:
     """The dateutil rule for an exchangelib `Recurrence`, starting at `dtstart` (aware,
     in `zone`, the master's wall-clock start)."""
@@ -69,13 +80,14 @@ def rule_for(recurrence: Any, dtstart: dt.datetime, zone: dt.tzinfo) -> rrule.rr
         kwargs["wkst"] = _DAYS[(pattern.first_day_of_week or 1) - 1]
     elif isinstance(pattern, AbsoluteMonthlyPattern):
         freq = rrule.MONTHLY
-        kwargs["bymonthday"] = pattern.day_of_month
+        kwargs.update(_month_day_rule(pattern.day_of_month))
     elif isinstance(pattern, RelativeMonthlyPattern):
         freq = rrule.MONTHLY
         kwargs.update(_weekday_rule(pattern.weekday, pattern.week_number))
     elif isinstance(pattern, AbsoluteYearlyPattern):
         freq = rrule.YEARLY
-        kwargs.update(bymonth=pattern.month, bymonthday=pattern.day_of_month, interval=1)
+        kwargs.update(bymonth=pattern.month, interval=1)
+        kwargs.update(_month_day_rule(pattern.day_of_month))
     elif isinstance(pattern, RelativeYearlyPattern):
         freq = rrule.YEARLY
         kwargs.update(bymonth=pattern.month, interval=1)

@@ -106,13 +106,11 @@ def expand(recurrence: list[str], start: When) -> list[Occurrence]:
         tz = zone(start.time_zone)
         dtstart = start.instant.astimezone(tz)
     rules = rruleset()
-    saw_rule = False
     for raw in recurrence:
         line = raw.strip()
         name = line.split(":", 1)[0].split(";", 1)[0].upper()
         if name == "RRULE":
             rules.rrule(_rule(line, dtstart, tz))  # type: ignore[arg-type]
-            saw_rule = True
         elif name == "EXRULE":
             rules.exrule(_rule(line, dtstart, tz))  # type: ignore[arg-type]
         elif name in ("RDATE", "EXDATE"):
@@ -122,9 +120,11 @@ def expand(recurrence: list[str], start: When) -> list[Occurrence]:
                 (rules.rdate if name == "RDATE" else rules.exdate)(moment)
         else:
             raise errors.invalid("Invalid recurrence rule.")
-    if not saw_rule:
-        # RFC 5545: DTSTART is itself the first instance of the set.
-        rules.rdate(dtstart)
+    # RFC 5545 3.8.5.3: "The DTSTART property value always counts as the first
+    # occurrence", and Google shows it even when the RRULE skips that day
+    # (googleapis/google-api-nodejs-client#2214: COUNT=5 from a Monday gives 6 instances,
+    # the Monday and five matching days). dateutil leaves an unmatched DTSTART out.
+    rules.rdate(dtstart)
     out: list[Occurrence] = []
     for moment in rules:
         if len(out) >= MAX_OCCURRENCES:

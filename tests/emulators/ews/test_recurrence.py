@@ -17,6 +17,8 @@ from exchangelib.errors import (
     ErrorCalendarOccurrenceIsDeletedFromRecurrence,
 )
 from exchangelib.recurrence import (
+    AbsoluteMonthlyPattern,
+    AbsoluteYearlyPattern,
     DailyPattern,
     EndDatePattern,
     NoEndPattern,
@@ -140,6 +142,43 @@ def test_modified_and_deleted_occurrences(alice: Account) -> None:
         EWSDateTime(2024, 3, 18, 8, 0, tzinfo=UTC)]
     with pytest.raises(ErrorCalendarOccurrenceIsDeletedFromRecurrence):
         master.occurrence(3).refresh()
+
+
+def test_master_created_on_a_skipped_day_moves_to_its_first_occurrence(alice: Account) -> None:
+    # MS-OXOCAL 2.2.1.5: a series' start "is the start date and time of the first instance
+    # according to the recurrence pattern". 2024-03-04 is a Monday; the pattern is Wednesdays.
+    created = _weekly(alice, recurrence=Recurrence(
+        pattern=WeeklyPattern(interval=1, weekdays=[WEDNESDAY], first_day_of_week=1),
+        boundary=NumberedPattern(start=EWSDate(2024, 3, 4), number=3)))
+    master = alice.calendar.get(id=created.id)
+    assert master.start == EWSDateTime(2024, 3, 6, 8, 0, tzinfo=UTC)
+    assert master.end == EWSDateTime(2024, 3, 6, 9, 0, tzinfo=UTC)
+    seen = _view(alice, dt.date(2024, 3, 1), dt.date(2024, 4, 1))
+    assert [o.start.date() for o in seen] == [
+        dt.date(2024, 3, 6), dt.date(2024, 3, 13), dt.date(2024, 3, 20)]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        # the 31st: months with fewer days take their last day, none is skipped
+        (AbsoluteMonthlyPattern(interval=1, day_of_month=31),
+         [dt.date(2024, 3, 31), dt.date(2024, 4, 30), dt.date(2024, 5, 31), dt.date(2024, 6, 30)]),
+        # 29 February: the 28th in common years
+        (AbsoluteYearlyPattern(day_of_month=29, month=2),
+         [dt.date(2025, 2, 28), dt.date(2026, 2, 28), dt.date(2027, 2, 28), dt.date(2028, 2, 29)]),
+    ],
+    ids=["monthly-31st", "yearly-29-february"],
+)
+def test_day_of_month_past_the_month_end_is_its_last_day(
+    alice: Account, pattern: object, expected: list[dt.date]
+) -> None:
+    # DayOfMonth: "If for a particular month this value is larger than the number of days in
+    # the month, the last day of the month is assumed" (web-service-reference/dayofmonth).
+    _weekly(alice, recurrence=Recurrence(
+        pattern=pattern, boundary=NumberedPattern(start=EWSDate(2024, 3, 4), number=4)))
+    seen = _view(alice, dt.date(2024, 3, 1), dt.date(2029, 1, 1))
+    assert [o.start.astimezone(BERLIN).date() for o in seen] == expected
 
 
 def test_deleting_the_master_deletes_the_series(alice: Account) -> None:

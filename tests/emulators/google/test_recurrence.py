@@ -72,6 +72,19 @@ def test_utc_exdate_removes_the_same_instant(calendar: Any) -> None:
     assert ids == [f"{master['id']}_20260316T090000Z", f"{master['id']}_20260323T090000Z"]
 
 
+def test_start_the_rule_skips_is_an_extra_first_instance(calendar: Any) -> None:
+    # RFC 5545 3.8.5.3: "The DTSTART property value always counts as the first occurrence";
+    # Google shows it and COUNT more (google-api-nodejs-client#2214). 2026-03-16 is a Monday.
+    master = _series(calendar, ["RRULE:FREQ=WEEKLY;BYDAY=TU,TH;COUNT=3"])
+    starts = [i["start"]["dateTime"][:10] for i in _instances(calendar, master["id"])]
+    assert starts == ["2026-03-16", "2026-03-17", "2026-03-19", "2026-03-24"]
+    # an EXDATE on the start removes it like any other instance
+    master = _series(calendar, ["RRULE:FREQ=WEEKLY;BYDAY=TU;COUNT=2",
+                                "EXDATE;TZID=Europe/Berlin:20260316T100000"])
+    starts = [i["start"]["dateTime"][:10] for i in _instances(calendar, master["id"])]
+    assert starts == ["2026-03-17", "2026-03-24"]
+
+
 def test_recurring_event_without_time_zone_is_400(calendar: Any) -> None:
     # "For recurring events this field [start.timeZone] is required".
     with pytest.raises(HttpError) as caught:
