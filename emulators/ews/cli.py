@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impersonator", action="append", default=[],
                         metavar="ADDRESS:PASSWORD",
                         help="a service account that may use ExchangeImpersonation (repeatable)")
+    parser.add_argument("--ntlm", action="store_true",
+                        help="accept NTLM (as ADDRESS or DOMAIN\\user, DOMAIN from the "
+                        "address) as well as Basic")
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a certificate generated at start-up")
     parser.add_argument("--tls-dir", metavar="DIR",
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         server = EwsServer(users=args.user, impersonators=args.impersonator, port=args.port,
-                           use_tls=args.tls, tls_dir=args.tls_dir)
+                           use_tls=args.tls, tls_dir=args.tls_dir, ntlm=args.ntlm)
     except (OSError, ValueError) as exc:
         print(f"calsync emulate ews: {exc}", file=sys.stderr)
         return 1

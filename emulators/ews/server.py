@@ -1,7 +1,8 @@
 """The HTTP(S) side of the EWS stand-in, and the API to run it in-process.
 
-`POST /EWS/Exchange.asmx` with Basic credentials (401 with a `WWW-Authenticate`
-challenge otherwise, as IIS answers) carries SOAP; `/_admin/...` is this stand-in's own
+`POST /EWS/Exchange.asmx` with Basic credentials, or on a connection NTLM authenticated
+(`ntlm=True`; see `ntlm.py`), carries SOAP; anything else gets 401 with a
+`WWW-Authenticate` offer per scheme, as IIS answers; `/_admin/...` is this stand-in's own
 control surface (faults, recorded meeting-message options), never part of EWS.
 Reference: https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/authentication-and-ews-in-exchange
 
@@ -20,7 +21,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Final
 from emulators.ews import tls
 from emulators.ews.faults import FaultSpecError, FaultSwitch
 from emulators.ews.mailbox import Store
+from emulators.ews.ntlm import SCHEMES, NtlmAcceptor
 from emulators.ews.service import Answer, EwsService, fault_answer
 
 log = logging.getLogger("calsync.emulators.ews")
@@ -51,6 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
     # ErrorServerBusy and retries.
     protocol_version = "HTTP/1.1"
     server: _HttpServer
+    # One handler serves one connection: NTLM's state lives here, so it is bound to the
+    # connection (MS-NTHT 3.2.5.1.2).
+    _ntlm_context: Any = None
+    _ntlm_user: str | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # stdlib's name
         log.debug("%s %s", self.address_string(), format % args)
@@ -68,11 +74,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(size)
 
     def _send(self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8",
-              headers: Mapping[str, str] | None = None, *, close: bool = False) -> None:
+              headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None, *,
+              close: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+        for name, value in pairs:
             self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
@@ -83,9 +91,40 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, value: Any) -> None:
         self._send(status, json.dumps(value).encode(), "application/json")
 
-    def _credentials(self) -> str | None:
+    def _unauthorized(self, challenge: str | None = None) -> None:
+        # IIS answers a missing or wrong password with a challenge and no body.
+        if challenge is not None:
+            offers = [challenge]
+        else:
+            log.info("401 for a request without valid credentials")
+            offers = ["NTLM"] if self.server.ntlm is not None else []
+            offers.append('Basic realm="127.0.0.1"')
+        self._send(HTTPStatus.UNAUTHORIZED, b"", "text/plain",
+                   [("WWW-Authenticate", offer) for offer in offers])
+
+    def _authenticate(self) -> str | None:
+        """The authenticated user, or None once a 401 has been sent."""
         header = self.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
+        acceptor = self.server.ntlm
+        if acceptor is not None and scheme.lower() in SCHEMES:
+            # A new NTLM exchange starts over, even on an authenticated connection.
+            self._ntlm_user = None
+            step, self._ntlm_context = acceptor.step(scheme, value, self._ntlm_context)
+            if step.address is not None:
+                self._ntlm_user = step.address
+                log.info("NTLM authenticated the connection")
+                return step.address
+            self._unauthorized(step.challenge)
+            return None
+        if not header and self._ntlm_user is not None:
+            return self._ntlm_user
+        user = self._credentials(scheme, value)
+        if user is None:
+            self._unauthorized()
+        return user
+
+    def _credentials(self, scheme: str, value: str) -> str | None:
         if scheme.lower() != "basic":
             return None
         try:
@@ -123,12 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._admin("DELETE", self.path.split("?", 1)[0], b"")
 
     def _ews(self, body: bytes) -> None:
-        user = self._credentials()
+        user = self._authenticate()
         if user is None:
-            # IIS answers a missing or wrong password with a challenge and no body.
-            log.info("401 for a request without valid credentials")
-            self._send(HTTPStatus.UNAUTHORIZED, b"", "text/plain",
-                       {"WWW-Authenticate": 'Basic realm="127.0.0.1"'})
             return
         service = self.server.service
         parsed = service.parse(body)
@@ -195,6 +230,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.service = service
         self.faults = faults
         self.tls: ssl.SSLContext | None = None
+        self.ntlm: NtlmAcceptor | None = None
         super().__init__(address, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -232,6 +268,7 @@ class EwsServer:
         port: int = 0,
         tls_dir: Path | str | None = None,
         use_tls: bool = False,
+        ntlm: bool = False,
         clock: Callable[[], dt.datetime] = system_clock,
     ) -> None:
         plain = _parse_accounts(users)
@@ -241,6 +278,9 @@ class EwsServer:
         self.service = EwsService(self.store, passwords, set(services))
         self.faults = FaultSwitch()
         self._http = _HttpServer(("127.0.0.1", port), self.service, self.faults)
+        if ntlm:
+            # Accepted as `user@domain` and as `DOMAIN\user` (ntlm.py), next to Basic.
+            self._http.ntlm = NtlmAcceptor(passwords)
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.cert_files: tls.CertFiles | None = None
@@ -286,6 +326,8 @@ class EwsServer:
             self._thread.join()
             self._thread = None
         self._http.server_close()
+        if self._http.ntlm is not None:
+            self._http.ntlm.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
