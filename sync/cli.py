@@ -15,6 +15,8 @@ from collections.abc import Sequence
 # (module path, name of its `add_parser(subparsers)` function)
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("emulators.cli", "add_parser"),
+    ("sync.job", "add_parser"),
+    ("sync.replay", "add_parser"),
 ]
 
 

@@ -48,6 +48,7 @@ class UserConfig:
     exchange_username: str | None = None
     exchange_password_env: str | None = None
     direction: Direction = "both"
+    policy: str | None = None  # this user's conflict policy, else [sync] policy
 
     @property
     def mirrors_to_google(self) -> bool:
@@ -65,6 +66,18 @@ class OutboxPolicy:
     backoff_max_s: float = 300.0
 
 
+POLICIES = ("exchange-wins", "google-wins", "newest-wins")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPolicy:
+    policy: str = "exchange-wins"
+    modified_beats_delete: bool = False
+    max_delete_share: float = 0.5
+    window_days: int = 365
+    interval_s: float = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     store_path: Path
@@ -77,6 +90,7 @@ class Config:
     exchange_impersonation_username: str | None = None
     exchange_impersonation_password_env: str | None = None
     outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
+    sync: SyncPolicy = field(default_factory=SyncPolicy)
     source: Path | None = None
 
     def user_named(self, name: str | None) -> UserConfig | None:
@@ -106,7 +120,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    _only(data, {"store", "google", "exchange", "outbox", "users"}, "the top level")
+    _only(data, {"store", "google", "exchange", "outbox", "sync", "users"}, "the top level")
     store = _table(data, "store")
     _only(store, {"path"}, "[store]")
     google = _table(data, "google")
@@ -119,6 +133,21 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     )
     outbox = _table(data, "outbox")
     _only(outbox, {"max_attempts", "backoff_base_s", "backoff_max_s"}, "[outbox]")
+    sync = _table(data, "sync")
+    _only(
+        sync,
+        {"policy", "modified_beats_delete", "max_delete_share", "window_days", "interval_s"},
+        "[sync]",
+    )
+    policy = _str(sync, "policy", "[sync]") or "exchange-wins"
+    if policy not in POLICIES:
+        raise ConfigError(f"[sync] policy must be one of {', '.join(POLICIES)}")
+    beats = sync.get("modified_beats_delete", False)
+    if not isinstance(beats, bool):
+        raise ConfigError("[sync] modified_beats_delete must be true or false")
+    share = _float(sync, "max_delete_share", "[sync]", default=0.5)
+    if share > 1:
+        raise ConfigError("[sync] max_delete_share is a share: between 0 and 1")
 
     users_raw = data.get("users", [])
     if not isinstance(users_raw, list) or not all(isinstance(u, dict) for u in users_raw):
@@ -151,6 +180,13 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         exchange_impersonation_password_env=_str(
             exchange, "impersonation_password_env", "[exchange]"
         ),
+        sync=SyncPolicy(
+            policy=policy,
+            modified_beats_delete=beats,
+            max_delete_share=share,
+            window_days=_int(sync, "window_days", "[sync]", default=365),
+            interval_s=_float(sync, "interval_s", "[sync]", default=60.0),
+        ),
         outbox=OutboxPolicy(
             max_attempts=max_attempts,
             backoff_base_s=_float(outbox, "backoff_base_s", "[outbox]", default=0.5),
@@ -174,6 +210,7 @@ def parse_user(raw: Mapping[str, Any], *, base: Path, index: int) -> UserConfig:
             "exchange_username",
             "exchange_password_env",
             "direction",
+            "policy",
         },
         where,
     )
@@ -188,6 +225,9 @@ def parse_user(raw: Mapping[str, Any], *, base: Path, index: int) -> UserConfig:
     account = _opt_path(raw, "google_service_account_file", where, base)
     if token and account:
         raise ConfigError(f"{where}: google_token_file or google_service_account_file, not both")
+    user_policy = _str(raw, "policy", where)
+    if user_policy is not None and user_policy not in POLICIES:
+        raise ConfigError(f"{where}: policy must be one of {', '.join(POLICIES)}")
     direction = _str(raw, "direction", where) or "both"
     if direction not in DIRECTIONS:
         raise ConfigError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
@@ -201,6 +241,7 @@ def parse_user(raw: Mapping[str, Any], *, base: Path, index: int) -> UserConfig:
         exchange_username=_str(raw, "exchange_username", where),
         exchange_password_env=_str(raw, "exchange_password_env", where),
         direction=direction,  # narrowed by the DIRECTIONS check above
+        policy=user_policy,
     )
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,30 @@ class GoogleCalendar:
         events = self._service.events()
         request = events.delete(calendarId=self.calendar_id, eventId=event_id, sendUpdates="none")
         self._execute(request, if_match=etag)
+
+    def list_pages(
+        self, *, sync_token: str | None, time_min: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """events.list pages, every one followed; the last carries nextSyncToken. A 410
+        comes out as GoogleError(410): start over in full.
+
+        Incremental lists keep the initial query's parameters (Google: "all other query
+        parameters should be the same as for the initial synchronization").
+        """
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"calendarId": self.calendar_id, "maxResults": 250}
+            if sync_token:
+                params["syncToken"] = sync_token
+            elif time_min:
+                params["timeMin"] = time_min
+            if page_token:
+                params["pageToken"] = page_token
+            page = dict(self._execute(self._service.events().list(**params)))
+            yield page
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return
 
 
 def _google_error(exc: Any) -> GoogleError:

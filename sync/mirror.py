@@ -423,6 +423,15 @@ class Mirror:
     ) -> MappedItem:
         from mapping.event import content_hash
 
+        # the two-way job must know this version for ours when Google's feed returns it
+        self.store.journal(
+            entry.mailbox,
+            "google",
+            event_id,
+            result.get("etag"),
+            content_hash(snapshot),
+            now=self.clock(),
+        )
         return MappedItem(
             mailbox=entry.mailbox,
             ews_item_id=entry.ews_item_id,

@@ -1,0 +1,688 @@
+"""The periodic two-way job, per user: the Exchange change feed, then Google's.
+
+1. Exchange: SyncFolderItems on the calendar from the stored SyncState catches what never
+   passed the proxy (web mail, phones, Windows Outlook over MAPI/HTTP, server-side meeting
+   processing). The proxy stays the fast path; this makes the result complete.
+2. Google: events.list with the stored sync token (the first run lists a window in full;
+   410 drops the token and lists in full again). Each page's changes are applied before its
+   nextSyncToken is stored.
+
+For each changed item or event: versions we wrote ourselves (journaled by exact etag /
+ChangeKey) are echoes and ignored; new ones are created on the other side; changed ones are
+merged three-way against the stored snapshot (sync/engine.py), the policy settling true
+conflicts; deletions follow the deletion rule. Every run plans first, checks the plan
+against the safety rule, and only then applies; `dry_run` stops after planning.
+
+Occurrence exceptions (Google instances, EWS modified occurrences) are not carried by this
+job yet: the series masters are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ews_parser.errors import CalsyncError
+from sync.config import Config, UserConfig
+from sync.engine import Action, Merge, Policy, StateEmpty, check_safety, merge
+from sync.exchange_writer import ExchangeConflict, ExchangeWriter, ItemChange, _differs
+from sync.google import GoogleCalendar, GoogleError
+from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, _short
+from sync.store import MappedItem, Store
+
+log = logging.getLogger("calsync.job")
+
+#: How many times a write re-reads and re-decides after a concurrent change.
+RETRIES = 3
+
+
+@dataclass(slots=True)
+class Report:
+    mailbox: str
+    actions: list[Action] = field(default_factory=list)
+    applied: int = 0
+    echoes: int = 0
+    conflicts: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        state = f"stopped: {self.stopped}" if self.stopped else "ok"
+        return (
+            f"{self.mailbox}: {len(self.actions)} planned, {self.applied} applied, "
+            f"{self.echoes} echoes ignored, {self.conflicts} conflicts, "
+            f"{len(self.errors)} errors ({state})"
+        )
+
+
+class SyncJob:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
+        exchange: Callable[[Config, UserConfig], Any] = ExchangeWriter,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._google_factory = google
+        self._exchange_factory = exchange
+        self._clients: dict[str, tuple[Any, Any]] = {}
+
+    def clients(self, user: UserConfig) -> tuple[Any, Any]:
+        if user.mailbox not in self._clients:
+            self._clients[user.mailbox] = (
+                self._google_factory(self.config, user),
+                self._exchange_factory(self.config, user),
+            )
+        return self._clients[user.mailbox]
+
+    def run(
+        self,
+        users: Sequence[UserConfig] | None = None,
+        *,
+        dry_run: bool = False,
+        force_deletes: bool = False,
+    ) -> list[Report]:
+        return [
+            self.run_user(user, dry_run=dry_run, force_deletes=force_deletes)
+            for user in (users if users is not None else self.config.users)
+        ]
+
+    def run_user(
+        self, user: UserConfig, *, dry_run: bool = False, force_deletes: bool = False
+    ) -> Report:
+        report = Report(user.mailbox)
+        try:
+            google, exchange = self.clients(user)
+            if user.mirrors_to_google:
+                self._exchange_feed(user, google, exchange, report, dry_run, force_deletes)
+            if user.direction in ("both", "google-to-exchange"):
+                self._google_feed(user, google, exchange, report, dry_run, force_deletes)
+        except StateEmpty as exc:
+            report.stopped = str(exc)
+            log.warning("%s", exc)
+        except (GoogleError, CalsyncError) as exc:
+            report.errors.append(f"{type(exc).__name__}: {exc}")
+            log.warning("%s: sync run failed: %s", user.mailbox, exc)
+            if not dry_run:
+                self.store.save_sync_state(user.mailbox, last_error=str(exc)[:500])
+        return report
+
+    # --- Exchange -> Google ----------------------------------------------------------------
+
+    def _exchange_feed(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeWriter,
+        report: Report,
+        dry_run: bool,
+        force_deletes: bool,
+    ) -> None:
+        from mapping.event import to_google
+
+        state = self.store.sync_state(user.mailbox).get("ews_sync_state")
+        changes, new_state = exchange.changes(state)
+        planned: list[tuple[Action, ItemChange]] = []
+        for change in changes:
+            if change.kind != "delete" and self.store.is_echo(
+                user.mailbox, "exchange", change.item_id, change.change_key
+            ):
+                report.echoes += 1
+                continue
+            mapped = self.store.mapped(user.mailbox, change.item_id)
+            if change.kind == "delete":
+                if mapped is not None:
+                    planned.append(
+                        (
+                            Action(
+                                "delete-google",
+                                user.mailbox,
+                                change.item_id,
+                                mapped.google_event_id,
+                                "deleted in Exchange",
+                            ),
+                            change,
+                        )
+                    )
+                continue
+            if getattr(change.item, "type", None) not in (None, "Single", "RecurringMaster"):
+                continue  # occurrences and exceptions ride with their master
+            if mapped is None:
+                planned.append(
+                    (
+                        Action(
+                            "create-google", user.mailbox, change.item_id, None, "new in Exchange"
+                        ),
+                        change,
+                    )
+                )
+            else:
+                planned.append(
+                    (
+                        Action(
+                            "update-google",
+                            user.mailbox,
+                            change.item_id,
+                            mapped.google_event_id,
+                            "changed in Exchange",
+                        ),
+                        change,
+                    )
+                )
+        self._check(user, [a for a, _ in planned], google=None, force_deletes=force_deletes)
+        report.actions.extend(a for a, _ in planned)
+        if dry_run:
+            return
+        for action, change in planned:
+            try:
+                if action.kind == "delete-google":
+                    self._delete_google(user, google, action)
+                elif action.kind == "create-google":
+                    self._create_google(
+                        user, google, change.item_id, change.change_key, to_google(change.item)
+                    )
+                else:
+                    self._reconcile(user, google, exchange, change.item_id, report)
+                report.applied += 1
+            except (GoogleError, CalsyncError) as exc:
+                report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
+        self.store.save_sync_state(
+            user.mailbox, ews_sync_state=new_state, last_exchange_sync=self.clock()
+        )
+
+    # --- Google -> Exchange ----------------------------------------------------------------
+
+    def _google_feed(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeWriter,
+        report: Report,
+        dry_run: bool,
+        force_deletes: bool,
+    ) -> None:
+        token = self.store.sync_state(user.mailbox).get("google_sync_token")
+        try:
+            self._google_pages(user, google, exchange, report, token, dry_run, force_deletes)
+        except GoogleError as exc:
+            if exc.status != 410:
+                raise
+            # "This should trigger a full wipe of the client's store and a new full sync":
+            # the id map stays (it is what makes the full sync create no duplicates).
+            log.info("%s: Google sync token expired (410); listing in full", user.mailbox)
+            self._google_pages(user, google, exchange, report, None, dry_run, force_deletes)
+
+    def _google_pages(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeWriter,
+        report: Report,
+        token: str | None,
+        dry_run: bool,
+        force_deletes: bool,
+    ) -> None:
+        time_min = None
+        if token is None:
+            start = dt.datetime.fromtimestamp(self.clock(), dt.UTC) - dt.timedelta(
+                days=self.config.sync.window_days
+            )
+            time_min = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        pages = list(google.list_pages(sync_token=token, time_min=time_min))
+        events = [e for page in pages for e in page.get("items", [])]
+        planned = self._plan_google(user, events, report)
+        full_count = (
+            len([e for e in events if e.get("status") != "cancelled"]) if token is None else None
+        )
+        self._check(user, [a for a, _ in planned], google=full_count, force_deletes=force_deletes)
+        report.actions.extend(a for a, _ in planned)
+        if dry_run:
+            return
+        for action, event in planned:
+            try:
+                self._apply_google_action(user, google, exchange, action, event, report)
+                report.applied += 1
+            except (GoogleError, CalsyncError) as exc:
+                report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
+        next_token = pages[-1].get("nextSyncToken") if pages else None
+        if next_token and not report.errors:
+            self.store.save_sync_state(
+                user.mailbox, google_sync_token=next_token, last_google_sync=self.clock()
+            )
+
+    def _plan_google(
+        self, user: UserConfig, events: list[dict[str, Any]], report: Report
+    ) -> list[tuple[Action, dict[str, Any]]]:
+        planned: list[tuple[Action, dict[str, Any]]] = []
+        for event in events:
+            event_id = event.get("id", "")
+            if event.get("recurringEventId"):
+                continue  # instances: not carried yet (see module docstring)
+            if self.store.is_echo(user.mailbox, "google", event_id, event.get("etag")):
+                report.echoes += 1
+                continue
+            mapped = self.store.mapped_by_google(user.mailbox, event_id)
+            if event.get("status") == "cancelled":
+                if mapped is not None:
+                    planned.append(
+                        (
+                            Action(
+                                "delete-exchange",
+                                user.mailbox,
+                                mapped.ews_item_id,
+                                event_id,
+                                "deleted in Google",
+                            ),
+                            event,
+                        )
+                    )
+                continue
+            if mapped is None:
+                private = (event.get("extendedProperties") or {}).get("private") or {}
+                if private.get(MAILBOX_PROPERTY) == user.mailbox and private.get(EWS_ID_PROPERTY):
+                    planned.append(
+                        (
+                            Action(
+                                "forget",
+                                user.mailbox,
+                                private[EWS_ID_PROPERTY],
+                                event_id,
+                                "ours, map lost: adopt",
+                            ),
+                            event,
+                        )
+                    )
+                else:
+                    planned.append(
+                        (
+                            Action(
+                                "create-exchange", user.mailbox, None, event_id, "new in Google"
+                            ),
+                            event,
+                        )
+                    )
+            else:
+                planned.append(
+                    (
+                        Action(
+                            "update-exchange",
+                            user.mailbox,
+                            mapped.ews_item_id,
+                            event_id,
+                            "changed in Google",
+                        ),
+                        event,
+                    )
+                )
+        return planned
+
+    def _apply_google_action(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeWriter,
+        action: Action,
+        event: dict[str, Any],
+        report: Report,
+    ) -> None:
+        from mapping.event import content_hash, to_ews
+
+        now = self.clock()
+        if action.kind == "delete-exchange":
+            assert action.ews_item_id is not None
+            exchange.delete(action.ews_item_id)
+            self.store.forget(user.mailbox, action.ews_item_id)
+            log.info(
+                "%s delete Exchange %s (deleted in Google)",
+                user.mailbox,
+                _short(action.ews_item_id),
+            )
+        elif action.kind == "create-exchange":
+            item_id, change_key = exchange.create(to_ews(event))
+            snapshot = _managed(event)
+            self.store.journal(
+                user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
+            )
+            # tie the Google event to its new item (and journal that write too)
+            tagged = google.patch(
+                event["id"],
+                {
+                    "extendedProperties": {
+                        "private": {EWS_ID_PROPERTY: item_id, MAILBOX_PROPERTY: user.mailbox}
+                    }
+                },
+                etag=event.get("etag"),
+            )
+            self.store.journal(
+                user.mailbox, "google", event["id"], tagged.get("etag"), None, now=now
+            )
+            self.store.save_mapping(
+                MappedItem(
+                    user.mailbox,
+                    item_id,
+                    event["id"],
+                    change_key,
+                    tagged.get("etag"),
+                    content_hash(snapshot),
+                    _managed(tagged),
+                ),
+                now=now,
+            )
+            log.info(
+                "%s create Exchange %s (new in Google %s)",
+                user.mailbox,
+                _short(item_id),
+                event["id"],
+            )
+        elif action.kind == "forget":  # adopt: the map is rebuilt from Google's own tag
+            assert action.ews_item_id is not None
+            if exchange.calendar_item(action.ews_item_id) is not None:
+                self.store.save_mapping(
+                    MappedItem(
+                        user.mailbox,
+                        action.ews_item_id,
+                        event["id"],
+                        None,
+                        event.get("etag"),
+                        content_hash(_managed(event)),
+                        _managed(event),
+                    ),
+                    now=now,
+                )
+                self._reconcile(user, google, exchange, action.ews_item_id, report)
+        else:
+            assert action.ews_item_id is not None
+            self._reconcile(user, google, exchange, action.ews_item_id, report)
+
+    # --- both ways --------------------------------------------------------------------------
+
+    def _reconcile(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeWriter,
+        ews_item_id: str,
+        report: Report,
+    ) -> None:
+        """Bring one mapped pair into agreement: read both, merge three-way, write each
+        side what it lacks, conditioned on the versions read; retry on a concurrent change."""
+        from mapping.event import MANAGED_FIELDS, content_hash, normalised, to_ews, to_google
+
+        for _ in range(RETRIES):
+            mapped = self.store.mapped(user.mailbox, ews_item_id)
+            if mapped is None:
+                return
+            item = exchange.calendar_item(ews_item_id)
+            event = google.get(mapped.google_event_id)
+            now = self.clock()
+            if item is None or event is None or event.get("status") == "cancelled":
+                # one side is gone: its own feed carries the deletion (never resurrect)
+                return
+            exchange_view = _tagged(to_google(item), user, ews_item_id)
+            google_view = _managed(event)
+            result: Merge = merge(
+                mapped.snapshot or {},
+                exchange_view,
+                google_view,
+                fields=MANAGED_FIELDS,
+                policy=_policy(self.config, user),
+                exchange_updated=getattr(item, "last_modified_time", None),
+                google_updated=_parse_time(event.get("updated")),
+                same=lambda name, a, b: normalised(name, a) == normalised(name, b),
+            )
+            for conflict in result.conflicts:
+                report.conflicts += 1
+                self.store.record_conflict(
+                    user.mailbox,
+                    ews_item_id,
+                    mapped.google_event_id,
+                    conflict.field,
+                    conflict.winner,
+                    conflict.reason,
+                    now=now,
+                )
+            try:
+                change_key = mapped.ews_change_key
+                if result.to_exchange:
+                    # only the EWS fields whose mapped value changed: the rest of the item
+                    # (an HTML body, say) is never rewritten from its Google form
+                    target = to_ews({**exchange_view, **result.merged})
+                    current = to_ews(exchange_view)
+                    values = {k: v for k, v in target.items() if _differs(v, current.get(k))}
+                    written = exchange.update(item, values)
+                    if written is not None:
+                        ews_item_id, change_key = written
+                        self.store.journal(
+                            user.mailbox,
+                            "exchange",
+                            ews_item_id,
+                            change_key,
+                            content_hash(result.merged),
+                            now=now,
+                        )
+                etag = event.get("etag")
+                if result.to_google:
+                    patched = google.patch(mapped.google_event_id, result.to_google, etag=etag)
+                    etag = patched.get("etag")
+                    self.store.journal(
+                        user.mailbox,
+                        "google",
+                        mapped.google_event_id,
+                        etag,
+                        content_hash(result.merged),
+                        now=now,
+                    )
+            except ExchangeConflict:
+                continue  # the item changed while we decided: read again
+            except GoogleError as exc:
+                if exc.status == 412:
+                    continue  # the event changed while we decided: read again
+                raise
+            self.store.save_mapping(
+                MappedItem(
+                    user.mailbox,
+                    ews_item_id,
+                    mapped.google_event_id,
+                    change_key,
+                    etag,
+                    content_hash(result.merged),
+                    result.merged,
+                ),
+                now=now,
+            )
+            if result.to_exchange or result.to_google:
+                log.info(
+                    "%s reconciled %s: to Exchange %s, to Google %s",
+                    user.mailbox,
+                    _short(ews_item_id),
+                    sorted(result.to_exchange),
+                    sorted(result.to_google),
+                )
+            return
+        raise CalsyncError(f"{_short(ews_item_id)} kept changing on both sides; will try again")
+
+    def _create_google(
+        self,
+        user: UserConfig,
+        google: Any,
+        item_id: str,
+        change_key: str | None,
+        event: dict[str, Any],
+    ) -> None:
+        from mapping.event import content_hash, event_id_for
+
+        body = _tagged(event, user, item_id)
+        event_id = event_id_for(item_id)
+        now = self.clock()
+        try:
+            result = google.insert({**body, "id": event_id})
+        except GoogleError as exc:
+            if exc.status != 409:
+                raise
+            current = google.get(event_id)
+            if current is None or current.get("status") == "cancelled":
+                return  # deleted in Google: never brought back by itself
+            result = current
+        self.store.journal(
+            user.mailbox, "google", event_id, result.get("etag"), content_hash(body), now=now
+        )
+        self.store.save_mapping(
+            MappedItem(
+                user.mailbox,
+                item_id,
+                event_id,
+                change_key,
+                result.get("etag"),
+                content_hash(body),
+                body,
+            ),
+            now=now,
+        )
+        if result is not None and result.get("etag") and result is not body:
+            log.info(
+                "%s create Google %s (new in Exchange %s)", user.mailbox, event_id, _short(item_id)
+            )
+
+    def _delete_google(self, user: UserConfig, google: Any, action: Action) -> None:
+        assert action.google_event_id is not None and action.ews_item_id is not None
+        try:
+            google.delete(action.google_event_id)
+        except GoogleError as exc:
+            if exc.status not in (404, 410):
+                raise
+        self.store.forget(user.mailbox, action.ews_item_id)
+        log.info("%s delete Google %s (deleted in Exchange)", user.mailbox, action.google_event_id)
+
+    def _check(
+        self, user: UserConfig, actions: list[Action], *, google: int | None, force_deletes: bool
+    ) -> None:
+        if force_deletes:
+            return
+        deletions = sum(1 for a in actions if a.kind.startswith("delete-"))
+        check_safety(
+            mailbox=user.mailbox,
+            mapped=len(self.store.mapped_items(user.mailbox)),
+            deletions=deletions,
+            side_counts={"google": google} if google is not None else {},
+            max_delete_share=self.config.sync.max_delete_share,
+        )
+
+
+def _policy(config: Config, user: UserConfig) -> Policy:
+    value = user.policy or config.sync.policy
+    return value  # type: ignore[return-value]  # checked by config
+
+
+def _managed(event: dict[str, Any]) -> dict[str, Any]:
+    from mapping.event import MANAGED_FIELDS
+
+    return {k: event[k] for k in MANAGED_FIELDS if k in event and k != "iCalUID"}
+
+
+def _tagged(event: dict[str, Any], user: UserConfig, item_id: str) -> dict[str, Any]:
+    body = {k: v for k, v in event.items() if k != "iCalUID"}
+    extended = dict(body.get("extendedProperties") or {})
+    private = dict(extended.get("private") or {})
+    private[EWS_ID_PROPERTY] = item_id
+    private[MAILBOX_PROPERTY] = user.mailbox
+    extended["private"] = private
+    body["extendedProperties"] = extended
+    return body
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# --- `calsync sync` -------------------------------------------------------------------------
+
+EXIT_OK, EXIT_ERRORS, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sync",
+        help="run the two-way sync job (Exchange feed, then Google's)",
+        description="Run the two-way sync job once or in a loop. Exit status: 0 done, "
+        "1 some changes failed (they are retried next run), 2 bad configuration, "
+        "3 stopped by the safety rule for some user.",
+    )
+    parser.add_argument(
+        "--config", default="calsync.toml", help="calsync.toml (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--user", action="append", default=[], metavar="MAILBOX", help="only this user (repeatable)"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one run (the default)")
+    mode.add_argument(
+        "--loop", action="store_true", help="run every [sync] interval_s until interrupted"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan with the reason for each action; change nothing",
+    )
+    parser.add_argument(
+        "--force-deletes", action="store_true", help="apply a plan the safety rule stopped"
+    )
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: Any) -> int:
+    import sys
+
+    from sync.config import ConfigError, load_config
+    from sync.store import StoreError
+
+    try:
+        config = load_config(args.config)
+        users = [config.user_named(name) for name in args.user]
+        missing = [name for name, user in zip(args.user, users, strict=True) if user is None]
+        if missing:
+            raise ConfigError(f"no such user in {args.config}: {', '.join(missing)}")
+        store = Store(config.store_path)
+    except (ConfigError, StoreError) as exc:
+        print(f"calsync sync: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    job = SyncJob(config, store)
+    selected = [u for u in users if u is not None] or list(config.users)
+    try:
+        while True:
+            reports = job.run(selected, dry_run=args.dry_run, force_deletes=args.force_deletes)
+            for report in reports:
+                if args.dry_run:
+                    for action in report.actions:
+                        target = (
+                            _short(action.ews_item_id)
+                            if action.ews_item_id
+                            else action.google_event_id
+                        )
+                        print(f"{report.mailbox}\t{action.kind}\t{target}\t{action.reason}")
+                print(report.summary(), file=sys.stderr)
+                for error in report.errors:
+                    print(f"  {error}", file=sys.stderr)
+            if not args.loop:
+                break
+            time.sleep(config.sync.interval_s)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        store.close()
+    if any(r.stopped for r in reports):
+        return EXIT_STOPPED
+    return EXIT_ERRORS if any(r.errors for r in reports) else EXIT_OK
