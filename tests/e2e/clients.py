@@ -155,6 +155,18 @@ def outbox_counts(store_path: Path) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def outbox_attempts(store_path: Path) -> int:
+    """The most attempts any pending outbox entry has had (0: none failed yet)."""
+    conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+    try:
+        (value,) = conn.execute(
+            "SELECT COALESCE(MAX(attempts), 0) FROM outbox WHERE state = 'pending'"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(value)
+
+
 def wait_for(
     read: Callable[[], T], done: Callable[[T], bool], *, timeout: float, what: str
 ) -> T:

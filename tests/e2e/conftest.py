@@ -107,7 +107,7 @@ def proxy(
         process.stop()
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
-            print(f"--- mitmdump log (last run) ---\n{process.log()[-6000:]}")
+            print(process.logs())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

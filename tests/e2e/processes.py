@@ -112,9 +112,19 @@ class Mitmdump:
         raise RuntimeError(f"{self.name} did not start listening:\n{self.log()[-3000:]}")
 
     def log(self) -> str:
+        """The output of the current (or last) run."""
         if self._log_path is None or not self._log_path.exists():
             return ""
         return self._log_path.read_text(errors="replace")
+
+    def logs(self) -> str:
+        """The output of every run, each under a header."""
+        parts = []
+        for run in range(1, self.runs + 1):
+            path = self.workdir / f"{self.name}-{run}.log"
+            if path.exists():
+                parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-6000:]}")
+        return "\n".join(parts)
 
     def kill(self) -> None:
         """SIGKILL: no hook runs, nothing is flushed; what is on disk is what survives."""
