@@ -10,8 +10,11 @@ Reference: https://learn.microsoft.com/en-us/exchange/client-developer/web-servi
     with start_server(users={"alice@example.com": "secret"}) as server:
         ...  # exchangelib Configuration(service_endpoint=server.url, ...)
 
+Basic auth always; NTLM too with `ntlm=True` (`--ntlm`), pyspnego as the acceptor.
+
 Not emulated: mail items, attachments, MIME content, extended properties, meeting
-delivery between mailboxes, delegate access, NTLM, streaming notifications.
+delivery between mailboxes, delegate access, Kerberos/Negotiate and OAuth, NTLM channel
+binding (Extended Protection), streaming and push notifications.
 """
 
 from emulators.ews.server import EwsServer, start_server

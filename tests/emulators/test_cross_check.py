@@ -118,8 +118,9 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ews() -> Iterator[EwsServer]:
+    # A fresh mailbox per test: every view then holds one series, not all of them.
     server = start_server(users={ADDRESS: PASSWORD})
     try:
         yield server
@@ -263,3 +264,36 @@ def test_modified_and_deleted_occurrences_match_google_overrides(account: Accoun
                   original.astimezone(UTC) + dt.timedelta(hours=3, minutes=15))
     assert moved_span in google
     assert original.astimezone(zone).time() == dt.time(9, 30)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Australia/Sydney", "America/New_York"])
+def test_all_day_series_match_google_dates(account: Account, calendar: Any, zone: str) -> None:
+    # All-day occurrences are midnights in the item's zone on the EWS side and plain dates
+    # (exclusive end) on the Google side: the 31st of each month, last day in short months.
+    name = f"all-day {zone}"
+    tz = EWSTimeZone(zone)
+    item = CalendarItem(
+        account=account, folder=account.calendar, subject=name, is_all_day=True,
+        start=EWSDate(2024, 1, 31), end=EWSDate(2024, 1, 31),
+        _start_timezone=tz, _end_timezone=tz,
+        recurrence=Recurrence(pattern=AbsoluteMonthlyPattern(interval=1, day_of_month=31),
+                              boundary=EndDatePattern(start=EWSDate(2024, 1, 31),
+                                                      end=EWSDate(2025, 6, 30))))
+    item.save()
+    window = [EWSDateTime.from_datetime(w) for w in WINDOW]
+    ews = sorted((o.start, o.end + dt.timedelta(days=1))  # exchangelib's end is inclusive
+                 for o in account.calendar.view(start=window[0], end=window[1])
+                 if o.subject == name)
+    event_id = _insert(calendar, account.calendar.get(id=item.id))
+    google = []
+    token = None
+    while True:
+        page = calendar.events().instances(calendarId="primary", eventId=event_id,
+                                           maxResults=PAGE, pageToken=token).execute()
+        google.extend((dt.date.fromisoformat(i["start"]["date"]),
+                       dt.date.fromisoformat(i["end"]["date"])) for i in page["items"])
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    assert sorted(google) == ews
+    assert len(ews) == 18 and (dt.date(2024, 2, 29), dt.date(2024, 3, 1)) in ews
