@@ -486,3 +486,21 @@ def test_calsync_replay_needs_a_config(tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_calsync_replay_reads_mitmproxy_flow_files_with_their_connections(
+    google: GoogleCalendarServer, tmp_path: Path
+) -> None:
+    """A flow file (mitmdump -w) keeps each flow's client connection: the whole NTLM
+    connection is attributed, as live."""
+    flows = read_flows("ntlm_connection.har")
+    shared = connection.Client(peername=("127.0.0.1", 50123), sockname=("127.0.0.1", 8080))
+    capture = tmp_path / "ntlm.flows"
+    with open(capture, "wb") as handle:
+        writer = io.FlowWriter(handle)
+        for flow in flows:
+            flow.client_conn = shared
+            writer.add(flow)
+    result = calsync("replay", capture, "--config", write_config(tmp_path, google), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_google_holds(google, EXPECTED["ntlm_connection.har"])
