@@ -22,6 +22,7 @@ from mitmproxy import exceptions, http
 
 from ews_parser.xml import DEFAULT_MAX_BYTES
 from sync.config import Config, ConfigError, load_config
+from sync.job import SyncJob
 from sync.mirror import Mirror
 from sync.proxy import EWS_PATH, Exchange, Observer, lower_headers
 from sync.store import Store, StoreError
@@ -47,6 +48,8 @@ class CalSync:
         self.mirror: Mirror | None = None
         self.observer: Observer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self.job: SyncJob | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -59,6 +62,13 @@ class CalSync:
             "Path of the EWS endpoint, matched case-insensitively at the end of the URL path.",
         )
         loader.add_option(
+            "calsync_sync_interval",
+            int,
+            60,
+            "Seconds between runs of the two-way job (Google changes, Exchange changes that "
+            "never passed the proxy); 0 turns it off.",
+        )
+        loader.add_option(
             "calsync_max_body",
             int,
             DEFAULT_MAX_BYTES,
@@ -68,7 +78,14 @@ class CalSync:
     def configure(self, updated: set[str]) -> None:
         from mitmproxy import ctx
 
-        if not updated & {"calsync_config", "calsync_ews_path", "calsync_max_body"}:
+        if ctx.options.calsync_sync_interval < 0:
+            raise exceptions.OptionsError("calsync_sync_interval must be 0 (off) or more seconds")
+        if not updated & {
+            "calsync_config",
+            "calsync_ews_path",
+            "calsync_max_body",
+            "calsync_sync_interval",
+        }:
             return
         ews_path = parse_ews_path(ctx.options.calsync_ews_path)
         if ctx.options.calsync_max_body < 1024:
@@ -93,6 +110,7 @@ class CalSync:
         self.config = config
         self.store = store
         self.mirror = Mirror(config, store)
+        self.job = SyncJob(config, store)
         self.observer = Observer(
             config,
             store,
@@ -102,15 +120,44 @@ class CalSync:
             max_body=ctx.options.calsync_max_body,
         )
         log.info("calsync: %d user(s), state in %s", len(config.users), config.store_path)
-        if self._task is not None:  # reconfigured while running: restart the worker
+        if self._task is not None:  # reconfigured while running: restart both tasks
             self._task.cancel()
-            self._task = asyncio.get_running_loop().create_task(self.mirror.run())
+            self._task = None
+            if self._sync_task is not None:
+                self._sync_task.cancel()
+                self._sync_task = None
+            self.running()
 
     def running(self) -> None:
+        from mitmproxy import ctx
+
+        loop = asyncio.get_running_loop()
         if self.mirror is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.mirror.run())
+            self._task = loop.create_task(self.mirror.run())
+        interval = ctx.options.calsync_sync_interval
+        if self.job is not None and self._sync_task is None and interval > 0:
+            self._sync_task = loop.create_task(self._sync_loop(self.job, interval))
+
+    async def _sync_loop(self, job: SyncJob, interval: float) -> None:
+        """The two-way job for every user, one after the other, in a thread: never on
+        the proxy's event loop."""
+        while True:
+            await asyncio.sleep(interval)
+            for user in job.config.users:
+                try:
+                    report = await asyncio.to_thread(job.run_user, user)
+                except Exception as exc:  # keep the loop alive; the next run retries
+                    log.error(
+                        "calsync: sync run for %s failed: %s", user.mailbox, type(exc).__name__
+                    )
+                    continue
+                if report.actions or report.errors or report.stopped:
+                    log.info("calsync: %s", report.summary())
 
     async def done(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            self._sync_task = None
         task, self._task = self._task, None
         if task is not None:
             await self._let_worker_finish(DRAIN_ON_EXIT_S)
@@ -137,7 +184,7 @@ class CalSync:
     def _close(self) -> None:
         if self.store is not None:
             self.store.close()
-        self.store = self.config = self.mirror = self.observer = None
+        self.store = self.config = self.mirror = self.observer = self.job = None
 
     # --- hooks: read, never alter; never raise ------------------------------------------------
 
