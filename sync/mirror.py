@@ -313,7 +313,10 @@ class Mirror:
             return {"kind": "skip", "reason": "Exchange has no such calendar item now"}
         if entry.op == "refresh" and mapped is None:
             parent = getattr(item.parent_folder_id, "id", None)
-            if parent is not None and parent != mailbox.calendar_folder_id():
+            calendar = mailbox.calendar_folder_id()
+            # remember it: later CreateItems naming this FolderId need no question
+            self.store.learn_folders(entry.mailbox, {calendar: "calendar"})
+            if parent is not None and parent != calendar:
                 return {"kind": "skip", "reason": "the item is not in the calendar"}
         return {"kind": "event", "event": to_google(item)}
 

@@ -50,7 +50,8 @@ class UserKnowledge:
         self._roles: dict[str, str] | None = None
 
     def folder_role(self, folder_id: str) -> str | None:
-        if self._roles is None:
+        if self._roles is None or folder_id not in self._roles:
+            # a miss re-reads: the worker learns folders too (asking Exchange)
             self._roles = self.store.folders(self.mailbox)
         return self._roles.get(folder_id)
 

@@ -221,3 +221,71 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
         pytest.raises(exceptions.OptionsError, match="mailbox must be an e-mail address"),
     ):
         load(tctx, bad)
+
+
+def test_a_create_in_an_unknown_folder_asks_exchange_once(
+    google: GoogleCalendarServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that cached the calendar's FolderId before calsync started: the worker
+    asks Exchange where the item is, and remembers the calendar's id for next time."""
+    from exchangelib import (
+        BASIC,
+        DELEGATE,
+        Account,
+        Configuration,
+        Credentials,
+        EWSDateTime,
+        EWSTimeZone,
+    )
+    from exchangelib.items import CalendarItem
+    from exchangelib.version import EXCHANGE_2016, Version
+
+    from emulators.ews import start_server
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", "alice-secret")
+    ews = start_server(users={"alice@example.com": "alice-secret"})
+    try:
+        account = Account(
+            "alice@example.com",
+            config=Configuration(
+                service_endpoint=ews.url,
+                credentials=Credentials("alice@example.com", "alice-secret"),
+                auth_type=BASIC,
+                version=Version(build=EXCHANGE_2016),
+            ),
+            autodiscover=False,
+            access_type=DELEGATE,
+        )
+        zone = EWSTimeZone("Europe/Berlin")
+        items = []
+        for subject in ("First", "Second"):
+            item = CalendarItem(
+                account=account,
+                folder=account.calendar,
+                subject=subject,
+                start=EWSDateTime(2026, 3, 2, 9, tzinfo=zone),
+                end=EWSDateTime(2026, 3, 2, 10, tzinfo=zone),
+            )
+            item.save()
+            items.append(item)
+        folder = f'<t:FolderId Id="{account.calendar.id}"/>'
+        with taddons.context() as tctx:
+            harness = Harness(
+                tctx, write_config(tmp_path, google, ews_url=ews.url, users=("alice@example.com",))
+            )
+            harness.see(create_request("First", folder=folder), response("CreateItem", items[0].id))
+            assert [e.op for e in harness.addon.store.pending()] == ["refresh"]
+            harness.drain()
+            assert [e["summary"] for e in events(google, "alice@example.com")] == ["First"]
+            harness.see(
+                create_request("Second", folder=folder), response("CreateItem", items[1].id)
+            )
+            assert [e.op for e in harness.addon.store.pending()] == ["upsert"]  # learned
+            harness.drain()
+        assert sorted(e["summary"] for e in events(google, "alice@example.com")) == [
+            "First",
+            "Second",
+        ]
+    finally:
+        ews.stop()
