@@ -27,6 +27,11 @@ from emulators.google.times import When, zone
 # An unbounded series (no COUNT, no UNTIL) is cut here; Google pages through such series
 # indefinitely, the stand-in stops after this many occurrences.
 MAX_OCCURRENCES = 730
+# A bounded series is expanded in full (EWS allows up to 999 numbered occurrences, and an
+# end date years away); this only guards against a runaway rule.
+MAX_BOUNDED_OCCURRENCES = 20_000
+
+_BOUND = re.compile(r"[:;](COUNT|UNTIL)=", re.IGNORECASE)
 
 _UNTIL = re.compile(r"UNTIL=([0-9T]+Z?)", re.IGNORECASE)
 
@@ -95,7 +100,8 @@ def _rule(line: str, dtstart: datetime, tz: ZoneInfo | None) -> object:
 
 
 def expand(recurrence: list[str], start: When) -> list[Occurrence]:
-    """Every occurrence of a series, first to last (capped at `MAX_OCCURRENCES`)."""
+    """Every occurrence of a series, first to last (an unbounded one capped at
+    `MAX_OCCURRENCES`)."""
     if start.day is not None:
         dtstart = datetime.combine(start.day, time(0))
         tz: ZoneInfo | None = None
@@ -125,9 +131,13 @@ def expand(recurrence: list[str], start: When) -> list[Occurrence]:
     # (googleapis/google-api-nodejs-client#2214: COUNT=5 from a Monday gives 6 instances,
     # the Monday and five matching days). dateutil leaves an unmatched DTSTART out.
     rules.rdate(dtstart)
+    rule_lines = [line for line in recurrence
+                  if line.strip().upper().startswith("RRULE")]
+    bounded = bool(rule_lines) and all(_BOUND.search(line) for line in rule_lines)
+    limit = MAX_BOUNDED_OCCURRENCES if bounded else MAX_OCCURRENCES
     out: list[Occurrence] = []
     for moment in rules:
-        if len(out) >= MAX_OCCURRENCES:
+        if len(out) >= limit:
             break
         out.append(Occurrence(moment.date() if start.all_day else moment))
     return out

@@ -85,6 +85,16 @@ def test_start_the_rule_skips_is_an_extra_first_instance(calendar: Any) -> None:
     assert starts == ["2026-03-17", "2026-03-24"]
 
 
+def test_bounded_series_is_expanded_in_full(calendar: Any) -> None:
+    # COUNT=999 (EWS's largest numbered range) is not cut at the unbounded series' cap.
+    master = _series(calendar, ["RRULE:FREQ=DAILY;COUNT=999"])
+    items = _instances(calendar, master["id"], maxResults=2500)
+    assert len(items) == 999
+    assert items[-1]["start"]["dateTime"] == "2028-12-08T10:00:00+01:00"
+    unbounded = _series(calendar, ["RRULE:FREQ=DAILY"])
+    assert len(_instances(calendar, unbounded["id"], maxResults=2500)) == 730
+
+
 def test_recurring_event_without_time_zone_is_400(calendar: Any) -> None:
     # "For recurring events this field [start.timeZone] is required".
     with pytest.raises(HttpError) as caught:
