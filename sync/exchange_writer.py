@@ -98,6 +98,9 @@ class ExchangeWriter(ExchangeMailbox):
         """Everything that changed in the calendar since `sync_state` (all of it when
         None), and the state to resume from."""
         folder = self.account.calendar
+        # exchangelib resumes from the folder's cached item_sync_state when given None:
+        # a full read must start from nothing, whatever an earlier call on this folder left
+        folder.item_sync_state = sync_state
         out: list[ItemChange] = []
         try:
             for kind, value in folder.sync_items(

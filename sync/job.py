@@ -49,6 +49,8 @@ class Report:
     conflicts: int = 0
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
+    #: a retryable error met in the Exchange feed: its SyncState is not advanced
+    retry_exchange_feed: bool = False
 
     def summary(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else "ok"
@@ -182,7 +184,14 @@ class SyncJob:
         report.actions.extend(a for a, _ in planned)
         if dry_run:
             return
+        creates = [change for action, change in planned if action.kind == "create-google"]
+        batched = len(creates) > 1 and hasattr(google, "insert_many")
+        if batched:
+            # a first sync of a big calendar: one batch request per BATCH_SIZE events
+            self._create_google_many(user, google, creates, report)
         for action, change in planned:
+            if batched and action.kind == "create-google":
+                continue
             try:
                 if action.kind == "delete-google":
                     self._delete_google(user, google, action)
@@ -195,6 +204,14 @@ class SyncJob:
                 report.applied += 1
             except (GoogleError, CalsyncError) as exc:
                 report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
+                if getattr(exc, "retryable", False):
+                    report.retry_exchange_feed = True
+        if report.retry_exchange_feed:
+            # the feed moves on only once what it carried is done: a change that failed
+            # for a while (an outage, a rate limit) comes again next run; replaying the
+            # rest is harmless (deterministic event ids, three-way merges, tombstones)
+            log.info("%s: Exchange feed kept where it was; retried next run", user.mailbox)
+            return
         self.store.save_sync_state(
             user.mailbox, ews_sync_state=new_state, last_exchange_sync=self.clock()
         )
@@ -518,20 +535,68 @@ class SyncJob:
         change_key: str | None,
         event: dict[str, Any],
     ) -> None:
-        from mapping.event import content_hash, event_id_for
+        from mapping.event import event_id_for
 
         body = _tagged(event, user, item_id)
         event_id = event_id_for(item_id)
-        now = self.clock()
         try:
             result = google.insert({**body, "id": event_id})
         except GoogleError as exc:
             if exc.status != 409:
                 raise
-            current = google.get(event_id)
-            if current is None or current.get("status") == "cancelled":
-                return  # deleted in Google: never brought back by itself
-            result = current
+            result = google.get(event_id)
+        self._created(user, item_id, change_key, body, event_id, result)
+
+    def _create_google_many(
+        self, user: UserConfig, google: Any, changes: list[ItemChange], report: Report
+    ) -> None:
+        """`_create_google` for many items: the inserts go as batch requests (and the
+        adoptions after a 409 too); each item's error is its own."""
+        from mapping.event import event_id_for, to_google
+
+        ready: list[tuple[ItemChange, dict[str, Any], str]] = []
+        for change in changes:
+            try:
+                body = _tagged(to_google(change.item), user, change.item_id)
+            except CalsyncError as exc:
+                report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
+                continue
+            ready.append((change, body, event_id_for(change.item_id)))
+        answers = google.insert_many([{**body, "id": event_id} for _, body, event_id in ready])
+        taken = [i for i, a in enumerate(answers) if isinstance(a, GoogleError) and a.status == 409]
+        current = dict(zip(taken, google.get_many([ready[i][2] for i in taken]), strict=True))
+        for index, ((change, body, event_id), answer) in enumerate(
+            zip(ready, answers, strict=True)
+        ):
+            result = current.get(index, answer)
+            if isinstance(result, GoogleError):
+                report.errors.append(f"create-google {_short(change.item_id)}: {result}")
+                report.retry_exchange_feed |= result.retryable
+                continue
+            try:
+                self._created(user, change.item_id, change.change_key, body, event_id, result)
+            except CalsyncError as exc:
+                report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
+                report.retry_exchange_feed |= bool(getattr(exc, "retryable", False))
+                continue
+            report.applied += 1
+
+    def _created(
+        self,
+        user: UserConfig,
+        item_id: str,
+        change_key: str | None,
+        body: dict[str, Any],
+        event_id: str,
+        result: dict[str, Any] | None,
+    ) -> None:
+        """Journal and map a Google event created for `item_id` (`result` is what Google
+        answered, or after a 409 the event that already held the id)."""
+        from mapping.event import content_hash
+
+        if result is None or result.get("status") == "cancelled":
+            return  # deleted in Google: never brought back by itself
+        now = self.clock()
         self.store.journal(
             user.mailbox, "google", event_id, result.get("etag"), content_hash(body), now=now
         )
@@ -547,10 +612,9 @@ class SyncJob:
             ),
             now=now,
         )
-        if result is not None and result.get("etag") and result is not body:
-            log.info(
-                "%s create Google %s (new in Exchange %s)", user.mailbox, event_id, _short(item_id)
-            )
+        log.info(
+            "%s create Google %s (new in Exchange %s)", user.mailbox, event_id, _short(item_id)
+        )
 
     def _delete_google(self, user: UserConfig, google: Any, action: Action) -> None:
         assert action.google_event_id is not None and action.ews_item_id is not None
@@ -568,13 +632,20 @@ class SyncJob:
         if force_deletes:
             return
         deletions = sum(1 for a in actions if a.kind.startswith("delete-"))
+        if not deletions and google != 0:
+            return  # nothing the rule guards against: no need to count the whole map
         check_safety(
             mailbox=user.mailbox,
-            mapped=len(self.store.mapped_items(user.mailbox)),
+            mapped=self._mapped_count(user.mailbox),
             deletions=deletions,
             side_counts={"google": google} if google is not None else {},
             max_delete_share=self.config.sync.max_delete_share,
         )
+
+    def _mapped_count(self, mailbox: str) -> int:
+        # a COUNT, not mapped_items(): that unseals every snapshot in the map
+        rows = self.store.db.execute("SELECT COUNT(*) FROM items WHERE mailbox = ?", [mailbox])
+        return int(rows.fetchone()[0])
 
 
 def _policy(config: Config, user: UserConfig) -> Policy:
