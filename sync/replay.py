@@ -219,18 +219,9 @@ def google_events(config: Config, user: UserConfig) -> list[dict[str, Any]]:
     from sync.google import GoogleCalendar
 
     calendar = GoogleCalendar(config, user)
-    # GoogleCalendar has no listing call of its own; page through events.list with its
-    # service and error handling.
-    service = calendar._service
-    events: list[dict[str, Any]] = []
-    page: str | None = None
-    while True:
-        request = service.events().list(
-            calendarId=calendar.calendar_id, pageToken=page, maxResults=250
-        )
-        reply = calendar._execute(request)
-        events.extend(reply.get("items", []))
-        page = reply.get("nextPageToken")
-        if not page:
-            break
+    events = [
+        event
+        for page in calendar.list_pages(sync_token=None)
+        for event in page.get("items", [])
+    ]
     return sorted(events, key=lambda e: str(e.get("id", "")))
