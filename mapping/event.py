@@ -28,6 +28,8 @@ from exchangelib.properties import Body, HTMLBody
 
 from mapping.body import html_to_text, looks_like_html
 from mapping.errors import MappingError
+from mapping.online import normalised_conference
+from mapping.people import normalised_attendees
 from mapping.recurrence import canonical_rrule, from_rrule, to_rrule
 from mapping.zones import google_zone, item_zone, utc, zone_for
 
@@ -85,7 +87,12 @@ _ZONE_RULE: Final = (
     "(exchangelib.winzone); an IANA zone written to Exchange comes back as the primary IANA "
     "zone of its Windows zone (Europe/Oslo -> 'W. Europe Standard Time' -> Europe/Berlin), "
     "same instants. An item with no zone gets default_zone, else UTC; a Google zone with no "
-    "Windows zone becomes UTC, same instants."
+    "Windows zone becomes UTC, same instants. A legacy MeetingTimeZone with its own offsets "
+    "and DST rules (to_google_full) becomes the IANA zone whose offsets equal those rules at "
+    "every transition over the series' years (the named zone first, else the first primary "
+    "zone of a Windows zone; a series with no end: 5 years); with none, the instants are "
+    "kept in the named zone, else default_zone, else UTC, and a warning says the wall clock "
+    "of later occurrences may differ."
 )
 _DATE_TIME_RULE: Final = (
     "Seconds precision (EWS has no fractions); written with the offset of the event's own "
@@ -102,7 +109,11 @@ _EMPTY_RULE: Final = "Empty and missing are the same: left out of the event, Non
 LOSSY_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "summary": _EMPTY_RULE,
-        "location": _EMPTY_RULE,
+        "location": (
+            _EMPTY_RULE + " With people and online meetings (to_google_full): a location "
+            "that is exactly the join URL is left out (conferenceData carries it), and an "
+            "event without location gets the join URL as its EWS location."
+        ),
         "description": (
             "An HTML body becomes plain text (lxml.html): paragraphs become blank-line "
             "separated, lines and list items stay lines, a link keeps its address as "
@@ -150,8 +161,59 @@ LOSSY_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
             "BYMONTHDAY=d without it comes back that way. RelativeMonthly/Yearly on 'Day' "
             "First..Fourth come back as Absolute patterns on day 1..4 (same dates). "
             "FREQ=DAILY;BYDAY=... comes back WEEKLY. INTERVAL=1 and WKST=MO are left out. "
-            "Missing BYDAY/BYMONTHDAY/BYMONTH are filled from start. EXDATE/RDATE lines are "
-            "not read (exceptions are occurrences)."
+            "Missing BYDAY/BYMONTHDAY/BYMONTH are filled from start. RDATE lines are not read. "
+            "EXDATE lines are not written: a deleted occurrence is a cancelled instance; a "
+            "master's EXDATE values are read as deleted occurrences (exceptions_from) and "
+            "come back as cancelled instances."
+        ),
+        "attendees": (
+            "Required, optional and resource attendees <-> one list with optional / "
+            "resource, in that order; an address listed twice keeps its first place "
+            "(case-insensitive); an attendee without an SMTP address (EX routing, no '@') "
+            "is left out, Google requires one. LastResponseTime, ProposedStart/End, and "
+            "Google's self, id, comment and additionalGuests are not carried. "
+            + _EMPTY_RULE
+        ),
+        "attendees.responseStatus": (
+            "Accept/Tentative/Decline/NoResponseReceived <-> accepted/tentative/declined/"
+            "needsAction. Unknown becomes needsAction and comes back NoResponseReceived. "
+            "Organizer becomes accepted with organizer: true (also set for the organizer's "
+            "own address); organizer: true with accepted comes back Organizer, with any "
+            "other status that status. Exchange sets ResponseType from replies: what is "
+            "written is kept only in the model."
+        ),
+        "organizer": (
+            "Read-only both ways: Google writes it only on import, Exchange sets it to the "
+            "mailbox that creates the item. Kept as email and displayName (self, id "
+            "dropped); an organizer without an SMTP address is left out."
+        ),
+        "conferenceData": (
+            "Only the join URL survives: the first video entry point's uri (else the "
+            "read-only hangoutLink) <-> NetShowUrl (EWS reads it first, then a Teams / Meet / "
+            "Zoom URL in Location, then in the body). conferenceSolution is derived from the "
+            "URL (Meet: hangoutsMeet; Teams, Zoom: addOn; another URL: none); conferenceId, "
+            "labels, phone/sip/more entry points, notes, parameters and createRequest are "
+            "dropped. Google reads and writes it only with conferenceDataVersion=1."
+        ),
+        "hangoutLink": (
+            "Read-only in Google: an event with a hangoutLink and no conferenceData comes "
+            "back with that link as conferenceData."
+        ),
+        "status": (
+            "Only instances: a deleted occurrence <-> a cancelled instance (id, "
+            "recurringEventId, originalStartTime, status). A cancelled single event or "
+            "master is a deletion, not mapped here."
+        ),
+        "originalStartTime": (
+            "Seconds precision, written in the master's start.timeZone (a date for an "
+            "all-day series). An instance whose original start is not an occurrence of the "
+            "master's rule (a series trimmed by 'this and following') is dropped; an "
+            "instance that differs from its master in nothing mapped is not an exception."
+        ),
+        "recurringEventId": (
+            "'This and following' splits are not linked in EWS: the trimmed master and the "
+            "new series (iCalUID <uid>_R<timestamp>) are two EWS series, and an EWS series "
+            "ended and restarted by Outlook is two Google series."
         ),
     }
 )
@@ -164,6 +226,14 @@ def to_google(item: CalendarItem, *, default_zone: str | None = None) -> GoogleE
     """The Google event for an EWS calendar item (as ews_parser.parse returns it:
     aware UTC datetimes, or dates for all-day items with exchangelib's INCLUSIVE end).
     No 'id' key: the caller sets it."""
+    start_zone = item_zone(item._start_timezone, default_zone)
+    end_zone = item_zone(item._end_timezone, None) if item._end_timezone else start_zone
+    return google_event(item, start_zone, end_zone)
+
+
+def google_event(item: CalendarItem, start_zone: EWSTimeZone, end_zone: EWSTimeZone) -> GoogleEvent:
+    """`to_google` with the zones already chosen (mapping.full picks them for legacy
+    MeetingTimeZone rules)."""
     event: GoogleEvent = {}
     if item.subject:
         event["summary"] = str(item.subject)
@@ -173,8 +243,6 @@ def to_google(item: CalendarItem, *, default_zone: str | None = None) -> GoogleE
     if item.location:
         event["location"] = str(item.location)
 
-    start_zone = item_zone(item._start_timezone, default_zone)
-    end_zone = item_zone(item._end_timezone, None) if item._end_timezone else start_zone
     if item.start is None or item.end is None:
         raise MappingError("a calendar item without start or end")
     if item.is_all_day:
@@ -403,10 +471,11 @@ def event_id_for(ews_item_id: str) -> str:
     return base64.b32hexencode(digest).decode("ascii").rstrip("=").lower()
 
 
-def content_hash(event: GoogleEvent) -> str:
+def content_hash(event: GoogleEvent, fields: Sequence[str] = MANAGED_FIELDS) -> str:
     """Stable hash of the mapped (managed) fields only, ignoring Google-owned keys
-    (etag, updated, created, htmlLink, sequence, id, status when confirmed, ...)."""
-    canonical = {key: normalised(key, event.get(key)) for key in MANAGED_FIELDS}
+    (etag, updated, created, htmlLink, sequence, id, status when confirmed, ...).
+    `fields`: mapping.full.FULL_MANAGED_FIELDS for events mapped with people."""
+    canonical = {key: normalised(key, event.get(key)) for key in fields}
     if event.get("status") not in (None, "confirmed"):
         canonical["status"] = event["status"]
     text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -433,6 +502,13 @@ def normalised(key: str, value: Any) -> Any:
         return value or "default"
     if key == "transparency":
         return value or "opaque"
+    if key == "attendees":
+        return normalised_attendees(value)
+    if key == "organizer":
+        email = value.get("email") if isinstance(value, Mapping) else None
+        return str(email).lower() if email else None
+    if key == "conferenceData":
+        return normalised_conference(value)
     if key == "extendedProperties":
         private = _private({"extendedProperties": value})
         return {k: str(private[k]) for k in MANAGED_PROPERTIES if private.get(k) is not None}
