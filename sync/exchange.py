@@ -122,6 +122,19 @@ class ExchangeMailbox:
             return None
         return item
 
+    def master_item_id(self, occurrence: Any) -> str | None:
+        """The id of the series master of an occurrence or exception read from Exchange."""
+        from exchangelib.errors import ErrorItemNotFound
+
+        master = occurrence.recurring_master()
+        try:
+            master.refresh()
+        except ErrorItemNotFound:
+            return None
+        except Exception as exc:
+            raise _exchange_error(exc) from None
+        return str(master.id) if master.id else None
+
     def calendar_folder_id(self) -> str:
         try:
             return str(self.account.calendar.id)

@@ -311,6 +311,14 @@ class Mirror:
         item = mailbox.calendar_item(entry.ews_item_id)
         if item is None:
             return {"kind": "skip", "reason": "Exchange has no such calendar item now"}
+        if getattr(item, "type", None) in ("Occurrence", "Exception"):
+            # A client that read an occurrence (GetItem on an OccurrenceItemId, or a
+            # CalendarView) edits it by its own ItemId: it is no event of its own, and rides
+            # with its series master, as OccurrenceItemId edits do.
+            master = mailbox.master_item_id(item)
+            if master is not None and master != entry.ews_item_id:
+                self.store.enqueue(entry.mailbox, master, "refresh", now=self.clock())
+            return {"kind": "skip", "reason": "an occurrence: its series master is refreshed"}
         if entry.op == "refresh" and mapped is None:
             parent = getattr(item.parent_folder_id, "id", None)
             calendar = mailbox.calendar_folder_id()

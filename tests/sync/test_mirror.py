@@ -1,0 +1,114 @@
+"""The worker (sync/mirror.py) against both stand-ins through the unmodified clients."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    Account,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    EWSTimeZone,
+)
+from exchangelib.fields import MONDAY
+from exchangelib.items import CalendarItem
+from exchangelib.protocol import FailFast
+from exchangelib.recurrence import Recurrence, WeeklyPattern
+from exchangelib.version import EXCHANGE_2016, Version
+
+from emulators.ews import EwsServer, start_server
+from emulators.google.server import GoogleCalendarServer
+from mapping.event import event_id_for
+from sync.config import load_config
+from sync.mirror import Mirror
+from sync.store import Store
+from tests.addon.conftest import write_config
+from tests.sync.test_job import ALICE, PASSWORDS
+
+BERLIN = EWSTimeZone("Europe/Berlin")
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", PASSWORDS[ALICE])
+
+
+@pytest.fixture
+def ews() -> Iterator[EwsServer]:
+    server = start_server(users=PASSWORDS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def google() -> Iterator[GoogleCalendarServer]:
+    with GoogleCalendarServer(port=0, users=tuple(PASSWORDS)) as server:
+        yield server
+
+
+def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
+    tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer
+) -> None:
+    """exchangelib's `master.occurrence(3).refresh(); .save()` (and clients editing what a
+    CalendarView returned) send UpdateItem with the occurrence's own ItemId: the worker
+    must refresh the series master, not mirror the occurrence as an event of its own."""
+    config = load_config(write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,)))
+    store = Store(config.store_path)
+    mirror = Mirror(config, store)
+    account = Account(
+        ALICE,
+        config=Configuration(
+            service_endpoint=ews.url,
+            credentials=Credentials(ALICE, PASSWORDS[ALICE]),
+            auth_type=BASIC,
+            version=Version(build=EXCHANGE_2016),
+            retry_policy=FailFast(),
+        ),
+        autodiscover=False,
+        access_type=DELEGATE,
+        default_timezone=BERLIN,
+    )
+    series = CalendarItem(
+        account=account,
+        folder=account.calendar,
+        subject="Team sync",
+        start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
+        end=EWSDateTime(2026, 3, 2, 9, 30, tzinfo=BERLIN),
+        recurrence=Recurrence(
+            pattern=WeeklyPattern(interval=1, weekdays=[MONDAY]),
+            start=dt.date(2026, 3, 2),
+            number=6,
+        ),
+    )
+    series.save()
+    store.enqueue(ALICE, series.id, "upsert", now=0.0, change_key=series.changekey)
+    asyncio.run(mirror.drain())
+
+    occurrence = series.occurrence(index=3)
+    occurrence.refresh()
+    assert occurrence.id != series.id
+    occurrence.subject = "Team sync (with guests)"
+    occurrence.save(update_fields=["subject"])
+    # what the router records for an UpdateItem naming an ItemId known as a CalendarItem
+    store.enqueue(ALICE, occurrence.id, "update", now=0.0, change_key=occurrence.changekey)
+    asyncio.run(mirror.drain())
+
+    events = google.state.calls  # every write went to the master
+    assert {c.event_id for c in events if c.method != "GET" and c.event_id} <= {
+        event_id_for(series.id)
+    }
+    assert [m.ews_item_id for m in store.mapped_items(ALICE)] == [series.id]
+    assert store.pending() == [] and store.quarantined() == []
+    store.close()
