@@ -17,6 +17,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("emulators.cli", "add_parser"),
     ("sync.job", "add_parser"),
     ("sync.replay", "add_parser"),
+    ("sync.demo", "add_parser"),
 ]
 
 
