@@ -178,9 +178,9 @@ LOSSY_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
             "Accept/Tentative/Decline/NoResponseReceived <-> accepted/tentative/declined/"
             "needsAction. Unknown becomes needsAction and comes back NoResponseReceived. "
             "Organizer becomes accepted with organizer: true (also set for the organizer's "
-            "own address); organizer: true with accepted comes back Organizer, with any "
-            "other status that status. Exchange sets ResponseType from replies: what is "
-            "written is kept only in the model."
+            "own address, so its Accept comes back Organizer); organizer: true with "
+            "accepted comes back Organizer, with any other status that status. Exchange "
+            "sets ResponseType from replies: what is written is kept only in the model."
         ),
         "organizer": (
             "Read-only both ways: Google writes it only on import, Exchange sets it to the "
