@@ -18,6 +18,14 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("sync.job", "add_parser"),
     ("sync.replay", "add_parser"),
     ("sync.demo", "add_parser"),
+    ("sync.cli_init", "add_parser"),
+    ("sync.cli_users", "add_parser"),
+    ("sync.cli_auth", "add_parser"),
+    ("sync.cli_doctor", "add_parser"),
+    ("sync.cli_status", "add_parser"),
+    ("sync.cli_explain", "add_parser"),
+    ("sync.cli_rebuild", "add_parser"),
+    ("sync.cli_undo", "add_parser"),
 ]
 
 

@@ -1,0 +1,126 @@
+"""`calsync status`: per user, what the state store says: mapped events, outbox depth,
+quarantined items (with their last error), when each side was last synced, recorded
+conflicts and the last error. Read-only; `--json` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sync.cli_common import (
+    CommandError,
+    add_config_option,
+    config_from,
+    print_table,
+    run_guarded,
+    user_from,
+    when,
+)
+from sync.config import Config
+from sync.store import Store, StoreError
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="per user: mapped events, outbox, quarantined items, last syncs, conflicts",
+        description="What the state store says, per user. Exit status 0 (also with "
+        "quarantined items: they are reported, not an error of this command), 2 when the "
+        "config or the store cannot be read.",
+    )
+    add_config_option(parser)
+    parser.add_argument("--user", action="append", default=[], metavar="MAILBOX")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.set_defaults(run=lambda args: run_guarded("status", args, status))
+
+
+def open_store(config: Config) -> Store:
+    """The existing store (never a new one: a missing file means nothing ran yet)."""
+    path = Path(config.store_path)
+    if not path.exists():
+        raise CommandError(
+            f"no state store at {path} yet: start mitmdump with the addon or `calsync sync`"
+        )
+    try:
+        return Store(path)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def user_status(store: Store, mailbox: str) -> dict[str, Any]:
+    state = store.sync_state(mailbox)
+    quarantined = store.quarantined(mailbox)
+    conflicts = store.conflicts(mailbox)
+    return {
+        "mailbox": mailbox,
+        "mapped_events": len(store.mapped_items(mailbox)),
+        "outbox_pending": len(store.pending(mailbox)),
+        "quarantined": [
+            {
+                "id": e.id,
+                "ews_item_id": e.ews_item_id,
+                "op": e.op,
+                "attempts": e.attempts,
+                "last_error": e.last_error,
+            }
+            for e in quarantined
+        ],
+        "last_google_sync": state.get("last_google_sync"),
+        "last_exchange_sync": state.get("last_exchange_sync"),
+        "conflicts": len(conflicts),
+        "last_conflict": conflicts[-1]["at"] if conflicts else None,
+        "last_error": state.get("last_error"),
+    }
+
+
+def status(args: Any) -> int:
+    config = config_from(args)
+    users = [user_from(config, name) for name in args.user] or list(config.users)
+    store = open_store(config)
+    try:
+        report = [user_status(store, user.mailbox) for user in users]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"store": str(config.store_path), "users": report}, indent=2))
+        return 0
+    print_table(
+        f"calsync status ({config.store_path})",
+        [
+            "mailbox",
+            "mapped",
+            "outbox",
+            "quarantined",
+            "last Exchange sync",
+            "last Google sync",
+            "conflicts",
+            "last error",
+        ],
+        [
+            [
+                r["mailbox"],
+                r["mapped_events"],
+                r["outbox_pending"],
+                len(r["quarantined"]),
+                when(r["last_exchange_sync"]),
+                when(r["last_google_sync"]),
+                r["conflicts"],
+                r["last_error"] or "-",
+            ]
+            for r in report
+        ],
+    )
+    quarantined = [(r["mailbox"], q) for r in report for q in r["quarantined"]]
+    if quarantined:
+        print()
+        print_table(
+            "quarantined (retry by fixing the cause; `calsync explain ITEM` for more)",
+            ["mailbox", "entry", "operation", "Exchange item", "attempts", "last error"],
+            [
+                [m, q["id"], q["op"], q["ews_item_id"], q["attempts"], q["last_error"]]
+                for m, q in quarantined
+            ],
+        )
+    return 0
