@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import exceptions, http
@@ -25,6 +27,7 @@ from sync.config import Config, ConfigError, load_config
 from sync.job import SyncJob
 from sync.mirror import Mirror
 from sync.proxy import EWS_PATH, Exchange, Observer, lower_headers
+from sync.push import RENEW_CHECK_S, PushService, UserRuns
 from sync.store import Store, StoreError
 
 log = logging.getLogger("calsync")
@@ -50,6 +53,10 @@ class CalSync:
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self.job: SyncJob | None = None
+        # Google push (sync/push.py): runs of one user never overlap, polled or pushed
+        self.runs: UserRuns | None = None
+        self._push_task: asyncio.Task[None] | None = None
+        self._push_ending: asyncio.Task[None] | None = None  # still stopping its channels
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -69,6 +76,13 @@ class CalSync:
             "never passed the proxy); 0 turns it off.",
         )
         loader.add_option(
+            "calsync_push_port",
+            int,
+            0,
+            "Port of the Google push webhook ([push] in calsync.toml): each user's Google "
+            "changes are synced as soon as Google notifies; 0 turns it off (polling only).",
+        )
+        loader.add_option(
             "calsync_max_body",
             int,
             DEFAULT_MAX_BYTES,
@@ -80,11 +94,14 @@ class CalSync:
 
         if ctx.options.calsync_sync_interval < 0:
             raise exceptions.OptionsError("calsync_sync_interval must be 0 (off) or more seconds")
+        if not 0 <= ctx.options.calsync_push_port <= 65535:
+            raise exceptions.OptionsError("calsync_push_port must be 0 (off) or a port number")
         if not updated & {
             "calsync_config",
             "calsync_ews_path",
             "calsync_max_body",
             "calsync_sync_interval",
+            "calsync_push_port",
         }:
             return
         ews_path = parse_ews_path(ctx.options.calsync_ews_path)
@@ -111,6 +128,7 @@ class CalSync:
         self.store = store
         self.mirror = Mirror(config, store)
         self.job = SyncJob(config, store)
+        self.runs = UserRuns(self.job.run_user)
         self.observer = Observer(
             config,
             store,
@@ -126,6 +144,9 @@ class CalSync:
             if self._sync_task is not None:
                 self._sync_task.cancel()
                 self._sync_task = None
+            if self._push_task is not None:  # it stops its channels as it ends
+                self._push_task.cancel()
+                self._push_ending, self._push_task = self._push_task, None
             self.running()
 
     def running(self) -> None:
@@ -137,6 +158,41 @@ class CalSync:
         interval = ctx.options.calsync_sync_interval
         if self.job is not None and self._sync_task is None and interval > 0:
             self._sync_task = loop.create_task(self._sync_loop(self.job, interval))
+        port = ctx.options.calsync_push_port
+        if self.job is not None and self.runs is not None and self._push_task is None and port:
+            assert self.config is not None and self.store is not None
+            push = functools.partial(
+                PushService, self.config, self.store, self.job.run_user, port=port, runs=self.runs
+            )
+            ending, self._push_ending = self._push_ending, None
+            self._push_task = loop.create_task(self._push_loop(push, ending))
+
+    async def _push_loop(
+        self, make: Callable[[], PushService], ending: asyncio.Task[None] | None
+    ) -> None:
+        """The webhook on a port of its own (Google calls it as an origin server, which the
+        proxy's own listener would not serve in regular mode); channels opened, renewed, and
+        stopped when the task ends. Every Google call runs in a thread."""
+        if ending is not None:  # a reconfiguration: the old webhook frees the port first
+            await asyncio.wait([ending])  # its end, whatever it was; our own cancel still raises
+        try:
+            push = make()
+        except OSError as exc:
+            log.error("calsync: push webhook cannot listen: %s", exc.strerror)
+            return
+        try:
+            await asyncio.to_thread(push.start)
+            log.info("calsync: push webhook on %s, Google calls %s", push.server.url, push.address)
+            while True:
+                await asyncio.sleep(RENEW_CHECK_S)
+                await asyncio.to_thread(push.tick)
+        except Exception as exc:  # polling goes on without push
+            log.error("calsync: push failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            try:
+                await asyncio.to_thread(push.stop)
+            except Exception as exc:
+                log.error("calsync: push channels not stopped: %s", type(exc).__name__)
 
     async def _sync_loop(self, job: SyncJob, interval: float) -> None:
         """The two-way job for every user, one after the other, in a thread: never on
@@ -145,7 +201,8 @@ class CalSync:
             await asyncio.sleep(interval)
             for user in job.config.users:
                 try:
-                    report = await asyncio.to_thread(job.run_user, user)
+                    run = self.runs.run_now if self.runs is not None else job.run_user
+                    report = await asyncio.to_thread(run, user)
                 except Exception as exc:  # keep the loop alive; the next run retries
                     log.error(
                         "calsync: sync run for %s failed: %s", user.mailbox, type(exc).__name__
@@ -155,6 +212,12 @@ class CalSync:
                     log.info("calsync: %s", report.summary())
 
     async def done(self) -> None:
+        for push_task in (self._push_task, self._push_ending):
+            if push_task is not None:
+                push_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await push_task
+        self._push_task = self._push_ending = None
         if self._sync_task is not None:
             self._sync_task.cancel()
             self._sync_task = None
@@ -185,6 +248,7 @@ class CalSync:
         if self.store is not None:
             self.store.close()
         self.store = self.config = self.mirror = self.observer = self.job = None
+        self.runs = None
 
     # --- hooks: read, never alter; never raise ------------------------------------------------
 

@@ -17,6 +17,10 @@ relative to the file. An example with every key is in the README.
     google_calendar = "primary"
     google_token_file = "tokens/alice.json"   # authorized-user JSON as google-auth writes it
     exchange_password_env = "ALICE_EWS_PASSWORD"
+    [push]                                    # optional: Google push notifications
+    webhook_url = "https://calsync.example.com/google/push"  # what Google calls (HTTPS)
+    listen_port = 8089                        # where calsync serve / the addon listen
+    renew_before_s = 3600                     # channels are renewed this long before expiry
 """
 
 from __future__ import annotations
@@ -78,6 +82,22 @@ class SyncPolicy:
     interval_s: float = 60.0
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    """[push]: Google push notifications (sync/push.py). Google calls `webhook_url`, which
+    must be public HTTPS; TLS is terminated in front of `listen_host:listen_port`. Without
+    `webhook_url` the local listening address is used: only a local stand-in reaches it."""
+
+    webhook_url: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8089
+    renew_before_s: float = 3600.0
+    channel_ttl_s: float | None = None  # None: Google's own default
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     store_path: Path
@@ -92,6 +112,7 @@ class Config:
     outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
     sync: SyncPolicy = field(default_factory=SyncPolicy)
     source: Path | None = None
+    push: PushConfig | None = None  # None: no [push] section
 
     def user_named(self, name: str | None) -> UserConfig | None:
         """The configured user a mailbox address or login name belongs to."""
@@ -120,7 +141,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    _only(data, {"store", "google", "exchange", "outbox", "sync", "users"}, "the top level")
+    _only(data, {"store", "google", "exchange", "outbox", "sync", "users", "push"}, "the top level")
     store = _table(data, "store")
     _only(store, {"path"}, "[store]")
     google = _table(data, "google")
@@ -193,6 +214,37 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             backoff_max_s=_float(outbox, "backoff_max_s", "[outbox]", default=300.0),
         ),
         source=source,
+        push=parse_push(_table(data, "push")) if "push" in data else None,
+    )
+
+
+def parse_push(push: Mapping[str, Any]) -> PushConfig:
+    _only(
+        push,
+        {"webhook_url", "listen_host", "listen_port", "renew_before_s", "channel_ttl_s"},
+        "[push]",
+    )
+    url = _url(push, "webhook_url", "[push]")
+    if url is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ConfigError(
+                "[push] webhook_url must be https:// (Google calls only HTTPS addresses)"
+            )
+    port = _int(push, "listen_port", "[push]", default=8089)
+    if not 0 <= port <= 65535:
+        raise ConfigError("[push] listen_port must be a port number (0: any free port)")
+    ttl = push.get("channel_ttl_s")
+    return PushConfig(
+        webhook_url=url,
+        listen_host=_str(push, "listen_host", "[push]") or "127.0.0.1",
+        listen_port=port,
+        renew_before_s=_float(push, "renew_before_s", "[push]", default=3600.0),
+        channel_ttl_s=None
+        if ttl is None
+        else _float(push, "channel_ttl_s", "[push]", default=0.0) or None,
     )
 
 

@@ -5,7 +5,8 @@
   so an UpdateItem naming only an ItemId can be told apart;
 - `items`: the id map, Exchange item <-> Google event, with change key, etag, content hash
   and the last event written (the snapshot a patch applies to);
-- `outbox`: the durable queue of changes to mirror.
+- `outbox`: the durable queue of changes to mirror;
+- `channels`: the Google push channels open per user (schema 3).
 
 Event text (subjects, descriptions) is stored only sealed (Fernet, with a key kept beside
 the database in a 0600 file): snapshots and outbox payloads are never in plain sight.
@@ -29,7 +30,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ews_parser.errors import CalsyncError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(CalsyncError):
@@ -45,6 +46,20 @@ class MappedItem:
     google_etag: str | None
     content_hash: str | None
     snapshot: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchChannel:
+    """An events.watch channel (https://developers.google.com/workspace/calendar/api/guides/push)."""
+
+    channel_id: str
+    mailbox: str
+    resource_id: str
+    token: str
+    address: str
+    calendar_id: str
+    expiration: float  # seconds since the epoch
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +143,8 @@ class Store:
                 self._create_v1()
             if version < 2:
                 self._create_v2()
+            if version < 3:
+                self._create_v3()
             self.db.table("meta").upsert(
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
             )
@@ -208,6 +225,25 @@ class Store:
                 "at": float,
             },
             pk="id",
+        )
+
+    def _create_v3(self) -> None:
+        """Push: the events.watch channels open per user (sync/push.py), kept so that a
+        restart reuses or renews them. `if_not_exists`: a store taken back to an older
+        version by hand keeps its tables."""
+        self.db.table("channels").create(
+            {
+                "channel_id": str,
+                "mailbox": str,
+                "resource_id": str,
+                "token": bytes,  # sealed: it is what proves a notification is Google's
+                "address": str,
+                "calendar_id": str,
+                "expiration": float,
+                "created_at": float,
+            },
+            pk="channel_id",
+            if_not_exists=True,
         )
 
     def _meta(self, key: str) -> str | None:
@@ -561,4 +597,56 @@ class Store:
                 "updated_at": now,
             },
             pk=("mailbox", "ews_item_id"),
+        )
+
+    # --- push channels ------------------------------------------------------------------
+
+    def save_channel(self, channel: WatchChannel) -> None:
+        with self.transaction():
+            self.db.table("channels").upsert(
+                {
+                    "channel_id": channel.channel_id,
+                    "mailbox": channel.mailbox,
+                    "resource_id": channel.resource_id,
+                    "token": self._sealer.seal(channel.token),
+                    "address": channel.address,
+                    "calendar_id": channel.calendar_id,
+                    "expiration": channel.expiration,
+                    "created_at": channel.created_at,
+                },
+                pk="channel_id",
+            )
+
+    def channel(self, channel_id: str) -> WatchChannel | None:
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM channels WHERE channel_id = ?", [channel_id]))
+        return self._channel(rows[0]) if rows else None
+
+    def channels(self, mailbox: str | None = None) -> list[WatchChannel]:
+        """Newest last."""
+        with self._lock:
+            if mailbox is None:
+                rows = list(self.db.query("SELECT * FROM channels ORDER BY created_at"))
+            else:
+                rows = list(
+                    self.db.query(
+                        "SELECT * FROM channels WHERE mailbox = ? ORDER BY created_at", [mailbox]
+                    )
+                )
+        return [self._channel(r) for r in rows]
+
+    def forget_channel(self, channel_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM channels WHERE channel_id = ?", [channel_id])
+
+    def _channel(self, row: dict[str, Any]) -> WatchChannel:
+        return WatchChannel(
+            channel_id=row["channel_id"],
+            mailbox=row["mailbox"],
+            resource_id=row["resource_id"],
+            token=self._sealer.open(row["token"]),
+            address=row["address"],
+            calendar_id=row["calendar_id"],
+            expiration=row["expiration"],
+            created_at=row["created_at"],
         )

@@ -266,7 +266,9 @@ class Mailbox:
         return ids.change_key(self._counter)
 
     def _now(self) -> dt.datetime:
-        return utc(self._clock())
+        # Exchange stamps whole seconds ("2013-08-28T04:07:38Z"); exchangelib cannot read
+        # a fraction there and returns None for the field.
+        return utc(self._clock()).replace(microsecond=0)
 
     def _enter(self, item: StoredItem, folder: str) -> None:
         seq = self._next_seq()

@@ -51,6 +51,15 @@ def test_create_returns_id_and_change_key_and_get_reads_it_back(alice: Account) 
     assert got.uid  # Exchange assigns a UID when the client sends none
 
 
+def test_server_stamps_are_whole_seconds_exchangelib_can_read(alice: Account) -> None:
+    # Exchange stamps DateTimeCreated/LastModifiedTime in whole seconds; exchangelib reads
+    # a stamp with a fraction as None (and warns in the proxy's log).
+    got = alice.calendar.get(id=_create(alice).id)
+    assert got.datetime_created is not None
+    assert got.last_modified_time is not None
+    assert got.last_modified_time.microsecond == 0
+
+
 def test_time_zoned_item_keeps_its_instant_and_zone(alice: Account) -> None:
     # Start and End are instants; StartTimeZone/EndTimeZone say how the user sees them.
     item = _create(alice, start=EWSDateTime(2024, 7, 4, 9, 30, tzinfo=NEW_YORK),

@@ -1,0 +1,558 @@
+"""Near real time from Google: `events.watch` channels, the webhook Google calls, and one
+incremental sync of the user as soon as Google says their calendar changed.
+
+Reference: https://developers.google.com/workspace/calendar/api/guides/push
+
+- One channel per user (users whose direction carries Google changes to Exchange): `id` a
+  UUID, `token` a per-channel secret that every notification must carry, `address` the
+  configured `[push] webhook_url`. Channels are kept in the store (schema 3), so a restart
+  reuses them; they are renewed `renew_before_s` before they expire (a new channel first,
+  then `channels.stop` of the old one, so no change falls in between) and stopped on
+  shutdown.
+- The webhook answers `sync` (the channel's first message) with 200 and nothing else, and
+  `exists` by queueing that user's incremental Google sync (`SyncJob.run_user`) on a thread,
+  coalesced: at most one run in flight and one queued per user. A notification with an
+  unknown channel, a wrong or missing token or another resource is refused (404/403) and
+  logged by channel id, never with the token.
+- Polling (`calsync_sync_interval`, `[sync] interval_s`) stays the safety net: Google does
+  not promise delivery.
+
+The webhook is a small stdlib HTTP server on a port of its own (`calsync serve`, or the
+addon with `calsync_push_port`): Google calls it directly as an origin server, which a
+mitmproxy listener in regular/upstream mode does not accept, and it must keep answering
+whatever mode the proxy runs in. TLS (Google calls only public HTTPS addresses) is
+terminated in front of it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from ews_parser.errors import CalsyncError
+from sync.config import Config, PushConfig, UserConfig
+from sync.google import GoogleCalendar, GoogleError
+from sync.store import Store, WatchChannel
+
+log = logging.getLogger("calsync.push")
+
+#: Where the webhook listens when [push] names no webhook_url (a local stand-in only).
+DEFAULT_PATH = "/google/push"
+#: How often renewals are looked for; channels last days, so a minute is plenty.
+RENEW_CHECK_S = 60.0
+#: Calendar channels last a week when the watch request asks for nothing shorter.
+GOOGLE_DEFAULT_TTL_S = 7 * 24 * 3600.0
+
+
+def _short(channel_id: str) -> str:
+    return channel_id[:8]
+
+
+# --- the two Google calls (through GoogleCalendar's lock, error mapping and token refresh) ---
+
+
+def watch_events(calendar: GoogleCalendar, body: dict[str, Any]) -> dict[str, Any]:
+    events = calendar._service.events()
+    return dict(calendar._execute(events.watch(calendarId=calendar.calendar_id, body=body)))
+
+
+def stop_channel(calendar: GoogleCalendar, channel_id: str, resource_id: str) -> None:
+    channels = calendar._service.channels()
+    calendar._execute(channels.stop(body={"id": channel_id, "resourceId": resource_id}))
+
+
+# --- channels ----------------------------------------------------------------------------
+
+
+class Channels:
+    """Opens, renews and stops every user's channel; the store is the truth."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        address: str,
+        settings: PushConfig,
+        clock: Callable[[], float] = time.time,
+        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.address = address
+        self.settings = settings
+        self.clock = clock
+        self._google_factory = google
+        self._google: dict[str, Any] = {}
+        self._lock = threading.Lock()  # refresh and stop_all never interleave
+
+    @property
+    def users(self) -> list[UserConfig]:
+        return [u for u in self.config.users if u.direction in ("both", "google-to-exchange")]
+
+    def google(self, user: UserConfig) -> Any:
+        if user.mailbox not in self._google:
+            self._google[user.mailbox] = self._google_factory(self.config, user)
+        return self._google[user.mailbox]
+
+    def refresh(self) -> list[WatchChannel]:
+        """Make every user's channel current: reuse a stored one that is not due for
+        renewal, else open a new one; then stop what it replaces. Returns those opened."""
+        opened: list[WatchChannel] = []
+        with self._lock:
+            wanted = {u.mailbox for u in self.users}
+            for channel in self.store.channels():
+                if channel.mailbox not in wanted:  # user removed from the config
+                    self._stop(channel)
+            for user in self.users:
+                try:
+                    new = self._refresh_user(user)
+                except CalsyncError as exc:
+                    log.warning("%s: could not open a push channel: %s", user.mailbox, exc)
+                    continue
+                if new is not None:
+                    opened.append(new)
+        return opened
+
+    def _refresh_user(self, user: UserConfig) -> WatchChannel | None:
+        now = self.clock()
+        stored = self.store.channels(user.mailbox)
+        current = [
+            c
+            for c in stored
+            if c.address == self.address
+            and c.calendar_id == user.google_calendar
+            and c.resource_id
+            and c.expiration - now > self.settings.renew_before_s
+        ]
+        opened = None
+        if current:
+            keep = current[-1]
+        else:
+            opened = keep = self._open(user, now)
+        for channel in stored:
+            if channel.channel_id != keep.channel_id:
+                self._stop(channel)
+        return opened
+
+    def _open(self, user: UserConfig, now: float) -> WatchChannel:
+        ttl = self.settings.channel_ttl_s
+        channel = WatchChannel(
+            channel_id=str(uuid.uuid4()),
+            mailbox=user.mailbox,
+            resource_id="",  # known once Google answers
+            token=secrets.token_urlsafe(32),
+            address=self.address,
+            calendar_id=user.google_calendar,
+            expiration=now + (ttl or GOOGLE_DEFAULT_TTL_S),
+            created_at=now,
+        )
+        body: dict[str, Any] = {
+            "id": channel.channel_id,
+            "type": "web_hook",
+            "address": self.address,
+            "token": channel.token,
+        }
+        if ttl:
+            body["expiration"] = str(int((now + ttl) * 1000))
+        # Stored before the call: Google's first message (`sync`) can arrive before the
+        # answer does, and must find its channel.
+        self.store.save_channel(channel)
+        try:
+            answer = watch_events(self.google(user), body)
+        except BaseException:
+            self.store.forget_channel(channel.channel_id)
+            raise
+        expiration = channel.expiration
+        if answer.get("expiration"):
+            expiration = int(answer["expiration"]) / 1000
+        channel = replace(
+            channel, resource_id=str(answer.get("resourceId", "")), expiration=expiration
+        )
+        self.store.save_channel(channel)
+        log.info(
+            "%s: push channel %s open until %s",
+            user.mailbox,
+            _short(channel.channel_id),
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiration)),
+        )
+        return channel
+
+    def _stop(self, channel: WatchChannel) -> None:
+        """channels.stop, then forget it; kept for another try when Google could not be
+        reached (a channel that lives on only causes a spare sync)."""
+        if channel.resource_id and channel.expiration > self.clock():
+            user = self.config.user_named(channel.mailbox)
+            try:
+                if user is None:
+                    raise CalsyncError(f"{channel.mailbox} is no longer configured")
+                stop_channel(self.google(user), channel.channel_id, channel.resource_id)
+            except GoogleError as exc:
+                if exc.retryable:
+                    log.warning(
+                        "%s: push channel %s not stopped (tried again later): %s",
+                        channel.mailbox,
+                        _short(channel.channel_id),
+                        exc,
+                    )
+                    return
+                if exc.status not in (404, 410):
+                    log.warning(
+                        "%s: push channel %s not stopped: %s",
+                        channel.mailbox,
+                        _short(channel.channel_id),
+                        exc,
+                    )
+            except CalsyncError as exc:
+                log.warning("push channel %s not stopped: %s", _short(channel.channel_id), exc)
+            else:
+                log.info("%s: push channel %s stopped", channel.mailbox, _short(channel.channel_id))
+        self.store.forget_channel(channel.channel_id)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for channel in self.store.channels():
+                self._stop(channel)
+
+
+# --- runs: one in flight and one queued per user --------------------------------------------
+
+
+class UserRuns:
+    """Serialises the sync runs of each user (push and polling alike) and coalesces
+    notification bursts: a trigger while a run is in flight queues at most one more."""
+
+    def __init__(self, run: Callable[[UserConfig], Any]) -> None:
+        self._run = run
+        self._guard = threading.Lock()
+        self._user_locks: dict[str, threading.Lock] = {}
+        self._in_flight: set[str] = set()
+        self._queued: set[str] = set()
+        self._threads: set[threading.Thread] = set()
+        self._closed = False
+        self.runs: dict[str, int] = {}  # per mailbox, triggered runs finished
+
+    def run_now(self, user: UserConfig) -> Any:
+        with self._guard:
+            lock = self._user_locks.setdefault(user.mailbox, threading.Lock())
+        with lock:
+            return self._run(user)
+
+    def trigger(self, user: UserConfig) -> None:
+        with self._guard:
+            if self._closed:
+                return
+            if user.mailbox in self._in_flight:
+                self._queued.add(user.mailbox)
+                return
+            self._in_flight.add(user.mailbox)
+            thread = threading.Thread(
+                target=self._loop, args=(user,), name="calsync-push-run", daemon=True
+            )
+            self._threads.add(thread)
+        thread.start()
+
+    def _loop(self, user: UserConfig) -> None:
+        try:
+            while True:
+                try:
+                    report = self.run_now(user)
+                    summary = getattr(report, "summary", None)
+                    if summary is not None and (report.actions or report.errors):
+                        log.info("push: %s", summary())
+                except Exception as exc:  # the next notification or poll tries again
+                    log.error("push: sync run for %s failed: %s", user.mailbox, type(exc).__name__)
+                with self._guard:
+                    self.runs[user.mailbox] = self.runs.get(user.mailbox, 0) + 1
+                    if user.mailbox in self._queued and not self._closed:
+                        self._queued.discard(user.mailbox)
+                        continue
+                    self._in_flight.discard(user.mailbox)
+                    return
+        finally:
+            with self._guard:
+                self._threads.discard(threading.current_thread())
+
+    def idle(self) -> bool:
+        with self._guard:
+            return not self._in_flight
+
+    def close(self, timeout: float = 30.0) -> None:
+        """No new runs; wait (at most `timeout`) for those in flight."""
+        with self._guard:
+            self._closed = True
+            self._queued.clear()
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+# --- the webhook -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    channel_id: str
+    token: str | None
+    resource_id: str | None
+    resource_state: str
+    message_number: str | None
+
+
+def parse_notification(headers: Mapping[str, str]) -> Notification | None:
+    """The X-Goog-* headers of a notification (names lower-cased); None without a
+    channel id or a resource state."""
+    channel_id = headers.get("x-goog-channel-id")
+    state = headers.get("x-goog-resource-state")
+    if not channel_id or not state:
+        return None
+    return Notification(
+        channel_id=channel_id,
+        token=headers.get("x-goog-channel-token"),
+        resource_id=headers.get("x-goog-resource-id"),
+        resource_state=state,
+        message_number=headers.get("x-goog-message-number"),
+    )
+
+
+class Webhook:
+    """Decides what a notification means: a status code, and maybe a sync of its user."""
+
+    def __init__(self, config: Config, store: Store, on_change: Callable[[UserConfig], None]):
+        self.config = config
+        self.store = store
+        self.on_change = on_change
+        self.refused = 0
+
+    def handle(self, method: str, headers: Mapping[str, str]) -> int:
+        if method != "POST":
+            return 405
+        notification = parse_notification(headers)
+        if notification is None:
+            return 400
+        channel = self.store.channel(notification.channel_id)
+        if channel is None:
+            log.info("notification on unknown channel %s refused", _short(notification.channel_id))
+            self.refused += 1
+            return 404
+        if not notification.token or not hmac.compare_digest(
+            notification.token.encode(), channel.token.encode()
+        ):
+            log.warning(
+                "notification on channel %s refused: wrong or missing token",
+                _short(channel.channel_id),
+            )
+            self.refused += 1
+            return 403
+        if channel.resource_id and notification.resource_id != channel.resource_id:
+            log.warning(
+                "notification on channel %s refused: another resource", _short(channel.channel_id)
+            )
+            self.refused += 1
+            return 403
+        if notification.resource_state == "sync":
+            return 200
+        user = self.config.user_named(channel.mailbox)
+        if user is not None:
+            log.debug(
+                "%s: %s on channel %s",
+                user.mailbox,
+                notification.resource_state,
+                _short(channel.channel_id),
+            )
+            self.on_change(user)
+        return 200
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "calsync"
+    sys_version = ""
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= 64 * 1024:
+            self.rfile.read(length)  # notifications have no body
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status = self.server.webhook.handle(self.command, headers)
+        except Exception as exc:  # Google retries 5xx with backoff
+            log.error("webhook failed: %s", type(exc).__name__)
+            status = 503
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.command, urlsplit(self.path).path)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    webhook: Webhook
+
+
+class WebhookServer:
+    def __init__(self, webhook: Webhook, host: str, port: int) -> None:
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.webhook = webhook
+        self.host = host
+        self.port = int(self._httpd.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{DEFAULT_PATH}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.1,), name="calsync-webhook", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+
+
+# --- the whole: what `calsync serve` and the addon run ---------------------------------------
+
+
+class PushService:
+    """Webhook server + channels + runs. `start()`, then `tick()` now and then (renewals),
+    `stop()` at the end; all three block (network): run them off any event loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        run: Callable[[UserConfig], Any],
+        *,
+        port: int | None = None,
+        runs: UserRuns | None = None,
+        clock: Callable[[], float] = time.time,
+        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
+    ) -> None:
+        self.settings = config.push or PushConfig()
+        self.runs = runs or UserRuns(run)
+        self.webhook = Webhook(config, store, self.runs.trigger)
+        self.server = WebhookServer(
+            self.webhook,
+            self.settings.listen_host,
+            self.settings.listen_port if port is None else port,
+        )
+        self.address = self.settings.webhook_url or self.server.url
+        self.channels = Channels(
+            config, store, address=self.address, settings=self.settings, clock=clock, google=google
+        )
+
+    def start(self) -> None:
+        self.server.start()
+        if self.settings.webhook_url is None:
+            log.warning(
+                "push: no [push] webhook_url: Google is given %s, which only a local "
+                "stand-in can reach",
+                self.address,
+            )
+        self.channels.refresh()
+
+    def tick(self) -> None:
+        self.channels.refresh()
+
+    def stop(self) -> None:
+        try:
+            self.channels.stop_all()
+        finally:
+            self.server.stop()
+            self.runs.close()
+
+
+# --- `calsync serve` ---------------------------------------------------------------------
+
+EXIT_OK, EXIT_CONFIG = 0, 2
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the Google push webhook: sync a user as soon as Google says so",
+        description="Open a Google push channel per user, serve the webhook Google calls, "
+        "and run that user's sync on each change; poll every [sync] interval_s as a safety "
+        "net. Channels are renewed before they expire and stopped on exit (Ctrl-C, SIGTERM).",
+    )
+    parser.add_argument(
+        "--config", default="calsync.toml", help="calsync.toml (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="listen here instead of [push] listen_port"
+    )
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: Any) -> int:
+    import sys
+
+    from sync.config import ConfigError, load_config
+    from sync.job import SyncJob
+    from sync.store import StoreError
+
+    try:
+        config = load_config(args.config)
+        store = Store(config.store_path)
+    except (ConfigError, StoreError) as exc:
+        print(f"calsync serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    job = SyncJob(config, store)
+    try:
+        service = PushService(config, store, job.run_user, port=args.port)
+    except OSError as exc:
+        store.close()
+        print(f"calsync serve: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        service.start()
+        print(
+            f"calsync serve: listening on {service.server.url}, Google calls {service.address}",
+            file=sys.stderr,
+            flush=True,
+        )
+        interval = config.sync.interval_s
+        next_renewal = time.monotonic() + RENEW_CHECK_S
+        next_poll = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if interval > 0 and now >= next_poll:
+                for user in config.users:
+                    service.runs.trigger(user)
+                next_poll = now + interval
+            if now >= next_renewal:
+                service.tick()
+                next_renewal = now + RENEW_CHECK_S
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        store.close()
+    return EXIT_OK
