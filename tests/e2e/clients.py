@@ -167,9 +167,7 @@ def outbox_attempts(store_path: Path) -> int:
     return int(value)
 
 
-def wait_for(
-    read: Callable[[], T], done: Callable[[T], bool], *, timeout: float, what: str
-) -> T:
+def wait_for(read: Callable[[], T], done: Callable[[T], bool], *, timeout: float, what: str) -> T:
     """Read until `done(value)` or `timeout` seconds passed; the last value either way, so
     the caller's assertions say what differs."""
     deadline = time.monotonic() + timeout

@@ -119,9 +119,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def route(
-    ews: EwsServer, proxy: Mitmdump, monkeypatch: pytest.MonkeyPatch
-) -> Route:
+def route(ews: EwsServer, proxy: Mitmdump, monkeypatch: pytest.MonkeyPatch) -> Route:
     assert ews.ca_path is not None
     route = Route(direct_ca=ews.ca_path, proxy_url=proxy.proxy_url, proxy_ca=proxy.ca_path)
     monkeypatch.setattr(BaseProtocol, "HTTP_ADAPTER_CLS", route.adapter())

@@ -12,15 +12,19 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "calsync.py"
-MITMDUMP = ROOT / ".venv" / "bin" / "mitmdump"
+#: the mitmdump of the interpreter running the tests (the project is installed there)
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
 _LISTENING = re.compile(r"proxy listening at 127\.0\.0\.1:(\d+)")
+#: mitmdump logs a script that fails to load before it listens (and then exits).
+_FAILED = ("error in script", "Error logged during startup")
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
@@ -101,7 +105,10 @@ class Mitmdump:
             log_file.close()  # the child has its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = _LISTENING.search(self.log())
+            text = self.log()
+            if any(sign in text for sign in _FAILED):
+                break
+            match = _LISTENING.search(text)
             if match:
                 self.port = int(match.group(1))
                 return self
