@@ -26,6 +26,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("sync.cli_explain", "add_parser"),
     ("sync.cli_rebuild", "add_parser"),
     ("sync.cli_undo", "add_parser"),
+    ("sync.push", "add_parser"),
 ]
 
 
