@@ -67,6 +67,21 @@ class Decision:
     items: dict[str, str] = field(default_factory=dict)  # item id -> item class
 
 
+#: Operations whose responses teach calendar item ids (and need nothing else).
+LISTINGS = frozenset({"GetItem", "FindItem", "SyncFolderItems"})
+
+
+def may_matter(request: Classification) -> bool:
+    """Whether the exchange can change or teach anything, judged from the request alone
+    (no store, no response): most mail traffic stops here."""
+    operation = request.operation
+    if operation == "GetFolder":
+        return any(isinstance(f, DistinguishedFolderId) and f.id in ROLES for f in request.folders)
+    if operation == "CreateItem":
+        return any(c == CALENDAR or c in RESPONSE_OBJECTS for c in request.item_classes)
+    return operation in LISTINGS or operation in ("UpdateItem", "DeleteItem", "MoveItem")
+
+
 def decide(request: Classification, response: Classification, known: Knowledge) -> Decision:
     decision = Decision()
     if response.kind != "response" or request.kind != "request" or not response.known:
