@@ -97,12 +97,13 @@ class ExchangeWriter(ExchangeMailbox):
     ) -> tuple[list[ItemChange], str | None]:
         """Everything that changed in the calendar since `sync_state` (all of it when
         None), and the state to resume from."""
-        folder = self.account.calendar
-        # exchangelib resumes from the folder's cached item_sync_state when given None:
-        # a full read must start from nothing, whatever an earlier call on this folder left
-        folder.item_sync_state = sync_state
         out: list[ItemChange] = []
         try:
+            # resolving the calendar is a GetFolder: its failures are Exchange's too
+            folder = self.account.calendar
+            # exchangelib resumes from the folder's cached item_sync_state when given None:
+            # a full read must start from nothing, whatever an earlier call on it left
+            folder.item_sync_state = sync_state
             for kind, value in folder.sync_items(
                 sync_state=sync_state, ignore=[(i, None) for i in ignore] or None
             ):

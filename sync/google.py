@@ -258,12 +258,12 @@ class GoogleCalendar:
         return [None if isinstance(a, GoogleError) and a.status == 404 else a for a in answers]
 
     def _insert_request(self, event: dict[str, Any]) -> Any:
-        return self._service.events().insert(
+        return self._events.insert(
             calendarId=self.calendar_id, body=event, sendUpdates="none"
         )
 
     def _patch_request(self, event_id: str, body: dict[str, Any], etag: str | None) -> Any:
-        request = self._service.events().patch(
+        request = self._events.patch(
             calendarId=self.calendar_id, eventId=event_id, body=body, sendUpdates="none"
         )
         if etag:
@@ -271,7 +271,7 @@ class GoogleCalendar:
         return request
 
     def _get_request(self, event_id: str) -> Any:
-        return self._service.events().get(calendarId=self.calendar_id, eventId=event_id)
+        return self._events.get(calendarId=self.calendar_id, eventId=event_id)
 
     def _batch(self, builders: Sequence[Callable[[], Any]]) -> list[Any]:
         """Run the requests `builders` make, `batch_size` to a batch request, sending again

@@ -51,6 +51,8 @@ class Report:
     stopped: str | None = None
     #: a retryable error met in the Exchange feed: its SyncState is not advanced
     retry_exchange_feed: bool = False
+    #: items the Google feed created in Exchange in this run
+    created_in_exchange: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else "ok"
@@ -108,6 +110,22 @@ class SyncJob:
                 self._exchange_feed(user, google, exchange, report, dry_run, force_deletes)
             if user.direction in ("both", "google-to-exchange"):
                 self._google_feed(user, google, exchange, report, dry_run, force_deletes)
+                if report.created_in_exchange and user.mirrors_to_google:
+                    # The items just created in Exchange are newer than the SyncState the
+                    # Exchange feed stored: one the user deletes before the next run would
+                    # never show in the feed (SyncFolderItems reports nothing for an item
+                    # created and deleted since the state), and its Google event would
+                    # stay. Read the feed past them now, and treat one that is no longer
+                    # there as deleted.
+                    self._exchange_feed(
+                        user,
+                        google,
+                        exchange,
+                        report,
+                        dry_run,
+                        force_deletes,
+                        ours=set(report.created_in_exchange),
+                    )
         except StateEmpty as exc:
             report.stopped = str(exc)
             log.warning("%s", exc)
@@ -128,11 +146,16 @@ class SyncJob:
         report: Report,
         dry_run: bool,
         force_deletes: bool,
+        ours: set[str] | None = None,
     ) -> None:
         from mapping.event import to_google
 
         state = self.store.sync_state(user.mailbox).get("ews_sync_state")
         changes, new_state = exchange.changes(state)
+        if ours:
+            # created by this run and gone before the feed could show them: deleted
+            seen = {c.item_id for c in changes}
+            changes = changes + [ItemChange("delete", i, None) for i in ours if i not in seen]
         planned: list[tuple[Action, ItemChange]] = []
         for change in changes:
             if change.kind != "delete" and self.store.is_echo(
@@ -365,6 +388,7 @@ class SyncJob:
             )
         elif action.kind == "create-exchange":
             item_id, change_key = exchange.create(to_ews(event))
+            report.created_in_exchange.append(item_id)
             snapshot = _managed(event)
             self.store.journal(
                 user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
