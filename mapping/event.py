@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from ews_parser.fields import field_for
 from ews_parser.values import FieldUpdate, FieldURI, LegacyTimeZone
@@ -31,7 +32,7 @@ from mapping.errors import MappingError
 from mapping.online import normalised_conference
 from mapping.people import normalised_attendees
 from mapping.recurrence import canonical_rrule, from_rrule, to_rrule
-from mapping.zones import google_zone, item_zone, utc, zone_for
+from mapping.zones import google_zone, item_zone, zone_for
 
 GoogleEvent = dict[str, Any]
 
@@ -306,7 +307,9 @@ def _all_day(value: dt.date, zone: EWSTimeZone, *, end: bool) -> dt.date:
 def _date_time(value: dt.date, zone: EWSTimeZone, name: str) -> dict[str, str]:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise MappingError(f"a timed item whose {name} is not an aware date-time: {value!r}")
-    local = dt.datetime.fromtimestamp(int(value.timestamp()), tz=zone)
+    # through a plain ZoneInfo: EWSTimeZone.fromutc drops `fold`, so the repeated hour
+    # when DST ends would be written with the summer offset (an hour early)
+    local = dt.datetime.fromtimestamp(int(value.timestamp()), tz=ZoneInfo(zone.key))
     return {"dateTime": local.isoformat(timespec="seconds"), "timeZone": zone.key}
 
 
@@ -350,11 +353,11 @@ def to_ews(event: GoogleEvent) -> dict[str, Any]:
     else:
         start_zone = _event_zone(start_raw)
         end_zone = _event_zone(end_raw) or start_zone
-        start = _instant(start_raw, start_zone, "start").astimezone(start_zone or utc())
-        end = _instant(end_raw, end_zone, "end").astimezone(end_zone or utc())
+        start = _local(_instant(start_raw, start_zone, "start"), start_zone)
+        end = _local(_instant(end_raw, end_zone, "end"), end_zone)
         kwargs.update(
-            start=_ews_datetime(start),
-            end=_ews_datetime(end),
+            start=_ews_datetime(start, start_zone),
+            end=_ews_datetime(end, end_zone),
             is_all_day=False,
             _start_timezone=start_zone,
             _end_timezone=end_zone,
@@ -393,10 +396,22 @@ def to_ews(event: GoogleEvent) -> dict[str, Any]:
     return kwargs
 
 
-def _ews_datetime(value: dt.datetime) -> EWSDateTime:
-    """exchangelib's own type (its fields refuse a plain datetime)."""
+def _local(value: dt.datetime, zone: EWSTimeZone | None) -> dt.datetime:
+    """`value` on the zone's wall clock, `fold` set in the repeated hour (a plain ZoneInfo:
+    EWSTimeZone.fromutc drops fold)."""
+    return value.astimezone(ZoneInfo(zone.key) if zone is not None else dt.UTC)
+
+
+def _ews_datetime(value: dt.datetime, zone: EWSTimeZone | None = None) -> EWSDateTime:
+    """exchangelib's own type (its fields refuse a plain datetime), in `zone`. EWSDateTime
+    has no `fold`: the second of two equal wall-clock times (when DST ends) is kept in UTC,
+    which is the same instant."""
     if isinstance(value, EWSDateTime):
         return value
+    if value.fold:
+        return EWSDateTime.from_datetime(value.astimezone(dt.UTC))
+    if zone is not None:
+        value = value.replace(tzinfo=zone)
     return EWSDateTime.from_datetime(value)
 
 
@@ -706,5 +721,5 @@ def _apply_times(changed: Mapping[str, Any], state: dict[str, Any]) -> bool:
         else:
             if zone is None:
                 return False  # the snapshot was all-day: it says no zone
-            state[bound] = _ews_datetime(value.astimezone(zone))
+            state[bound] = _ews_datetime(_local(value, zone), zone)
     return True

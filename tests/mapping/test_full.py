@@ -381,3 +381,25 @@ def test_what_does_not_survive_follows_its_rule(
     for key, value in expected.items():
         assert back.get(key) == value, key
     assert trip(back) == back
+
+
+@pytest.mark.parametrize(
+    ("wall", "instant"),
+    [
+        # the repeated hour when Berlin leaves summer time: both 02:45s, an hour apart
+        ("2026-10-25T02:45:00+02:00", dt.datetime(2026, 10, 25, 0, 45, tzinfo=dt.UTC)),
+        ("2026-10-25T02:45:00+01:00", dt.datetime(2026, 10, 25, 1, 45, tzinfo=dt.UTC)),
+        # and the hour that does not exist in spring is never written
+        ("2026-03-29T03:30:00+02:00", dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)),
+    ],
+)
+def test_the_repeated_hour_keeps_its_instant_both_ways(wall: str, instant: dt.datetime) -> None:
+    # EWSTimeZone drops `fold`: read naively the second 02:45 would come back an hour early
+    google = event(start={"dateTime": wall, "timeZone": "Europe/Berlin"},
+                   end={"dateTime": wall, "timeZone": "Europe/Berlin"})
+    kwargs = to_ews_full(google)
+    assert kwargs["start"].timestamp() == instant.timestamp()
+    item_ = timed_item(start=EWSDateTime.from_datetime(instant),
+                       end=EWSDateTime.from_datetime(instant))
+    assert to_google_full(item_).event["start"]["dateTime"] == wall
+    assert trip(google)["start"] == {"dateTime": wall, "timeZone": "Europe/Berlin"}
