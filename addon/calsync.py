@@ -83,6 +83,13 @@ class CalSync:
             "changes are synced as soon as Google notifies; 0 turns it off (polling only).",
         )
         loader.add_option(
+            "calsync_worker_processes",
+            int,
+            1,
+            "Processes that write to Google (parsing, mapping, the Google client), so that "
+            "their CPU never competes with the proxy; 0 writes from threads of mitmdump.",
+        )
+        loader.add_option(
             "calsync_max_body",
             int,
             DEFAULT_MAX_BYTES,
@@ -126,6 +133,8 @@ class CalSync:
             self._close()
         self.config = config
         self.store = store
+        if self.mirror is not None:
+            self.mirror.close(wait=False)  # reconfigured: the next running() starts anew
         self.mirror = Mirror(config, store)
         self.job = SyncJob(config, store)
         self.runs = UserRuns(self.job.run_user)
@@ -154,6 +163,9 @@ class CalSync:
 
         loop = asyncio.get_running_loop()
         if self.mirror is not None and self._task is None:
+            workers = ctx.options.calsync_worker_processes
+            if workers > 0 and self.mirror.pool is None:
+                self.mirror.use_processes(ctx.options.calsync_config, workers)
             self._task = loop.create_task(self.mirror.run())
         interval = ctx.options.calsync_sync_interval
         if self.job is not None and self._sync_task is None and interval > 0:
@@ -227,6 +239,8 @@ class CalSync:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.mirror is not None:
+            await asyncio.to_thread(self.mirror.close)
         self._close()
 
     async def _let_worker_finish(self, limit: float) -> None:

@@ -25,11 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +90,8 @@ class Mirror:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: completed entries, for tests and the benchmark: (entry id, when)
         self.completed: list[tuple[int, float]] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_args: tuple[str, int] | None = None
 
     # --- what the hook calls -----------------------------------------------------------------
 
@@ -137,7 +142,55 @@ class Mirror:
 
     async def _drain_user(self, entries: list[OutboxEntry]) -> None:
         for entry in entries:
-            await asyncio.to_thread(self.process, entry)
+            if self._pool is None:
+                await asyncio.to_thread(self.process, entry)
+                continue
+            with self._hot_lock:
+                hot = self._hot.pop(entry.id, None)
+            loop = asyncio.get_running_loop()
+            try:
+                done_at = await loop.run_in_executor(self._pool, process_in_worker, entry.id, hot)
+            except BrokenProcessPool:
+                # a worker died (killed, out of memory): start a new pool; the entry is
+                # still pending in the outbox and will be handed out again
+                log.warning("calsync worker process died; starting a new one")
+                self._start_pool()
+                return
+            if done_at is not None:
+                self.completed.append((entry.id, done_at))
+
+    # --- worker processes --------------------------------------------------------------------
+
+    def use_processes(self, config_path: str, workers: int = 1) -> None:
+        """Do the writing in `workers` separate processes, so that parsing, mapping and
+        the Google client's CPU never compete with the proxy for its event loop's GIL.
+        Each process opens the same config and store (SQLite in WAL mode takes both)."""
+        self._pool_args = (config_path, workers)
+        self._start_pool()
+
+    def _start_pool(self) -> None:
+        if self._pool_args is None:
+            return
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        config_path, workers = self._pool_args
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            # spawn, not fork: mitmproxy's threads and event loop must not be copied
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(config_path,),
+        )
+
+    @property
+    def pool(self) -> ProcessPoolExecutor | None:
+        return self._pool
+
+    def close(self, *, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None
+        self._pool_args = None
 
     # --- one entry (blocking: runs in a thread) --------------------------------------------------
 
@@ -485,3 +538,37 @@ def apply_patch(snapshot: dict[str, Any], patch: dict[str, Any]) -> dict[str, An
 def _short(item_id: str) -> str:
     """Item ids are 150+ characters: logs show the end, which is what differs."""
     return item_id if len(item_id) <= 16 else "…" + item_id[-12:]
+
+
+# --- in a worker process ------------------------------------------------------------------------
+
+_worker: Mirror | None = None
+
+
+def _init_worker(config_path: str) -> None:
+    """A worker process's start: its own config, store connection and clients."""
+    global _worker
+    import signal
+
+    from sync.config import load_config
+
+    # Ctrl-C goes to the whole process group: the proxy decides when workers stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="calsync worker: %(message)s")
+    config = load_config(config_path)
+    _worker = Mirror(config, Store(config.store_path))
+
+
+def process_in_worker(entry_id: int, hot: Hot | None) -> float | None:
+    """Apply one outbox entry in this worker process; when it completed, the time."""
+    worker = _worker
+    if worker is None:
+        raise RuntimeError("worker process not initialised")
+    entry = worker.store.entry(entry_id)
+    if entry is None or entry.state != "pending":
+        return None  # done meanwhile (a restart's duplicate hand-out)
+    if hot is not None:
+        worker.note(entry_id, hot)
+    before = len(worker.completed)
+    worker.process(entry)
+    return worker.completed[-1][1] if len(worker.completed) > before else None

@@ -409,6 +409,11 @@ class Store:
             )
         return rows[0]["t"] if rows and rows[0]["t"] is not None else None
 
+    def entry(self, entry_id: int) -> OutboxEntry | None:
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM outbox WHERE id = ?", [entry_id]))
+        return self._entry(rows[0]) if rows else None
+
     def pending(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self._entries("pending", mailbox)
 
