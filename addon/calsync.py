@@ -288,12 +288,15 @@ class CalSync:
         if not observer.is_ews(request.method, request.path):
             return  # the cheap filter: everything that is not EWS costs this much
         try:
+            body = request.get_content(strict=False) or b""
+            if not observer.may_concern_calendars(body):
+                return  # mail and the rest: one byte scan, nothing parsed
             observer.observe(
                 Exchange(
                     method=request.method,
                     path=request.path,
                     request_headers=lower_headers(request.headers),
-                    request_body=request.get_content(strict=False) or b"",
+                    request_body=body,
                     status_code=flow.response.status_code,
                     response_body=flow.response.get_content(strict=False) or b"",
                     connection_id=flow.client_conn.id,

@@ -9,6 +9,7 @@ bytes go to the worker in memory (`Mirror.note`); nothing here waits on the netw
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ log = logging.getLogger("calsync.proxy")
 
 EWS_PATH = "/ews/exchange.asmx"
 _CALENDAR_ITEM = b"CalendarItem"
+#: Every request that can touch a calendar names a calendar item, an item id (ItemId,
+#: ReferenceItemId, OccurrenceItemId, RecurringMasterItemId all contain "ItemId") or a
+#: distinguished calendar / deleted-items folder. One scan in C drops the rest (mail
+#: GetFolder, FindItem on the inbox, Message creates) before anything is parsed.
+_MAYBE_CALENDAR = re.compile(rb"CalendarItem|ItemId|calendar|deleteditems")
 
 # The hook's writes, as plain prepared statements: sqlite-utils looks up the table's
 # columns on every call, which cost most of the hook's time (0.4 of 0.58 ms a CreateItem).
@@ -114,6 +120,9 @@ class Observer:
 
     # --- cheap filters ------------------------------------------------------------------------
 
+    def may_concern_calendars(self, request_body: bytes) -> bool:
+        return _MAYBE_CALENDAR.search(request_body) is not None
+
     def is_ews(self, method: str, path: str) -> bool:
         return method == "POST" and path.split("?", 1)[0].lower().endswith(self.ews_path)
 
@@ -140,6 +149,8 @@ class Observer:
             return []
         if exchange.status_code != 200 or not exchange.request_body or not exchange.response_body:
             return []  # faults come with 500; a streamed body arrives empty: skip
+        if not self.may_concern_calendars(exchange.request_body):
+            return []
         try:
             request = classify(exchange.request_body, max_bytes=self.max_body)
             if request.kind != "request" or not request.known or not may_matter(request):

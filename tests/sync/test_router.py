@@ -325,3 +325,23 @@ def test_mail_traffic_is_dropped_from_the_request_alone(body: str, matters: bool
     from sync.router import may_matter
 
     assert may_matter(classify(env(body))) is matters
+
+
+def test_the_byte_filter_never_drops_what_the_router_would_keep() -> None:
+    """The proxy's one-scan pre-filter must have no false negatives against may_matter()
+    on every request of the corpus (listings excepted: a listing by FolderId only teaches
+    item kinds, and is documented as skipped)."""
+    from sync.proxy import _MAYBE_CALENDAR
+    from sync.router import LISTINGS, may_matter
+    from tests.ews_parser.conftest import FIXTURE_FILES
+
+    checked = 0
+    for path in FIXTURE_FILES:
+        body = path.read_bytes()
+        request = classify(body)
+        if request.kind != "request" or request.operation in LISTINGS:
+            continue
+        if may_matter(request):
+            checked += 1
+            assert _MAYBE_CALENDAR.search(body), path.name
+    assert checked >= 25
