@@ -12,9 +12,9 @@
 4. Prints both calendars side by side, in the user's time zone, with the latency of each
    change, and stops everything it started (also on Ctrl-C or failure).
 
-Every wait is bounded; exit status 0 only when both calendars converged. Occurrence
-exceptions are not carried to Google yet (an occurrence edit refreshes the series master):
-the table shows what Google really has for that occurrence.
+Every wait is bounded; exit status 0 only when both calendars converged. An occurrence
+edit re-reads the series and carries its exception to Google as an instance override: the
+table shows what Google really has for that occurrence.
 
 The password, OAuth client secret and tokens exist only in the temporary directory (0600
 token file) and in the environment of the processes started here; nothing prints them.
@@ -375,8 +375,9 @@ def play(run: Run, account: Any, service: Any, store: Path) -> dict[str, Any]:
     def at(day: dt.date, hour: int, minute: int = 0) -> Any:
         return EWSDateTime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
 
-    def mirrored(change: str, item_id: str, check: Callable[[dict[str, Any] | None], bool],
-                 since: float) -> None:
+    def mirrored(
+        change: str, item_id: str, check: Callable[[dict[str, Any] | None], bool], since: float
+    ) -> None:
         event_id = event_id_for(item_id)
         found = wait_until(
             lambda: True if check(google_event(service, event_id)) else None, MIRROR_TIMEOUT
@@ -396,30 +397,46 @@ def play(run: Run, account: Any, service: Any, store: Path) -> dict[str, Any]:
 
     tomorrow = today + dt.timedelta(days=1)
     review = CalendarItem(
-        account=account, folder=account.calendar, subject="Design review",
-        start=at(tomorrow, 10), end=at(tomorrow, 11), location="Room 1",
+        account=account,
+        folder=account.calendar,
+        subject="Design review",
+        start=at(tomorrow, 10),
+        end=at(tomorrow, 11),
+        location="Room 1",
     )
     review.save(send_meeting_invitations=SEND_TO_NONE)
-    mirrored("create 'Design review'", review.id, same("Design review", review.start),
-             time.monotonic())
+    mirrored(
+        "create 'Design review'", review.id, same("Design review", review.start), time.monotonic()
+    )
 
     review.subject = "Design review (moved)"
     review.start, review.end = at(tomorrow, 14), at(tomorrow, 15)
     review.save(update_fields=["subject", "start", "end"])
-    mirrored("edit: rename, move to 14:00", review.id,
-             same("Design review (moved)", review.start), time.monotonic())
+    mirrored(
+        "edit: rename, move to 14:00",
+        review.id,
+        same("Design review (moved)", review.start),
+        time.monotonic(),
+    )
 
     monday = today + dt.timedelta(days=(7 - today.weekday()) % 7 or 7)
     series = CalendarItem(
-        account=account, folder=account.calendar, subject="Team sync",
-        start=at(monday, 9), end=at(monday, 9, 30),
-        recurrence=Recurrence(pattern=WeeklyPattern(interval=1, weekdays=[MONDAY]),
-                              start=monday, number=6),
+        account=account,
+        folder=account.calendar,
+        subject="Team sync",
+        start=at(monday, 9),
+        end=at(monday, 9, 30),
+        recurrence=Recurrence(
+            pattern=WeeklyPattern(interval=1, weekdays=[MONDAY]), start=monday, number=6
+        ),
     )
     series.save(send_meeting_invitations=SEND_TO_NONE)
-    mirrored("create weekly series 'Team sync' (6x)", series.id,
-             lambda e: bool(same("Team sync", series.start)(e) and e and e.get("recurrence")),
-             time.monotonic())
+    mirrored(
+        "create weekly series 'Team sync' (6x)",
+        series.id,
+        lambda e: bool(same("Team sync", series.start)(e) and e and e.get("recurrence")),
+        time.monotonic(),
+    )
 
     # One occurrence moved and renamed: an exception in Exchange. The addon refreshes the
     # series master; the exception itself is not carried to Google yet.
@@ -441,29 +458,39 @@ def play(run: Run, account: Any, service: Any, store: Path) -> dict[str, Any]:
             f"edit occurrence #{index} of 'Team sync'",
             "Exchange -> Google",
             time.monotonic() - since if drained else None,
-            "master refreshed; the exception is not carried yet",
+            "the series re-read; the exception as an instance override",
         )
     )
     if not drained:
         run.failures.append("the occurrence edit's master refresh did not finish in time")
 
     lunch = CalendarItem(
-        account=account, folder=account.calendar, subject="Lunch with Sam",
-        start=at(tomorrow, 12), end=at(tomorrow, 13),
+        account=account,
+        folder=account.calendar,
+        subject="Lunch with Sam",
+        start=at(tomorrow, 12),
+        end=at(tomorrow, 13),
     )
     lunch.save(send_meeting_invitations=SEND_TO_NONE)
-    mirrored("create 'Lunch with Sam'", lunch.id, same("Lunch with Sam", lunch.start),
-             time.monotonic())
+    mirrored(
+        "create 'Lunch with Sam'", lunch.id, same("Lunch with Sam", lunch.start), time.monotonic()
+    )
     lunch_id = lunch.id
     lunch.delete()
-    mirrored("delete 'Lunch with Sam'", lunch_id,
-             lambda e: e is None or e.get("status") == "cancelled", time.monotonic())
+    mirrored(
+        "delete 'Lunch with Sam'",
+        lunch_id,
+        lambda e: e is None or e.get("status") == "cancelled",
+        time.monotonic(),
+    )
 
     # Someone edits the review in Google Calendar; the two-way job brings it to Exchange.
     new_subject, new_location = "Design review (agenda in doc)", "Room 4.12"
     service.events().patch(
-        calendarId="primary", eventId=event_id_for(review.id),
-        body={"summary": new_subject, "location": new_location}, sendUpdates="none",
+        calendarId="primary",
+        eventId=event_id_for(review.id),
+        body={"summary": new_subject, "location": new_location},
+        sendUpdates="none",
     ).execute()
     since = time.monotonic()
 
@@ -529,7 +556,8 @@ def compare(run: Run, account: Any, service: Any, series: dict[str, Any]) -> Any
     events = {
         e["id"]: e
         for e in service.events().list(calendarId="primary").execute().get("items", [])
-        if e.get("status") != "cancelled"
+        # an instance override belongs to its series' row (the exception row below)
+        if e.get("status") != "cancelled" and not e.get("recurringEventId")
     }
     table = Table(title=f"{USER}: Exchange | Google  (times in {zone.key})", show_lines=True)
     table.add_column("Exchange", overflow="fold")
@@ -570,8 +598,12 @@ def compare(run: Run, account: Any, service: Any, series: dict[str, Any]) -> Any
 
 
 def _exception_row(
-    account: Any, service: Any, master: Any, event: Mapping[str, Any],
-    series: dict[str, Any], zone: ZoneInfo,
+    account: Any,
+    service: Any,
+    master: Any,
+    event: Mapping[str, Any],
+    series: dict[str, Any],
+    zone: ZoneInfo,
 ) -> tuple[str, str, str]:
     """Exchange's modified occurrence next to what Google has at that occurrence."""
     occurrence = master.occurrence(index=series["index"])
@@ -581,11 +613,15 @@ def _exception_row(
         f"  {_when(occurrence.start, occurrence.end, zone)}"
     )
     original = series["original_start"]
-    instances = service.events().instances(
-        calendarId="primary", eventId=event["id"],
-        timeMin=(original - dt.timedelta(minutes=1)).isoformat(),
-        timeMax=(original + dt.timedelta(minutes=1)).isoformat(),
-    ).execute().get("items", [])
+    # the instance is known by its original start: an override may have moved it
+    instances = [
+        i
+        for i in service.events()
+        .instances(calendarId="primary", eventId=event["id"])
+        .execute()
+        .get("items", [])
+        if google_start(i, "originalStartTime") == original
+    ]
     if not instances:
         return left, "  ↳ no instance at that time", "✗"
     instance = instances[0]
@@ -611,9 +647,7 @@ def latency_table(run: Run) -> Any:
     table.add_column("latency", justify="right")
     table.add_column("note")
     for latency in run.latencies:
-        value = (
-            f"{latency.seconds * 1000:.0f} ms" if latency.seconds is not None else "timed out"
-        )
+        value = f"{latency.seconds * 1000:.0f} ms" if latency.seconds is not None else "timed out"
         table.add_row(latency.change, latency.direction, value, latency.note)
     return table
 

@@ -135,6 +135,18 @@ class ExchangeMailbox:
             raise _exchange_error(exc) from None
         return str(master.id) if master.id else None
 
+    def calendar_items(self, item_ids: list[str]) -> list[Any]:
+        """Several items at once (GetItem), skipping any Exchange no longer has."""
+        from exchangelib.items import CalendarItem
+
+        if not item_ids:
+            return []
+        try:
+            fetched = list(self.account.fetch(ids=[(i, None) for i in item_ids]))
+        except Exception as exc:
+            raise _exchange_error(exc) from None
+        return [i for i in fetched if isinstance(i, CalendarItem)]
+
     def calendar_folder_id(self) -> str:
         try:
             return str(self.account.calendar.id)

@@ -310,6 +310,8 @@ class Mirror:
                     raise Skip(payload["reason"])
                 event = payload["event"]
             result = self._put(google, entry, mapped, event)
+            if result is not None and payload.get("instances"):
+                self._write_instances(google, entry, payload["instances"])
         if result is None:
             log.info(
                 "%s %s %s: the Google event was deleted there; not recreated",
@@ -380,7 +382,68 @@ class Mirror:
             self.store.learn_folders(entry.mailbox, {calendar: "calendar"})
             if parent is not None and parent != calendar:
                 return {"kind": "skip", "reason": "the item is not in the calendar"}
-        return {"kind": "event", "event": to_google(item)}
+        event = to_google(item)
+        return {
+            "kind": "event",
+            "event": event,
+            "instances": self._instances(entry, mailbox, item, event, mapped),
+        }
+
+    def _instances(
+        self,
+        entry: OutboxEntry,
+        mailbox: Any,
+        item: Any,
+        event: dict[str, Any],
+        mapped: MappedItem | None,
+    ) -> list[dict[str, Any]]:
+        """A series' exceptions as Google instances: each modified occurrence an override,
+        each deleted one a cancelled instance (mapping/exceptions.py)."""
+        from mapping.event import MANAGED_FIELDS, event_id_for
+        from mapping.exceptions import overrides_for
+
+        if getattr(item, "type", None) != "RecurringMaster":
+            return []
+        modified_ids = [o.id for o in item.modified_occurrences or [] if getattr(o, "id", None)]
+        deleted = [d.start for d in item.deleted_occurrences or [] if d.start is not None]
+        if not modified_ids and not deleted:
+            return []
+        master_id = mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
+        zone = getattr(item._start_timezone, "key", None)
+        overrides = overrides_for(
+            master_id, event, mailbox.calendar_items(modified_ids), deleted, default_zone=zone
+        )
+        keep = {*MANAGED_FIELDS, "id", "status", "recurringEventId", "originalStartTime"}
+        # instances carry what their master carries (the core fields), never an iCalUID
+        return [
+            {k: v for k, v in o.items() if k in keep and k not in ("iCalUID", "recurrence")}
+            for o in overrides
+        ]
+
+    def _write_instances(
+        self, google: Any, entry: OutboxEntry, instances: list[dict[str, Any]]
+    ) -> None:
+        """Patch each override onto its instance, delete each cancelled one; both are
+        idempotent, so a retry does no harm and nothing per instance is stored."""
+        for instance in instances:
+            instance_id = instance["id"]
+            try:
+                if instance.get("status") == "cancelled":
+                    google.delete(instance_id)
+                else:
+                    body = {k: v for k, v in instance.items() if k != "id"}
+                    google.patch(instance_id, body)
+            except GoogleError as exc:
+                if exc.status not in (404, 410):
+                    raise
+                # not an occurrence of the series as Google expands it: say so, go on
+                log.info(
+                    "%s %s: no instance %s in Google (%s)",
+                    entry.mailbox,
+                    _short(entry.ews_item_id),
+                    instance_id,
+                    exc.status,
+                )
 
     def _tag(self, entry: OutboxEntry, event: dict[str, Any]) -> dict[str, Any]:
         """The event as calsync writes it: tied to its Exchange item by private extended

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from google.oauth2.credentials import Credentials
+from google.oauth2.credentials import Credentials as Credentials_
 from googleapiclient.discovery import build
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
@@ -21,6 +22,7 @@ from tests.addon.conftest import (
     ADDON,
     create_request,
     delete_request,
+    envelope,
     ews_flow,
     long_id,
     response,
@@ -287,5 +289,103 @@ def test_a_create_in_an_unknown_folder_asks_exchange_once(
             "First",
             "Second",
         ]
+    finally:
+        ews.stop()
+
+
+def test_series_exceptions_reach_google_as_instances(
+    google: GoogleCalendarServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An occurrence edit re-reads the series: a modified occurrence becomes an instance
+    override in Google, a deleted one a cancelled instance."""
+    import datetime as dt
+
+    from exchangelib import (
+        BASIC,
+        DELEGATE,
+        Account,
+        Configuration,
+        Credentials,
+        EWSDateTime,
+        EWSTimeZone,
+    )
+    from exchangelib.items import CalendarItem
+    from exchangelib.recurrence import NumberedPattern, Recurrence, WeeklyPattern
+    from exchangelib.version import EXCHANGE_2016, Version
+
+    from emulators.ews import start_server
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", "alice-secret")
+    ews = start_server(users={"alice@example.com": "alice-secret"})
+    try:
+        account = Account(
+            "alice@example.com",
+            config=Configuration(
+                service_endpoint=ews.url,
+                credentials=Credentials("alice@example.com", "alice-secret"),
+                auth_type=BASIC,
+                version=Version(build=EXCHANGE_2016),
+            ),
+            autodiscover=False,
+            access_type=DELEGATE,
+        )
+        zone = EWSTimeZone("Europe/Berlin")
+        master = CalendarItem(
+            account=account,
+            folder=account.calendar,
+            subject="Team sync",
+            start=EWSDateTime(2026, 3, 2, 9, tzinfo=zone),
+            end=EWSDateTime(2026, 3, 2, 9, 30, tzinfo=zone),
+            recurrence=Recurrence(
+                pattern=WeeklyPattern(interval=1, weekdays=[1]),
+                boundary=NumberedPattern(start=dt.date(2026, 3, 2), number=5),
+            ),
+        )
+        master.save()
+        with taddons.context() as tctx:
+            harness = Harness(
+                tctx, write_config(tmp_path, google, ews_url=ews.url, users=("alice@example.com",))
+            )
+            # the series as a client created it through the proxy
+            harness.see(create_request("Team sync"), response("CreateItem", master.id))
+            # then, directly in Exchange: occurrence 2 moved and renamed, occurrence 3 deleted
+            second = master.occurrence(index=2)
+            second.refresh()
+            second.subject = "Team sync (moved)"
+            second.start = EWSDateTime(2026, 3, 9, 11, tzinfo=zone)
+            second.end = EWSDateTime(2026, 3, 9, 11, 30, tzinfo=zone)
+            second.save(update_fields=["subject", "start", "end"])
+            third = master.occurrence(index=3)
+            third.refresh()
+            third.delete()
+            # ... and one occurrence edit passes the proxy: the series is re-read
+            occurrence_update = envelope(
+                '<m:UpdateItem ConflictResolution="AutoResolve" SendMeetingInvitationsOrCancellations="SendToNone">'
+                f'<m:ItemChanges><t:ItemChange><t:OccurrenceItemId RecurringMasterId="{master.id}" InstanceIndex="4"/>'
+                '<t:Updates><t:SetItemField><t:FieldURI FieldURI="calendar:Location"/><t:CalendarItem>'
+                "<t:Location>Room 9</t:Location></t:CalendarItem></t:SetItemField></t:Updates>"
+                "</t:ItemChange></m:ItemChanges></m:UpdateItem>"
+            )
+            harness.see(occurrence_update, response("UpdateItem", long_id("occurrence-4")))
+            harness.drain()
+        service = build(
+            "calendar",
+            "v3",
+            credentials=Credentials_(token="alice@example.com"),
+            static_discovery=True,
+            client_options={"api_endpoint": google.api_endpoint},
+        )
+        master_id = event_id_for(master.id)
+        instances = (
+            service.events()
+            .instances(calendarId="primary", eventId=master_id, showDeleted=True)
+            .execute()["items"]
+        )
+        by_original = {i["originalStartTime"]["dateTime"][:10]: i for i in instances}
+        assert by_original["2026-03-09"]["summary"] == "Team sync (moved)"
+        assert by_original["2026-03-09"]["start"]["dateTime"].startswith("2026-03-09T11:00:00")
+        assert by_original["2026-03-16"]["status"] == "cancelled"
+        assert by_original["2026-03-23"]["summary"] == "Team sync"  # an untouched occurrence
     finally:
         ews.stop()
