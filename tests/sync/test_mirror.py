@@ -105,10 +105,15 @@ def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
     store.enqueue(ALICE, occurrence.id, "update", now=0.0, change_key=occurrence.changekey)
     asyncio.run(mirror.drain())
 
-    events = google.state.calls  # every write went to the master
-    assert {c.event_id for c in events if c.method != "GET" and c.event_id} <= {
-        event_id_for(series.id)
-    }
+    # every write went to the master or to one of its instances: never an event of its own
+    master_id = event_id_for(series.id)
+    written = {c.event_id for c in google.state.calls if c.method != "GET" and c.event_id}
+    assert written and all(e == master_id or e.startswith(master_id + "_") for e in written)
+    # ... and the exception itself is the instance override at occurrence 3 (16 March)
+    (override,) = [e for e in written if e != master_id]
+    assert override == f"{master_id}_20260316T080000Z"
+    stored = google.state.calls[-1]
+    assert stored.event_id == override and stored.send_updates == "none"
     assert [m.ews_item_id for m in store.mapped_items(ALICE)] == [series.id]
     assert store.pending() == [] and store.quarantined() == []
     store.close()
