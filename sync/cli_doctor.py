@@ -52,9 +52,7 @@ def add_parser(subparsers: Any) -> None:
         help="mitmproxy's confdir, where its CA is (default: %(default)s)",
     )
     parser.add_argument("--user", action="append", default=[], metavar="MAILBOX")
-    parser.add_argument(
-        "--offline", action="store_true", help="check files only; ask neither side"
-    )
+    parser.add_argument("--offline", action="store_true", help="check files only; ask neither side")
     parser.set_defaults(run=lambda args: run_guarded("doctor", args, doctor))
 
 
@@ -246,8 +244,7 @@ def _google_probe(config: Config, user: UserConfig) -> str:
     try:
         calendar = GoogleCalendar(config, user)
         # calendars.get: the cheapest call that proves the token and the calendar id
-        request = calendar._service.calendars().get(calendarId=user.google_calendar)
-        answer = calendar._execute(request)
+        answer = calendar.calendar()
     except RefreshError:
         raise DoctorProblem(
             "Google refused the stored token (expired or revoked)",
@@ -270,7 +267,7 @@ def _google_probe(config: Config, user: UserConfig) -> str:
         if exc.status == 404:
             raise DoctorProblem(
                 f"Google has no calendar {user.google_calendar!r} for this account",
-                "fix google_calendar (\"primary\" is the account's own)",
+                'fix google_calendar ("primary" is the account\'s own)',
             ) from None
         raise DoctorProblem(f"Google answered {exc}", "try again later") from None
     except CalsyncError as exc:

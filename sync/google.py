@@ -239,6 +239,20 @@ class GoogleCalendar:
         request = events.delete(calendarId=self.calendar_id, eventId=event_id, sendUpdates="none")
         self._execute(request, if_match=etag)
 
+    def calendar(self) -> dict[str, Any]:
+        """calendars.get of this user's calendar: the cheapest call that proves the token
+        and the calendar id."""
+        return dict(self._execute(self._service.calendars().get(calendarId=self.calendar_id)))
+
+    def watch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """events.watch on this user's calendar: opens a push channel, answers its resource."""
+        return dict(self._execute(self._events.watch(calendarId=self.calendar_id, body=body)))
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """channels.stop: Google sends that channel no more notifications."""
+        channels = self._service.channels()
+        self._execute(channels.stop(body={"id": channel_id, "resourceId": resource_id}))
+
     # --- batches -------------------------------------------------------------------------------
 
     def insert_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any] | GoogleError]:
@@ -258,9 +272,7 @@ class GoogleCalendar:
         return [None if isinstance(a, GoogleError) and a.status == 404 else a for a in answers]
 
     def _insert_request(self, event: dict[str, Any]) -> Any:
-        return self._events.insert(
-            calendarId=self.calendar_id, body=event, sendUpdates="none"
-        )
+        return self._events.insert(calendarId=self.calendar_id, body=event, sendUpdates="none")
 
     def _patch_request(self, event_id: str, body: dict[str, Any], etag: str | None) -> Any:
         request = self._events.patch(

@@ -58,19 +58,6 @@ def _short(channel_id: str) -> str:
     return channel_id[:8]
 
 
-# --- the two Google calls (through GoogleCalendar's lock, error mapping and token refresh) ---
-
-
-def watch_events(calendar: GoogleCalendar, body: dict[str, Any]) -> dict[str, Any]:
-    events = calendar._service.events()
-    return dict(calendar._execute(events.watch(calendarId=calendar.calendar_id, body=body)))
-
-
-def stop_channel(calendar: GoogleCalendar, channel_id: str, resource_id: str) -> None:
-    channels = calendar._service.channels()
-    calendar._execute(channels.stop(body={"id": channel_id, "resourceId": resource_id}))
-
-
 # --- channels ----------------------------------------------------------------------------
 
 
@@ -169,7 +156,7 @@ class Channels:
         # answer does, and must find its channel.
         self.store.save_channel(channel)
         try:
-            answer = watch_events(self.google(user), body)
+            answer = self.google(user).watch(body)
         except BaseException:
             self.store.forget_channel(channel.channel_id)
             raise
@@ -196,7 +183,7 @@ class Channels:
             try:
                 if user is None:
                     raise CalsyncError(f"{channel.mailbox} is no longer configured")
-                stop_channel(self.google(user), channel.channel_id, channel.resource_id)
+                self.google(user).stop_channel(channel.channel_id, channel.resource_id)
             except GoogleError as exc:
                 if exc.retryable:
                     log.warning(
