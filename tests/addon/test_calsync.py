@@ -29,6 +29,7 @@ from tests.addon.conftest import (
     update_request,
     write_config,
 )
+from tests.sync.conftest import ews_account
 
 
 def events(server: GoogleCalendarServer, user: str, **params: Any) -> list[dict[str, Any]]:
@@ -231,16 +232,10 @@ def test_a_create_in_an_unknown_folder_asks_exchange_once(
     """A client that cached the calendar's FolderId before calsync started: the worker
     asks Exchange where the item is, and remembers the calendar's id for next time."""
     from exchangelib import (
-        BASIC,
-        DELEGATE,
-        Account,
-        Configuration,
-        Credentials,
         EWSDateTime,
         EWSTimeZone,
     )
     from exchangelib.items import CalendarItem
-    from exchangelib.version import EXCHANGE_2016, Version
 
     from emulators.ews import start_server
 
@@ -248,17 +243,7 @@ def test_a_create_in_an_unknown_folder_asks_exchange_once(
     monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", "alice-secret")
     ews = start_server(users={"alice@example.com": "alice-secret"})
     try:
-        account = Account(
-            "alice@example.com",
-            config=Configuration(
-                service_endpoint=ews.url,
-                credentials=Credentials("alice@example.com", "alice-secret"),
-                auth_type=BASIC,
-                version=Version(build=EXCHANGE_2016),
-            ),
-            autodiscover=False,
-            access_type=DELEGATE,
-        )
+        account = ews_account(ews.url)
         zone = EWSTimeZone("Europe/Berlin")
         items = []
         for subject in ("First", "Second"):
@@ -301,17 +286,11 @@ def test_series_exceptions_reach_google_as_instances(
     import datetime as dt
 
     from exchangelib import (
-        BASIC,
-        DELEGATE,
-        Account,
-        Configuration,
-        Credentials,
         EWSDateTime,
         EWSTimeZone,
     )
     from exchangelib.items import CalendarItem
     from exchangelib.recurrence import NumberedPattern, Recurrence, WeeklyPattern
-    from exchangelib.version import EXCHANGE_2016, Version
 
     from emulators.ews import start_server
 
@@ -319,17 +298,7 @@ def test_series_exceptions_reach_google_as_instances(
     monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", "alice-secret")
     ews = start_server(users={"alice@example.com": "alice-secret"})
     try:
-        account = Account(
-            "alice@example.com",
-            config=Configuration(
-                service_endpoint=ews.url,
-                credentials=Credentials("alice@example.com", "alice-secret"),
-                auth_type=BASIC,
-                version=Version(build=EXCHANGE_2016),
-            ),
-            autodiscover=False,
-            access_type=DELEGATE,
-        )
+        account = ews_account(ews.url)
         zone = EWSTimeZone("Europe/Berlin")
         master = CalendarItem(
             account=account,

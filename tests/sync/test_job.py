@@ -8,60 +8,25 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from exchangelib import (
-    BASIC,
-    DELEGATE,
-    Account,
-    Configuration,
-    Credentials,
     EWSDateTime,
     EWSTimeZone,
 )
 from exchangelib.items import CalendarItem
-from exchangelib.protocol import FailFast
-from exchangelib.version import EXCHANGE_2016, Version
 from google.oauth2.credentials import Credentials as GoogleCredentials
 from googleapiclient.discovery import build
 
-from emulators.ews import EwsServer, start_server
+from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from sync.config import load_config
 from sync.job import SyncJob
 from sync.store import Store
 from tests.addon.conftest import write_config
-
-ALICE = "alice@example.com"
-PASSWORDS = {"alice@example.com": "alice-secret", "bob@example.com": "bob-secret"}
-BERLIN = EWSTimeZone("Europe/Berlin")
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", PASSWORDS[ALICE])
-    monkeypatch.setenv("CALSYNC_TEST_BOB_PASSWORD", PASSWORDS["bob@example.com"])
-
-
-@pytest.fixture
-def ews() -> Iterator[EwsServer]:
-    server = start_server(users=PASSWORDS)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def google() -> Iterator[GoogleCalendarServer]:
-    with GoogleCalendarServer(port=0, users=tuple(PASSWORDS)) as server:
-        yield server
+from tests.sync.conftest import ALICE, BERLIN, ews_account
 
 
 class World:
@@ -75,18 +40,7 @@ class World:
         self.config = load_config(self.config_path)
         self.store = Store(self.config.store_path)
         self.job = SyncJob(self.config, self.store)
-        self.account = Account(
-            ALICE,
-            config=Configuration(
-                service_endpoint=ews.url,
-                credentials=Credentials(ALICE, PASSWORDS[ALICE]),
-                auth_type=BASIC,
-                version=Version(build=EXCHANGE_2016),
-                retry_policy=FailFast(),
-            ),
-            autodiscover=False,
-            access_type=DELEGATE,
-        )
+        self.account = ews_account(ews.url)
         self.service = build(
             "calendar",
             "v3",

@@ -22,7 +22,8 @@ from emulators.google.api import Request
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.google import BATCH_SIZE, GoogleCalendar, batch_uri_for
-from tests.sync.test_job import ALICE, BERLIN, World
+from tests.sync.conftest import ALICE, BERLIN
+from tests.sync.test_job import World
 
 pytest_plugins = ["tests.sync.test_job"]
 

@@ -4,58 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from exchangelib import (
-    BASIC,
-    DELEGATE,
-    Account,
-    Configuration,
-    Credentials,
     EWSDateTime,
-    EWSTimeZone,
 )
 from exchangelib.fields import MONDAY
 from exchangelib.items import CalendarItem
-from exchangelib.protocol import FailFast
 from exchangelib.recurrence import Recurrence, WeeklyPattern
-from exchangelib.version import EXCHANGE_2016, Version
 
-from emulators.ews import EwsServer, start_server
+from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.config import load_config
 from sync.mirror import Mirror
 from sync.store import Store
 from tests.addon.conftest import write_config
-from tests.sync.test_job import ALICE, PASSWORDS
-
-BERLIN = EWSTimeZone("Europe/Berlin")
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", PASSWORDS[ALICE])
-
-
-@pytest.fixture
-def ews() -> Iterator[EwsServer]:
-    server = start_server(users=PASSWORDS)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def google() -> Iterator[GoogleCalendarServer]:
-    with GoogleCalendarServer(port=0, users=tuple(PASSWORDS)) as server:
-        yield server
+from tests.sync.conftest import ALICE, BERLIN, ews_account
 
 
 def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
@@ -67,19 +32,7 @@ def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
     config = load_config(write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,)))
     store = Store(config.store_path)
     mirror = Mirror(config, store)
-    account = Account(
-        ALICE,
-        config=Configuration(
-            service_endpoint=ews.url,
-            credentials=Credentials(ALICE, PASSWORDS[ALICE]),
-            auth_type=BASIC,
-            version=Version(build=EXCHANGE_2016),
-            retry_policy=FailFast(),
-        ),
-        autodiscover=False,
-        access_type=DELEGATE,
-        default_timezone=BERLIN,
-    )
+    account = ews_account(ews.url, default_timezone=BERLIN)
     series = CalendarItem(
         account=account,
         folder=account.calendar,

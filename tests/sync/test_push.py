@@ -27,38 +27,12 @@ from emulators.google.server import GoogleCalendarServer
 from sync.config import ConfigError, PushConfig, UserConfig, parse_push
 from sync.push import PushService, UserRuns, parse_notification
 from sync.store import SCHEMA_VERSION, Store
-from tests.sync.test_job import ALICE, PASSWORDS, World
+from tests.sync.conftest import ALICE, BOB
+from tests.sync.test_job import World
 
 ROOT = Path(__file__).resolve().parents[2]
-BOB = "bob@example.com"
 TTL, RENEW_BEFORE = 3600, 600
 PUSH = f"[push]\nlisten_port = 0\nchannel_ttl_s = {TTL}\nrenew_before_s = {RENEW_BEFORE}\n"
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CALSYNC_TEST_ALICE_PASSWORD", PASSWORDS[ALICE])
-    monkeypatch.setenv("CALSYNC_TEST_BOB_PASSWORD", PASSWORDS[BOB])
-
-
-@pytest.fixture
-def ews() -> Iterator[EwsServer]:
-    from emulators.ews import start_server
-
-    server = start_server(users=PASSWORDS)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def google() -> Iterator[GoogleCalendarServer]:
-    with GoogleCalendarServer(port=0, users=tuple(PASSWORDS)) as server:
-        yield server
 
 
 class Clock:

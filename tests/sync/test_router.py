@@ -309,14 +309,32 @@ def test_find_item_teaches_calendar_item_ids() -> None:
 
 MATTERS = [
     # (request body, may it matter?)
-    ('<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>', False),
-    ('<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder>', True),
-    ('<m:FindFolder Traversal="Shallow"><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:ParentFolderIds><t:DistinguishedFolderId Id="msgfolderroot"/></m:ParentFolderIds></m:FindFolder>', False),
+    (
+        '<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>',
+        False,
+    ),
+    (
+        '<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder>',
+        True,
+    ),
+    (
+        '<m:FindFolder Traversal="Shallow"><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:ParentFolderIds><t:DistinguishedFolderId Id="msgfolderroot"/></m:ParentFolderIds></m:FindFolder>',
+        False,
+    ),
     (create('<t:DistinguishedFolderId Id="drafts"/>', "Message"), False),
     (create(CAL, "CalendarItem"), True),
-    ('<m:CreateItem><m:Items><t:CancelCalendarItem><t:ReferenceItemId Id="X"/></t:CancelCalendarItem></m:Items></m:CreateItem>', True),
-    ('<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:DeleteItem>', True),
-    ('<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:GetItem>', True),
+    (
+        '<m:CreateItem><m:Items><t:CancelCalendarItem><t:ReferenceItemId Id="X"/></t:CancelCalendarItem></m:Items></m:CreateItem>',
+        True,
+    ),
+    (
+        '<m:DeleteItem DeleteType="HardDelete"><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:DeleteItem>',
+        True,
+    ),
+    (
+        '<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="M"/></m:ItemIds></m:GetItem>',
+        True,
+    ),
 ]
 
 

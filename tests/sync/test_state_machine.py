@@ -48,7 +48,7 @@ from sync.config import load_config
 from sync.job import SyncJob
 from sync.store import Store
 from tests.addon.conftest import write_config
-from tests.sync.test_job import BERLIN, PASSWORDS
+from tests.sync.conftest import BERLIN, PASSWORDS
 
 ALICE = "alice@example.com"
 #: how many job runs quiescence may take once the faults are cleared
