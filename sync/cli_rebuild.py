@@ -10,6 +10,7 @@ not deleted. Mappings that already agree are left as they are.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -46,6 +47,7 @@ def rebuild(args: Any) -> int:
     from mapping.event import MANAGED_FIELDS, content_hash
     from sync.exchange import ExchangeMailbox
     from sync.google import GoogleCalendar
+    from sync.job import progress_bar
 
     config = config_from(args)
     user = user_from(config, args.user)
@@ -54,47 +56,59 @@ def rebuild(args: Any) -> int:
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     added, kept, orphans, clashes = [], 0, [], []
+    # bars on a terminal only: piped output stays the lines scripts read
+    bars = sys.stderr.isatty()
     try:
         try:
             google = GoogleCalendar(config, user)
             exchange = ExchangeMailbox(config, user)
-            events = [
-                e
-                for page in google.list_pages(sync_token=None)
-                for e in page.get("items", [])
-                if e.get("status") != "cancelled" and not e.get("recurringEventId")
-            ]
+            events = []
+            with progress_bar(bars, f"{user.mailbox}: listing Google") as advance:
+                for page in google.list_pages(sync_token=None):
+                    items = page.get("items", [])
+                    events += [
+                        e
+                        for e in items
+                        if e.get("status") != "cancelled" and not e.get("recurringEventId")
+                    ]
+                    advance(len(items))
             tagged = []
             for event in events:
                 private = (event.get("extendedProperties") or {}).get("private") or {}
                 item_id = private.get(EWS_ID_PROPERTY)
                 if item_id and str(private.get(MAILBOX_PROPERTY, "")).lower() == user.mailbox:
                     tagged.append((event, item_id))
-            for event, item_id in tagged:
-                mapped = store.mapped(user.mailbox, item_id)
-                by_google = store.mapped_by_google(user.mailbox, event["id"])
-                if mapped is not None and mapped.google_event_id == event["id"]:
-                    kept += 1
-                    continue
-                if mapped is not None or by_google is not None:
-                    clashes.append((event["id"], item_id))
-                    continue
-                item = exchange.calendar_item(item_id)
-                if item is None:
-                    orphans.append((event["id"], event.get("summary") or "", item_id))
-                    continue
-                snapshot = {k: event[k] for k in MANAGED_FIELDS if k in event and k != "iCalUID"}
-                added.append(
-                    MappedItem(
-                        user.mailbox,
-                        item_id,
-                        event["id"],
-                        getattr(item, "changekey", None),
-                        event.get("etag"),
-                        content_hash(snapshot),
-                        snapshot,
+            with progress_bar(
+                bars and bool(tagged), f"{user.mailbox}: asking Exchange", len(tagged)
+            ) as advance:
+                for event, item_id in tagged:
+                    advance(1)
+                    mapped = store.mapped(user.mailbox, item_id)
+                    by_google = store.mapped_by_google(user.mailbox, event["id"])
+                    if mapped is not None and mapped.google_event_id == event["id"]:
+                        kept += 1
+                        continue
+                    if mapped is not None or by_google is not None:
+                        clashes.append((event["id"], item_id))
+                        continue
+                    item = exchange.calendar_item(item_id)
+                    if item is None:
+                        orphans.append((event["id"], event.get("summary") or "", item_id))
+                        continue
+                    snapshot = {
+                        k: event[k] for k in MANAGED_FIELDS if k in event and k != "iCalUID"
+                    }
+                    added.append(
+                        MappedItem(
+                            user.mailbox,
+                            item_id,
+                            event["id"],
+                            getattr(item, "changekey", None),
+                            event.get("etag"),
+                            content_hash(snapshot),
+                            snapshot,
+                        )
                     )
-                )
         except CalsyncError as exc:
             raise CommandError(f"{user.mailbox}: {exc}", EXIT_PROBLEMS) from None
         if not args.dry_run:

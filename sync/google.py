@@ -255,9 +255,17 @@ class GoogleCalendar:
 
     # --- batches -------------------------------------------------------------------------------
 
-    def insert_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any] | GoogleError]:
-        """events.insert for each event, batched; each answer is the event or its error."""
-        return self._batch([partial(self._insert_request, event) for event in events])
+    def insert_many(
+        self,
+        events: Sequence[dict[str, Any]],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[dict[str, Any] | GoogleError]:
+        """events.insert for each event, batched; each answer is the event or its error.
+        `progress(n)` is told of each batch's n calls as their first answer comes."""
+        return self._batch(
+            [partial(self._insert_request, event) for event in events], progress=progress
+        )
 
     def patch_many(
         self, patches: Sequence[tuple[str, dict[str, Any], str | None]]
@@ -285,7 +293,12 @@ class GoogleCalendar:
     def _get_request(self, event_id: str) -> Any:
         return self._events.get(calendarId=self.calendar_id, eventId=event_id)
 
-    def _batch(self, builders: Sequence[Callable[[], Any]]) -> list[Any]:
+    def _batch(
+        self,
+        builders: Sequence[Callable[[], Any]],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Any]:
         """Run the requests `builders` make, `batch_size` to a batch request, sending again
         (after a backoff) the ones that met a retryable error; the answers in order."""
         answers: list[Any] = [None] * len(builders)
@@ -301,6 +314,8 @@ class GoogleCalendar:
                     if isinstance(answer, GoogleError) and answer.retryable:
                         again.append(index)
                         wait = max(wait, answer.retry_after or 0.0)
+                if progress is not None and attempt == 0:
+                    progress(len(chunk))
             if not again or attempt == self.retries:
                 break
             log.info(

@@ -22,7 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,41 @@ log = logging.getLogger("calsync.job")
 
 #: How many times a write re-reads and re-decides after a concurrent change.
 RETRIES = 3
+
+
+def _nothing(count: int) -> None:
+    pass
+
+
+@contextmanager
+def progress_bar(
+    enabled: bool, description: str, total: int | None = None
+) -> Iterator[Callable[[int], None]]:
+    """`advance(n)` for a long piece of work: a rich progress bar on stderr when `enabled`
+    (the command's stderr is a terminal), else nothing, so that logs and pipes get only
+    the lines they always got. The bar is transient: it leaves no trace once done."""
+    if not enabled:
+        yield _nothing
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda count: bar.advance(task, count)
 
 
 @dataclass(slots=True)
@@ -72,8 +108,11 @@ class SyncJob:
         clock: Callable[[], float] = time.time,
         google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
         exchange: Callable[[Config, UserConfig], Any] = ExchangeWriter,
+        progress: bool = False,
     ) -> None:
         self.config = config
+        #: progress bars for a first (full) sync: the `calsync sync` command on a terminal
+        self.progress = progress
         self.store = store
         self.clock = clock
         self._google_factory = google
@@ -209,26 +248,32 @@ class SyncJob:
             return
         creates = [change for action, change in planned if action.kind == "create-google"]
         batched = len(creates) > 1 and hasattr(google, "insert_many")
-        if batched:
-            # a first sync of a big calendar: one batch request per BATCH_SIZE events
-            self._create_google_many(user, google, creates, report)
-        for action, change in planned:
-            if batched and action.kind == "create-google":
-                continue
-            try:
-                if action.kind == "delete-google":
-                    self._delete_google(user, google, action)
-                elif action.kind == "create-google":
-                    self._create_google(
-                        user, google, change.item_id, change.change_key, to_google(change.item)
-                    )
-                else:
-                    self._reconcile(user, google, exchange, change.item_id, report)
-                report.applied += 1
-            except (GoogleError, CalsyncError) as exc:
-                report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
-                if getattr(exc, "retryable", False):
-                    report.retry_exchange_feed = True
+        with progress_bar(
+            self.progress and state is None and bool(planned),
+            f"{user.mailbox}: Exchange -> Google",
+            len(planned),
+        ) as advance:
+            if batched:
+                # a first sync of a big calendar: one batch request per BATCH_SIZE events
+                self._create_google_many(user, google, creates, report, advance)
+            for action, change in planned:
+                if batched and action.kind == "create-google":
+                    continue
+                try:
+                    if action.kind == "delete-google":
+                        self._delete_google(user, google, action)
+                    elif action.kind == "create-google":
+                        self._create_google(
+                            user, google, change.item_id, change.change_key, to_google(change.item)
+                        )
+                    else:
+                        self._reconcile(user, google, exchange, change.item_id, report)
+                    report.applied += 1
+                except (GoogleError, CalsyncError) as exc:
+                    report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
+                    if getattr(exc, "retryable", False):
+                        report.retry_exchange_feed = True
+                advance(1)
         if report.retry_exchange_feed:
             # the feed moves on only once what it carried is done: a change that failed
             # for a while (an outage, a rate limit) comes again next run; replaying the
@@ -277,7 +322,12 @@ class SyncJob:
                 days=self.config.sync.window_days
             )
             time_min = start.strftime("%Y-%m-%dT%H:%M:%SZ")
-        pages = list(google.list_pages(sync_token=token, time_min=time_min))
+        full = self.progress and token is None
+        pages: list[dict[str, Any]] = []
+        with progress_bar(full, f"{user.mailbox}: listing Google") as advance:
+            for page in google.list_pages(sync_token=token, time_min=time_min):
+                pages.append(page)
+                advance(len(page.get("items", [])))
         events = [e for page in pages for e in page.get("items", [])]
         planned = self._plan_google(user, events, report)
         full_count = (
@@ -287,12 +337,16 @@ class SyncJob:
         report.actions.extend(a for a, _ in planned)
         if dry_run:
             return
-        for action, event in planned:
-            try:
-                self._apply_google_action(user, google, exchange, action, event, report)
-                report.applied += 1
-            except (GoogleError, CalsyncError) as exc:
-                report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
+        with progress_bar(
+            full and bool(planned), f"{user.mailbox}: Google -> Exchange", len(planned)
+        ) as advance:
+            for action, event in planned:
+                try:
+                    self._apply_google_action(user, google, exchange, action, event, report)
+                    report.applied += 1
+                except (GoogleError, CalsyncError) as exc:
+                    report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
+                advance(1)
         next_token = pages[-1].get("nextSyncToken") if pages else None
         if next_token and not report.errors:
             self.store.save_sync_state(
@@ -572,7 +626,12 @@ class SyncJob:
         self._created(user, item_id, change_key, body, event_id, result)
 
     def _create_google_many(
-        self, user: UserConfig, google: Any, changes: list[ItemChange], report: Report
+        self,
+        user: UserConfig,
+        google: Any,
+        changes: list[ItemChange],
+        report: Report,
+        advance: Callable[[int], None] = _nothing,
     ) -> None:
         """`_create_google` for many items: the inserts go as batch requests (and the
         adoptions after a 409 too); each item's error is its own."""
@@ -586,7 +645,9 @@ class SyncJob:
                 report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
                 continue
             ready.append((change, body, event_id_for(change.item_id)))
-        answers = google.insert_many([{**body, "id": event_id} for _, body, event_id in ready])
+        answers = google.insert_many(
+            [{**body, "id": event_id} for _, body, event_id in ready], progress=advance
+        )
         taken = [i for i, a in enumerate(answers) if isinstance(a, GoogleError) and a.status == 409]
         current = dict(zip(taken, google.get_many([ready[i][2] for i in taken]), strict=True))
         for index, ((change, body, event_id), answer) in enumerate(
@@ -754,7 +815,7 @@ def run_command(args: Any) -> int:
     except (ConfigError, StoreError) as exc:
         print(f"calsync sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    job = SyncJob(config, store)
+    job = SyncJob(config, store, progress=sys.stderr.isatty())
     selected = [u for u in users if u is not None] or list(config.users)
     try:
         while True:
