@@ -189,9 +189,7 @@ def users_remove(args: Any) -> int:
     if checked.users != tuple(u for u in config.users if u.mailbox != user.mailbox):
         raise CommandError(f"could not remove {user.mailbox} safely; {path} is unchanged")
     _replace(path, new_text)
-    print(
-        f"removed {user.mailbox} from {path} (its state in the store is kept)", file=sys.stderr
-    )
+    print(f"removed {user.mailbox} from {path} (its state in the store is kept)", file=sys.stderr)
     return 0
 
 
@@ -201,9 +199,7 @@ def without_user(text: str, mailbox: str) -> str | None:
     lines = text.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if _USERS.match(line)]
     for start in starts:
-        end = next(
-            (j for j in range(start + 1, len(lines)) if _TABLE.match(lines[j])), len(lines)
-        )
+        end = next((j for j in range(start + 1, len(lines)) if _TABLE.match(lines[j])), len(lines))
         # the comment lines that lead into the next table belong to it
         while end - 1 > start and lines[end - 1].lstrip().startswith("#"):
             end -= 1

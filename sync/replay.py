@@ -220,8 +220,6 @@ def google_events(config: Config, user: UserConfig) -> list[dict[str, Any]]:
 
     calendar = GoogleCalendar(config, user)
     events = [
-        event
-        for page in calendar.list_pages(sync_token=None)
-        for event in page.get("items", [])
+        event for page in calendar.list_pages(sync_token=None) for event in page.get("items", [])
     ]
     return sorted(events, key=lambda e: str(e.get("id", "")))
