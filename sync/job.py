@@ -13,6 +13,9 @@ merged three-way against the stored snapshot (sync/engine.py), the policy settli
 conflicts; deletions follow the deletion rule. Every run plans first, checks the plan
 against the safety rule, and only then applies; `dry_run` stops after planning.
 
+Every write a run makes is recorded with what it replaced (the store's `runs` and
+`run_writes`), so that `calsync undo USER` can put the last run's writes back.
+
 Occurrence exceptions (Google instances, EWS modified occurrences) are not carried by this
 job yet: the series masters are.
 """
@@ -118,6 +121,8 @@ class SyncJob:
         self._google_factory = google
         self._exchange_factory = exchange
         self._clients: dict[str, tuple[Any, Any]] = {}
+        #: the run whose writes are being recorded (None in a dry run)
+        self._run: int | None = None
 
     def clients(self, user: UserConfig) -> tuple[Any, Any]:
         if user.mailbox not in self._clients:
@@ -143,6 +148,7 @@ class SyncJob:
         self, user: UserConfig, *, dry_run: bool = False, force_deletes: bool = False
     ) -> Report:
         report = Report(user.mailbox)
+        self._run = None if dry_run else self.store.begin_run(user.mailbox, now=self.clock())
         try:
             google, exchange = self.clients(user)
             if user.mirrors_to_google:
@@ -173,7 +179,36 @@ class SyncJob:
             log.warning("%s: sync run failed: %s", user.mailbox, exc)
             if not dry_run:
                 self.store.save_sync_state(user.mailbox, last_error=str(exc)[:500])
+        finally:
+            if self._run is not None:
+                self.store.finish_run(self._run, now=self.clock())
+                self._run = None
         return report
+
+    def _record(
+        self,
+        side: str,
+        op: str,
+        key: str,
+        *,
+        other_key: str | None,
+        version: str | None,
+        before: dict[str, Any] | None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember a write of this run and what it replaced, for `calsync undo`."""
+        if self._run is not None:
+            self.store.record_write(
+                self._run,
+                side,
+                op,
+                key,
+                other_key=other_key,
+                version=version,
+                before=before,
+                fields=fields,
+                now=self.clock(),
+            )
 
     # --- Exchange -> Google ----------------------------------------------------------------
 
@@ -428,13 +463,24 @@ class SyncJob:
         event: dict[str, Any],
         report: Report,
     ) -> None:
-        from mapping.event import content_hash, to_ews
+        from mapping.event import content_hash, to_ews, to_google
 
         now = self.clock()
         if action.kind == "delete-exchange":
             assert action.ews_item_id is not None
+            # the pre-image, for undo: read only when this run is recorded
+            gone = exchange.calendar_item(action.ews_item_id) if self._run is not None else None
             exchange.delete(action.ews_item_id)
             self.store.forget(user.mailbox, action.ews_item_id)
+            if gone is not None:
+                self._record(
+                    "exchange",
+                    "delete",
+                    action.ews_item_id,
+                    other_key=action.google_event_id,
+                    version=None,
+                    before=to_google(gone),
+                )
             log.info(
                 "%s delete Exchange %s (deleted in Google)",
                 user.mailbox,
@@ -443,19 +489,33 @@ class SyncJob:
         elif action.kind == "create-exchange":
             item_id, change_key = exchange.create(to_ews(event))
             report.created_in_exchange.append(item_id)
+            self._record(
+                "exchange",
+                "create",
+                item_id,
+                other_key=event["id"],
+                version=change_key,
+                before=None,
+            )
             snapshot = _managed(event)
             self.store.journal(
                 user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
             )
             # tie the Google event to its new item (and journal that write too)
-            tagged = google.patch(
+            tag = {
+                "extendedProperties": {
+                    "private": {EWS_ID_PROPERTY: item_id, MAILBOX_PROPERTY: user.mailbox}
+                }
+            }
+            tagged = google.patch(event["id"], tag, etag=event.get("etag"))
+            self._record(
+                "google",
+                "patch",
                 event["id"],
-                {
-                    "extendedProperties": {
-                        "private": {EWS_ID_PROPERTY: item_id, MAILBOX_PROPERTY: user.mailbox}
-                    }
-                },
-                etag=event.get("etag"),
+                other_key=item_id,
+                version=tagged.get("etag"),
+                before=_managed(event),
+                fields=tag,
             )
             self.store.journal(
                 user.mailbox, "google", event["id"], tagged.get("etag"), None, now=now
@@ -522,7 +582,8 @@ class SyncJob:
             if item is None or event is None or event.get("status") == "cancelled":
                 # one side is gone: its own feed carries the deletion (never resurrect)
                 return
-            exchange_view = _tagged(to_google(item), user, ews_item_id)
+            exchange_before = to_google(item)
+            exchange_view = _tagged(exchange_before, user, ews_item_id)
             google_view = _managed(event)
             result: Merge = merge(
                 mapped.snapshot or {},
@@ -556,6 +617,15 @@ class SyncJob:
                     written = exchange.update(item, values)
                     if written is not None:
                         ews_item_id, change_key = written
+                        self._record(
+                            "exchange",
+                            "patch",
+                            ews_item_id,
+                            other_key=mapped.google_event_id,
+                            version=change_key,
+                            before=exchange_before,
+                            fields={name: True for name in values},
+                        )
                         self.store.journal(
                             user.mailbox,
                             "exchange",
@@ -567,6 +637,15 @@ class SyncJob:
                 etag = event.get("etag")
                 if result.to_google:
                     patched = google.patch(mapped.google_event_id, result.to_google, etag=etag)
+                    self._record(
+                        "google",
+                        "patch",
+                        mapped.google_event_id,
+                        other_key=ews_item_id,
+                        version=patched.get("etag"),
+                        before=google_view,
+                        fields=result.to_google,
+                    )
                     etag = patched.get("etag")
                     self.store.journal(
                         user.mailbox,
@@ -617,13 +696,14 @@ class SyncJob:
 
         body = _tagged(event, user, item_id)
         event_id = event_id_for(item_id)
+        created = True
         try:
             result = google.insert({**body, "id": event_id})
         except GoogleError as exc:
             if exc.status != 409:
                 raise
-            result = google.get(event_id)
-        self._created(user, item_id, change_key, body, event_id, result)
+            result, created = google.get(event_id), False
+        self._created(user, item_id, change_key, body, event_id, result, created=created)
 
     def _create_google_many(
         self,
@@ -659,7 +739,15 @@ class SyncJob:
                 report.retry_exchange_feed |= result.retryable
                 continue
             try:
-                self._created(user, change.item_id, change.change_key, body, event_id, result)
+                self._created(
+                    user,
+                    change.item_id,
+                    change.change_key,
+                    body,
+                    event_id,
+                    result,
+                    created=index not in current,
+                )
             except CalsyncError as exc:
                 report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
                 report.retry_exchange_feed |= bool(getattr(exc, "retryable", False))
@@ -674,14 +762,25 @@ class SyncJob:
         body: dict[str, Any],
         event_id: str,
         result: dict[str, Any] | None,
+        *,
+        created: bool = True,
     ) -> None:
         """Journal and map a Google event created for `item_id` (`result` is what Google
-        answered, or after a 409 the event that already held the id)."""
+        answered, or after a 409 the event that already held the id: not `created`)."""
         from mapping.event import content_hash
 
         if result is None or result.get("status") == "cancelled":
             return  # deleted in Google: never brought back by itself
         now = self.clock()
+        if created:
+            self._record(
+                "google",
+                "create",
+                event_id,
+                other_key=item_id,
+                version=result.get("etag"),
+                before=None,
+            )
         self.store.journal(
             user.mailbox, "google", event_id, result.get("etag"), content_hash(body), now=now
         )
@@ -703,12 +802,24 @@ class SyncJob:
 
     def _delete_google(self, user: UserConfig, google: Any, action: Action) -> None:
         assert action.google_event_id is not None and action.ews_item_id is not None
+        # the pre-image, for undo: read only when this run is recorded
+        gone = google.get(action.google_event_id) if self._run is not None else None
         try:
             google.delete(action.google_event_id)
         except GoogleError as exc:
             if exc.status not in (404, 410):
                 raise
+            gone = None
         self.store.forget(user.mailbox, action.ews_item_id)
+        if gone is not None and gone.get("status") != "cancelled":
+            self._record(
+                "google",
+                "delete",
+                action.google_event_id,
+                other_key=action.ews_item_id,
+                version=None,
+                before=_managed(gone),
+            )
         log.info("%s delete Google %s (deleted in Exchange)", user.mailbox, action.google_event_id)
 
     def _check(

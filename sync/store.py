@@ -6,7 +6,9 @@
 - `items`: the id map, Exchange item <-> Google event, with change key, etag, content hash
   and the last event written (the snapshot a patch applies to);
 - `outbox`: the durable queue of changes to mirror;
-- `channels`: the Google push channels open per user (schema 3).
+- `channels`: the Google push channels open per user (schema 3);
+- `runs`, `run_writes`: each two-way job run and, per write it made, what that write
+  replaced (the pre-image, sealed) and the version it left, for `calsync undo` (schema 4).
 
 Event text (subjects, descriptions) is stored only sealed (Fernet, with a key kept beside
 the database in a 0600 file): snapshots and outbox payloads are never in plain sight.
@@ -30,7 +32,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ews_parser.errors import CalsyncError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(CalsyncError):
@@ -60,6 +62,36 @@ class WatchChannel:
     calendar_id: str
     expiration: float  # seconds since the epoch
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunWrite:
+    """One write a job run made, and what it replaced.
+
+    side/op: ("google"|"exchange", "create"|"patch"|"delete"). `key` is the event or item
+    written, `other_key` its counterpart on the other side; `version` is the etag or
+    ChangeKey the write left (None for a delete), which undo requires to be still current;
+    `before` is the pre-image (managed Google fields; for Exchange, `to_google(item)`) and
+    `fields` the fields the write set (a patch's body keys)."""
+
+    id: int
+    run_id: int
+    side: str
+    op: str
+    key: str
+    other_key: str | None
+    version: str | None
+    before: dict[str, Any] | None
+    fields: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    id: int
+    mailbox: str
+    started_at: float
+    finished_at: float | None
+    undone_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +177,8 @@ class Store:
                 self._create_v2()
             if version < 3:
                 self._create_v3()
+            if version < 4:
+                self._create_v4()
             self.db.table("meta").upsert(
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
             )
@@ -245,6 +279,40 @@ class Store:
             pk="channel_id",
             if_not_exists=True,
         )
+
+    def _create_v4(self) -> None:
+        """Undo: each two-way job run, and per write it made the pre-image (sealed: it is
+        event text) and the version it left (sync/cli_undo.py)."""
+        self.db.table("runs").create(
+            {
+                "id": int,
+                "mailbox": str,
+                "started_at": float,
+                "finished_at": float,
+                "undone_at": float,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        self.db.table("runs").create_index(["mailbox", "id"], if_not_exists=True)
+        self.db.table("run_writes").create(
+            {
+                "id": int,
+                "run_id": int,
+                "side": str,
+                "op": str,
+                "key": str,
+                "other_key": str,
+                "version": str,
+                "before": bytes,
+                "fields": bytes,
+                "at": float,
+            },
+            pk="id",
+            foreign_keys=[("run_id", "runs", "id")],
+            if_not_exists=True,
+        )
+        self.db.table("run_writes").create_index(["run_id", "id"], if_not_exists=True)
 
     def _meta(self, key: str) -> str | None:
         rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
@@ -655,3 +723,94 @@ class Store:
             expiration=row["expiration"],
             created_at=row["created_at"],
         )
+
+    # --- runs and their writes (undo) ---------------------------------------------------
+
+    def begin_run(self, mailbox: str, *, now: float) -> int:
+        with self.transaction():
+            table = self.db.table("runs")
+            table.insert({"mailbox": mailbox, "started_at": now})
+            last = table.last_pk
+        assert isinstance(last, int)
+        return last
+
+    def finish_run(self, run_id: int, *, now: float) -> None:
+        """The run is over: one that wrote nothing is dropped (there is nothing to undo)."""
+        with self.transaction():
+            wrote = list(
+                self.db.query("SELECT 1 FROM run_writes WHERE run_id = ? LIMIT 1", [run_id])
+            )
+            if wrote:
+                self.db.table("runs").update(run_id, {"finished_at": now})
+            else:
+                self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def record_write(
+        self,
+        run_id: int,
+        side: str,
+        op: str,
+        key: str,
+        *,
+        other_key: str | None,
+        version: str | None,
+        before: dict[str, Any] | None,
+        fields: dict[str, Any] | None = None,
+        now: float,
+    ) -> None:
+        with self.transaction():
+            self.db.table("run_writes").insert(
+                {
+                    "run_id": run_id,
+                    "side": side,
+                    "op": op,
+                    "key": key,
+                    "other_key": other_key,
+                    "version": version,
+                    "before": self._sealer.seal(before) if before is not None else None,
+                    "fields": self._sealer.seal(fields) if fields is not None else None,
+                    "at": now,
+                }
+            )
+
+    def last_run(self, mailbox: str) -> SyncRun | None:
+        """The user's last completed run that wrote something and is not undone."""
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT * FROM runs WHERE mailbox = ? AND finished_at IS NOT NULL"
+                    " ORDER BY id DESC LIMIT 1",
+                    [mailbox],
+                )
+            )
+        if not rows or rows[0]["undone_at"] is not None:
+            return None
+        row = rows[0]
+        return SyncRun(
+            row["id"], row["mailbox"], row["started_at"], row["finished_at"], row["undone_at"]
+        )
+
+    def run_writes(self, run_id: int) -> list[RunWrite]:
+        """In the order they were made."""
+        with self._lock:
+            rows = list(
+                self.db.query("SELECT * FROM run_writes WHERE run_id = ? ORDER BY id", [run_id])
+            )
+        return [
+            RunWrite(
+                id=r["id"],
+                run_id=r["run_id"],
+                side=r["side"],
+                op=r["op"],
+                key=r["key"],
+                other_key=r["other_key"],
+                version=r["version"],
+                before=self._sealer.open(r["before"]),
+                fields=self._sealer.open(r["fields"]),
+            )
+            for r in rows
+        ]
+
+    def mark_undone(self, run_id: int, *, now: float) -> None:
+        with self.transaction():
+            self.db.table("runs").update(run_id, {"undone_at": now})

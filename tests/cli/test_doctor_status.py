@@ -184,6 +184,11 @@ def test_explain_by_either_id(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "nothing known about 'nothing-like-it'" in unknown.stderr
 
 
-def test_undo_says_it_is_not_built(tmp_path: Path) -> None:
-    done = calsync("undo", ALICE)
-    assert done.returncode == 1 and "not built yet" in done.stderr
+def test_undo_with_no_recorded_run_says_so(tmp_path: Path) -> None:
+    # the full undo, through both stand-ins: tests/sync/test_undo.py
+    config = _filled_store(tmp_path)
+    done = calsync("undo", ALICE, "--config", str(config))
+    assert done.returncode == 1 and "nothing to undo" in done.stdout, done.stderr
+    assert done.stderr == ""
+    missing = calsync("undo", ALICE, "--config", str(tmp_path / "nowhere.toml"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
