@@ -187,11 +187,26 @@ class Mirror:
     def pool(self) -> ProcessPoolExecutor | None:
         return self._pool
 
-    def close(self, *, wait: bool = True) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=not wait)
-            self._pool = None
-        self._pool_args = None
+    def close(self, *, wait: bool = True, timeout: float = 5.0) -> None:
+        """Stop the worker processes: wait for the one at work at most `timeout` seconds,
+        then kill it. Shutdown must never hang mitmdump; an entry cut short is still
+        pending in the outbox, and its retry is harmless (fixed ids, conditional writes)."""
+        pool, self._pool, self._pool_args = self._pool, None, None
+        if pool is None:
+            return
+        if not wait:
+            pool.shutdown(wait=False, cancel_futures=True)
+            return
+        stopper = threading.Thread(
+            target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+        )
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            # ProcessPoolExecutor has no public way to end a stuck worker
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            log.warning("calsync worker process did not stop within %.0f s: killed", timeout)
 
     # --- one entry (blocking: runs in a thread) --------------------------------------------------
 
@@ -623,8 +638,18 @@ def _init_worker(config_path: str) -> None:
     with contextlib.suppress(OSError):
         os.nice(10)
     logging.basicConfig(level=logging.INFO, format="calsync worker: %(message)s")
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     config = load_config(config_path)
     _worker = Mirror(config, Store(config.store_path))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker outlives a SIGKILLed mitmdump (nothing tells it): once re-parented, it
+    exits. An entry cut short is still pending in the outbox for the next start."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def process_in_worker(entry_id: int, hot: Hot | None) -> float | None:

@@ -21,7 +21,7 @@ from exchangelib.recurrence import Recurrence, WeeklyPattern
 from emulators.google.server import GoogleCalendarServer
 from tests.e2e.clients import Route, outbox_attempts, outbox_counts, send_json, wait_for
 from tests.e2e.items import at, converge, create
-from tests.e2e.processes import Mitmdump
+from tests.e2e.processes import Mitmdump, alive, children
 
 ALICE = "alice@example.com"
 
@@ -94,8 +94,19 @@ def test_proxy_killed_after_a_burst_loses_and_duplicates_nothing(
         b.start, b.end = at(19, 15), at(19, 16)
         b.save(update_fields=["start", "end"])
         c.delete()
+        assert proxy.process is not None
+        helpers = children(proxy.process.pid)  # the worker process(es) writing to Google
+        assert helpers, "the worker process should be at work when the proxy dies"
         proxy.kill()
         left = outbox_counts(store)
+        # nothing calsync started outlives the proxy (the worker notices it was orphaned)
+        still = wait_for(
+            lambda: [p for p in helpers if alive(p)],
+            lambda left: not left,
+            timeout=15,
+            what="the worker processes to exit",
+        )
+        assert still == [], still
     finally:
         send_json(faults, "DELETE")
     assert left.get("pending", 0) >= 1, left  # the restart has work to do
