@@ -90,7 +90,7 @@ class UserKnowledge:
         return self.store.item_class(self.mailbox, item_id)
 
     def is_mapped(self, item_id: str) -> bool:
-        return self.store.mapped(self.mailbox, item_id) is not None
+        return self.store.is_mapped(self.mailbox, item_id)
 
     def learned_folders(self, folders: dict[str, str]) -> None:
         if self._roles is not None:

@@ -383,6 +383,18 @@ class Store:
             )
         return self._mapped(rows[0]) if rows else None
 
+    def is_mapped(self, mailbox: str, ews_item_id: str) -> bool:
+        """Whether the item is mapped, without opening its sealed snapshot (the proxy's
+        hook asks this for every item id a request names)."""
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT 1 FROM items WHERE mailbox = ? AND ews_item_id = ?",
+                    [mailbox, ews_item_id],
+                )
+            )
+        return bool(rows)
+
     def mapped_items(self, mailbox: str) -> list[MappedItem]:
         with self._lock:
             rows = list(self.db.query("SELECT * FROM items WHERE mailbox = ?", [mailbox]))
