@@ -166,7 +166,7 @@ class Setup:
         """Both sides and the id map as calsync leaves them after a full sync."""
         from emulators.ews import ids
         from mapping.event import content_hash, event_id_for, to_google
-        from sync.job import _tagged
+        from sync.mirror import tagged
         from sync.store import MappedItem
 
         stored = self.seed_exchange(count)
@@ -178,7 +178,7 @@ class Setup:
             user = state.accounts.users[ALICE]
             for item in stored:
                 # the stored model is what GetItem would serialise for these fields
-                body = _tagged(to_google(item.model), self.user, item.id)
+                body = tagged(to_google(item.model), self.user.mailbox, item.id)
                 event_id = event_id_for(item.id)
                 event = state.insert_event(user, "primary", {**body, "id": event_id}, {})
                 rows.append(

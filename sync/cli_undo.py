@@ -213,8 +213,7 @@ class _Undo:
 
     def _recreate(self, write: RunWrite) -> tuple[str, bool]:
         from mapping.event import content_hash, to_ews
-        from sync.job import _managed
-        from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY
+        from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed
 
         before = {k: v for k, v in (write.before or {}).items() if k not in _NOT_RECREATED}
         if self.dry_run:
@@ -234,7 +233,7 @@ class _Undo:
             new_id, version = str(event["id"]), event.get("etag")
             self.store.journal(self.mailbox, "google", new_id, version, None, now=now)
             if item is not None and write.other_key:
-                snapshot = _managed(event)
+                snapshot = managed(event)
                 self.store.save_mapping(
                     MappedItem(
                         self.mailbox,
@@ -256,7 +255,7 @@ class _Undo:
                 and event.get("status") != "cancelled"
                 and self.store.mapped_by_google(self.mailbox, str(event["id"])) is None
             ):
-                snapshot = _managed(event)
+                snapshot = managed(event)
                 self.store.save_mapping(
                     MappedItem(
                         self.mailbox,

@@ -35,7 +35,7 @@ from sync.config import Config, UserConfig
 from sync.engine import Action, Merge, Policy, StateEmpty, check_safety, merge
 from sync.exchange_writer import ExchangeConflict, ExchangeWriter, ItemChange, _differs
 from sync.google import GoogleCalendar, GoogleError
-from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, _short
+from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, _short, managed, tagged
 from sync.store import MappedItem, Store
 
 log = logging.getLogger("calsync.job")
@@ -497,7 +497,7 @@ class SyncJob:
                 version=change_key,
                 before=None,
             )
-            snapshot = _managed(event)
+            snapshot = managed(event)
             self.store.journal(
                 user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
             )
@@ -514,7 +514,7 @@ class SyncJob:
                 event["id"],
                 other_key=item_id,
                 version=tagged.get("etag"),
-                before=_managed(event),
+                before=managed(event),
                 fields=tag,
             )
             self.store.journal(
@@ -528,7 +528,7 @@ class SyncJob:
                     change_key,
                     tagged.get("etag"),
                     content_hash(snapshot),
-                    _managed(tagged),
+                    managed(tagged),
                 ),
                 now=now,
             )
@@ -548,8 +548,8 @@ class SyncJob:
                         event["id"],
                         None,
                         event.get("etag"),
-                        content_hash(_managed(event)),
-                        _managed(event),
+                        content_hash(managed(event)),
+                        managed(event),
                     ),
                     now=now,
                 )
@@ -583,8 +583,8 @@ class SyncJob:
                 # one side is gone: its own feed carries the deletion (never resurrect)
                 return
             exchange_before = to_google(item)
-            exchange_view = _tagged(exchange_before, user, ews_item_id)
-            google_view = _managed(event)
+            exchange_view = tagged(exchange_before, user.mailbox, ews_item_id)
+            google_view = managed(event)
             result: Merge = merge(
                 mapped.snapshot or {},
                 exchange_view,
@@ -694,7 +694,7 @@ class SyncJob:
     ) -> None:
         from mapping.event import event_id_for
 
-        body = _tagged(event, user, item_id)
+        body = tagged(event, user.mailbox, item_id)
         event_id = event_id_for(item_id)
         created = True
         try:
@@ -720,7 +720,7 @@ class SyncJob:
         ready: list[tuple[ItemChange, dict[str, Any], str]] = []
         for change in changes:
             try:
-                body = _tagged(to_google(change.item), user, change.item_id)
+                body = tagged(to_google(change.item), user.mailbox, change.item_id)
             except CalsyncError as exc:
                 report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
                 continue
@@ -818,7 +818,7 @@ class SyncJob:
                 action.google_event_id,
                 other_key=action.ews_item_id,
                 version=None,
-                before=_managed(gone),
+                before=managed(gone),
             )
         log.info("%s delete Google %s (deleted in Exchange)", user.mailbox, action.google_event_id)
 
@@ -847,23 +847,6 @@ class SyncJob:
 def _policy(config: Config, user: UserConfig) -> Policy:
     value = user.policy or config.sync.policy
     return value  # type: ignore[return-value]  # checked by config
-
-
-def _managed(event: dict[str, Any]) -> dict[str, Any]:
-    from mapping.event import MANAGED_FIELDS
-
-    return {k: event[k] for k in MANAGED_FIELDS if k in event and k != "iCalUID"}
-
-
-def _tagged(event: dict[str, Any], user: UserConfig, item_id: str) -> dict[str, Any]:
-    body = {k: v for k, v in event.items() if k != "iCalUID"}
-    extended = dict(body.get("extendedProperties") or {})
-    private = dict(extended.get("private") or {})
-    private[EWS_ID_PROPERTY] = item_id
-    private[MAILBOX_PROPERTY] = user.mailbox
-    extended["private"] = private
-    body["extendedProperties"] = extended
-    return body
 
 
 def _parse_time(value: str | None) -> dt.datetime | None:

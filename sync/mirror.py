@@ -460,26 +460,13 @@ class Mirror:
                     exc.status,
                 )
 
-    def _tag(self, entry: OutboxEntry, event: dict[str, Any]) -> dict[str, Any]:
-        """The event as calsync writes it: tied to its Exchange item by private extended
-        properties, and without iCalUID (Google takes either a client id or an iCalUID at
-        creation, and iCalUID cannot be patched later; the properties rebuild the map)."""
-        tagged = {k: v for k, v in event.items() if k != "iCalUID"}
-        extended = dict(tagged.get("extendedProperties") or {})
-        private = dict(extended.get("private") or {})
-        private[EWS_ID_PROPERTY] = entry.ews_item_id
-        private[MAILBOX_PROPERTY] = entry.mailbox
-        extended["private"] = private
-        tagged["extendedProperties"] = extended
-        return tagged
-
     def _put(
         self, google: Any, entry: OutboxEntry, mapped: MappedItem | None, event: dict[str, Any]
     ) -> MappedItem | None:
         """Make the Google event equal `event`: insert, or patch what differs."""
         from mapping.event import event_id_for
 
-        body = self._tag(entry, event)
+        body = tagged(event, entry.mailbox, entry.ews_item_id)
         if mapped is not None:
             patch = diff(mapped.snapshot or {}, body)
             return self._patch(google, entry, mapped, patch, snapshot=body)
@@ -499,7 +486,7 @@ class Mirror:
                 raise CalsyncError(
                     f"Google event {event_id} exists but belongs to another item"
                 ) from None
-            patch = diff(_managed(current), body)
+            patch = diff(managed(current), body)
             result = google.patch(event_id, patch, etag=current.get("etag")) if patch else current
         log.info("%s upsert %s -> Google %s", entry.mailbox, _short(entry.ews_item_id), event_id)
         return self._mapped_after(entry, event_id, result, body)
@@ -545,7 +532,7 @@ class Mirror:
                 mapped.google_event_id,
             )
             result = google.patch(mapped.google_event_id, patch, etag=current.get("etag"))
-            new_snapshot = apply_patch(_managed(current), patch)
+            new_snapshot = apply_patch(managed(current), patch)
         log.info(
             "%s %s %s -> Google %s (%s)",
             entry.mailbox,
@@ -586,10 +573,26 @@ class Mirror:
         )
 
 
-def _managed(event: dict[str, Any]) -> dict[str, Any]:
+def managed(event: dict[str, Any]) -> dict[str, Any]:
+    """The fields calsync writes, from a Google event as read. Not iCalUID: Google gives
+    every event one, calsync never writes it (see tagged), so it is no difference."""
     from mapping.event import MANAGED_FIELDS
 
-    return {k: event[k] for k in MANAGED_FIELDS if k in event}
+    return {k: event[k] for k in MANAGED_FIELDS if k in event and k != "iCalUID"}
+
+
+def tagged(event: dict[str, Any], mailbox: str, ews_item_id: str) -> dict[str, Any]:
+    """The event as calsync writes it: tied to its Exchange item by private extended
+    properties, and without iCalUID (Google takes either a client id or an iCalUID at
+    creation, and iCalUID cannot be patched later; the properties rebuild the map)."""
+    body = {k: v for k, v in event.items() if k != "iCalUID"}
+    extended = dict(body.get("extendedProperties") or {})
+    private = dict(extended.get("private") or {})
+    private[EWS_ID_PROPERTY] = ews_item_id
+    private[MAILBOX_PROPERTY] = mailbox
+    extended["private"] = private
+    body["extendedProperties"] = extended
+    return body
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
