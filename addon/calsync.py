@@ -26,7 +26,7 @@ from ews_parser.xml import DEFAULT_MAX_BYTES
 from sync.config import Config, ConfigError, load_config
 from sync.job import SyncJob
 from sync.mirror import Mirror
-from sync.proxy import EWS_PATH, Exchange, Observer, lower_headers
+from sync.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
 from sync.push import RENEW_CHECK_S, PushService, UserRuns
 from sync.store import Store, StoreError
 
@@ -50,6 +50,8 @@ class CalSync:
         self.store: Store | None = None
         self.mirror: Mirror | None = None
         self.observer: Observer | None = None
+        #: the thread that observes what the hooks hand over (never the event loop)
+        self.observing: Observing | None = None
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self.job: SyncJob | None = None
@@ -146,6 +148,9 @@ class CalSync:
             ews_path=ews_path,
             max_body=ctx.options.calsync_max_body,
         )
+        if self.observing is not None:
+            self.observing.stop(timeout=0, join=False)  # it finishes what it holds
+        self.observing = Observing(self.observer)
         log.info("calsync: %d user(s), state in %s", len(config.users), config.store_path)
         if self._task is not None:  # reconfigured while running: restart both tasks
             self._task.cancel()
@@ -224,6 +229,9 @@ class CalSync:
                     log.info("calsync: %s", report.summary())
 
     async def done(self) -> None:
+        observing, self.observing = self.observing, None
+        if observing is not None:  # what the hooks handed over is recorded first
+            await asyncio.to_thread(observing.stop, DRAIN_ON_EXIT_S)
         for push_task in (self._push_task, self._push_ending):
             if push_task is not None:
                 push_task.cancel()
@@ -251,14 +259,22 @@ class CalSync:
             return
         deadline = time.monotonic() + limit
         while True:
-            due = store.next_due()
+            due = await asyncio.to_thread(store.next_due)
             left = deadline - time.monotonic()
             if due is None or left <= 0 or due > time.time() + left:
                 return
             mirror.wake()
             await asyncio.sleep(0.05)
 
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every exchange the hooks handed over has been observed (tests,
+        `calsync replay`); False on timeout. Never call it on the event loop."""
+        return self.observing.flush(timeout) if self.observing is not None else True
+
     def _close(self) -> None:
+        if self.observing is not None:
+            self.observing.stop(timeout=0, join=False)
+            self.observing = None
         if self.store is not None:
             self.store.close()
         self.store = self.config = self.mirror = self.observer = self.job = None
@@ -281,25 +297,32 @@ class CalSync:
             )
 
     def response(self, flow: http.HTTPFlow) -> None:
-        observer = self.observer
-        if observer is None or flow.response is None:
+        """Hand the exchange's raw bytes to the observing thread; nothing more here. No
+        body is decoded (mitmproxy's get_content() would inflate a bomb in full, right
+        here), parsed or stored on the event loop."""
+        observing = self.observing
+        if observing is None or flow.response is None:
             return
-        request = flow.request
-        if not observer.is_ews(request.method, request.path):
-            return  # the cheap filter: everything that is not EWS costs this much
+        request, response = flow.request, flow.response
         try:
-            body = request.get_content(strict=False) or b""
-            if not observer.may_concern_calendars(body):
-                return  # mail and the rest: one byte scan, nothing parsed
-            observer.observe(
+            observer = observing.observer
+            if not observer.is_ews(request.method, request.path) or response.status_code != 200:
+                return  # the cheap filter: everything that is not EWS costs this much
+            request_body, response_body = request.raw_content, response.raw_content
+            if not request_body or not response_body:
+                return  # a streamed body never reaches the flow: nothing to read
+            observing.submit(
                 Exchange(
                     method=request.method,
                     path=request.path,
                     request_headers=lower_headers(request.headers),
-                    request_body=body,
-                    status_code=flow.response.status_code,
-                    response_body=flow.response.get_content(strict=False) or b"",
+                    request_body=request_body,
+                    status_code=response.status_code,
+                    response_body=response_body,
                     connection_id=flow.client_conn.id,
+                    request_encoding=request.headers.get("content-encoding"),
+                    response_encoding=response.headers.get("content-encoding"),
+                    connection_principal=observer.connection_principal(flow.client_conn.id),
                 )
             )
         except Exception as exc:

@@ -1,10 +1,18 @@
-"""Whose calendar is this flow? Names read from a request, strongest first.
+"""Whose calendar is this flow? The authenticated principal decides; a hint never does.
 
-The order (issue: real-time mirroring): the ExchangeImpersonation header (the impersonated
-mailbox owns the change); a Basic user; a Bearer token's upn / unique_name / email claim
-(read, not verified: calsync acts only after Exchange itself accepted the request); the
-NTLM Type 3 user, remembered for the rest of that client connection (NTLM authenticates
-connections, not requests); X-AnchorMailbox.
+Read from the request, in plain values (no store, no config: `owner` takes lookups):
+- ExchangeImpersonation: Exchange checks the caller's right to impersonate
+  (ErrorImpersonateUserDenied otherwise), so a request it accepted acted in that mailbox;
+- the Basic user; a Bearer token's upn / unique_name / email claim (read, not verified:
+  calsync acts only after Exchange itself accepted the token); the NTLM Type 3 user,
+  remembered for the rest of that client connection (NTLM authenticates connections);
+- Negotiate with a Kerberos token: authenticated, but the user cannot be read from it.
+
+X-AnchorMailbox is a routing hint any client can set (Exchange routes by it and then checks
+access against the authenticated user): it never names the owner. Only where the principal
+cannot be read (Kerberos) does it say which configured user to *ask Exchange about*, and
+then the worker confirms, with calsync's own credentials, that the item is in that user's
+calendar before anything is mirrored.
 
 Nothing here keeps a password or a token: only the user name is taken out of them.
 """
@@ -15,9 +23,8 @@ import base64
 import binascii
 import json
 import struct
-from collections.abc import Mapping
-
-from ews_parser.values import Impersonation
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 NTLM_SIGNATURE = b"NTLMSSP\x00"
 _NTLM_UNICODE = 0x00000001
@@ -91,30 +98,96 @@ def ntlm_user(message: bytes) -> str | None:
     return f"{domain}\\{user}" if domain and "@" not in user else user
 
 
-def candidate_names(
-    headers: Mapping[str, str],
-    impersonation: Impersonation | None,
-    connection_user: str | None,
-) -> list[str]:
-    """Names to try, strongest first. `connection_user` is the NTLM user this client
-    connection authenticated as earlier, if any."""
-    names: list[str] = []
-    if impersonation is not None and impersonation.mailbox:
-        names.append(impersonation.mailbox)
-    authorization = headers.get("authorization", "")
-    for read in (basic_user, bearer_user):
-        name = read(authorization)
-        if name:
-            names.append(name)
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request (or its connection) authenticated as, as far as the traffic tells.
+
+    `name` is None when nobody authenticated or when the scheme hides the user
+    (`scheme == "kerberos"`)."""
+
+    scheme: str  # "basic", "bearer", "ntlm", "kerberos"
+    name: str | None = None
+
+    @property
+    def unreadable(self) -> bool:
+        return self.name is None and self.scheme == "kerberos"
+
+
+def principal_of(authorization: str) -> Principal | None:
+    """The principal an Authorization header proves, if it proves one."""
+    name = basic_user(authorization)
+    if name:
+        return Principal("basic", name)
+    name = bearer_user(authorization)
+    if name:
+        return Principal("bearer", name)
     message = ntlm_message(authorization)
     if message is not None:
         name = ntlm_user(message)
-        if name:
-            names.append(name)
-    if connection_user:
-        names.append(connection_user)
+        # Type 1 messages name nobody yet; the Type 3 that follows does
+        return Principal("ntlm", name) if name else None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() in ("negotiate", "kerberos") and token.strip():
+        return Principal("kerberos")
+    return None
+
+
+def routing_hint(headers: Mapping[str, str]) -> str | None:
+    """The X-AnchorMailbox a client sent ("SMTP:alice@contoso.com" or a plain address)."""
     anchor = headers.get("x-anchormailbox", "").strip()
-    if anchor:
-        # "SMTP:alice@contoso.com" and plain addresses are both seen in the wild
-        names.append(anchor.partition(":")[2] if anchor.upper().startswith("SMTP:") else anchor)
-    return names
+    if not anchor:
+        return None
+    return anchor.partition(":")[2] if anchor.upper().startswith("SMTP:") else anchor
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The configured user whose calendar a flow changed. `confirm`: calsync could not read
+    who sent it and has only a routing hint: the worker must find the item in this user's
+    calendar, asking Exchange with calsync's own credentials, before mirroring anything."""
+
+    mailbox: str
+    confirm: bool = False
+
+
+def owner(
+    *,
+    principal: Principal | None,
+    impersonated: str | None,
+    delegate: str | None,
+    hint: str | None,
+    item_ids: Sequence[str],
+    configured: Callable[[str | None], str | None],
+    knows: Callable[[str, Sequence[str]], bool],
+    users: Sequence[str],
+) -> Owner | None:
+    """Whose calendar this flow changed, or None: then nothing of it is mirrored or learned.
+
+    `configured(name)` is the mailbox of the configured user a name belongs to (or None);
+    `knows(mailbox, ids)` says whether any of the ids is a calendar item known in that
+    mailbox. What the request itself names decides first, whoever sent it, because
+    Exchange checked the sender's rights before it accepted the request: a folder of
+    another mailbox (a Mailbox element), or item ids known in one mailbox (EWS ids are
+    unique across mailboxes). Otherwise the change is the actor's: the impersonated
+    mailbox, else the authenticated principal. No principal, no actor: an unauthenticated
+    create is not mirrored, and a hint never stands in for the principal.
+    """
+    if delegate:
+        mailbox = configured(delegate)
+        return Owner(mailbox) if mailbox else None
+    if impersonated:
+        actor = configured(impersonated)
+    else:
+        actor = configured(principal.name) if principal is not None else None
+    if item_ids:
+        if actor is not None and knows(actor, item_ids):
+            return Owner(actor)
+        for mailbox in users:  # a delegate acting on another configured user's items by id
+            if mailbox != actor and knows(mailbox, item_ids):
+                return Owner(mailbox)
+    if actor is not None:
+        return Owner(actor)
+    if principal is not None and principal.unreadable and not impersonated:
+        hinted = configured(hint)
+        return Owner(hinted, confirm=True) if hinted else None
+    return None

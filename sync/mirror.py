@@ -122,7 +122,8 @@ class Mirror:
                 raise
             except Exception as exc:  # never let the worker die: log, wait, go on
                 log.error("calsync worker error: %s: %s", type(exc).__name__, exc)
-            due = self.store.next_due()
+            # every store call off the event loop: the store may be locked for a while
+            due = await asyncio.to_thread(self.store.next_due)
             timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
@@ -132,7 +133,7 @@ class Mirror:
         """Apply every entry that is due now; returns how many were handled."""
         handled = 0
         while True:
-            entries = self.store.ready(self.clock())
+            entries = await asyncio.to_thread(self.store.ready, self.clock())
             if not entries:
                 return handled
             by_user: dict[str, list[OutboxEntry]] = {}

@@ -1,15 +1,23 @@
 """What the proxy does with one EWS exchange, in plain values (the addon is a thin shell).
 
-`Observer.observe(Exchange)` runs on mitmproxy's event loop, so it does only cheap work:
-a URL/method filter first, then `classify` of both bodies (microseconds), the router's
-decision, and one SQLite transaction that learns ids and records intents. The request
-bytes go to the worker in memory (`Mirror.note`); nothing here waits on the network.
+The addon's hooks run on mitmproxy's event loop and only hand over bytes: `Observing`
+takes each exchange (raw bodies as they crossed the wire, their Content-Encoding, the
+connection's principal) to one thread of its own, in the order the hooks saw them, so no
+SQLite call, decode or parse ever holds up a flow. There `Observer.observe(Exchange)`
+decodes the bodies in bounded steps (`sync/decode.py`, capped at `max_body` decoded
+bytes), runs a one-scan filter, `classify` of both bodies, the owner decision (the
+authenticated principal, `sync/identity.py`), the router's decision, and one SQLite
+transaction that learns ids and records intents. The request bytes go to the worker in
+memory (`Mirror.note`); nothing here waits on the network.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import re
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,12 +27,14 @@ from ews_parser.classify import classify
 from ews_parser.errors import EwsParseError
 from ews_parser.values import Classification
 from sync.config import Config, UserConfig
-from sync.identity import candidate_names, ntlm_message, ntlm_user
+from sync.decode import BodyEncodingError, BodyTooLarge, decode
+from sync.identity import Owner, Principal, owner, principal_of, routing_hint
 from sync.mirror import Hot, Mirror
 from sync.router import (
     CALENDAR,
     LISTINGS,
     Decision,
+    Intent,
     decide,
     delegate_mailbox,
     item_ids_named,
@@ -70,6 +80,14 @@ class Exchange:
     status_code: int
     response_body: bytes
     connection_id: str = ""
+    request_encoding: str | None = None  # Content-Encoding: the bodies are as sent
+    response_encoding: str | None = None
+    #: who the client connection authenticated as earlier (NTLM), read by the hook
+    connection_principal: Principal | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.request_body) + len(self.response_body)
 
 
 class UserKnowledge:
@@ -115,8 +133,9 @@ class Observer:
         self.ews_path = ews_path.lower()
         self.max_body = max_body
         self._knowledge: dict[str, UserKnowledge] = {}
-        #: NTLM authenticates a connection once: remember its user per client connection.
-        self._connection_users: OrderedDict[str, str] = OrderedDict()
+        #: NTLM (and Kerberos) authenticate a connection once: its principal, per connection
+        self._connection_principals: OrderedDict[str, Principal] = OrderedDict()
+        self._too_large_logged_at = 0.0
 
     # --- cheap filters ------------------------------------------------------------------------
 
@@ -127,46 +146,79 @@ class Observer:
         return method == "POST" and path.split("?", 1)[0].lower().endswith(self.ews_path)
 
     def saw_request_headers(self, connection_id: str, headers: Mapping[str, str]) -> None:
-        """Remember the NTLM user of a connection (its AUTHENTICATE message)."""
-        message = ntlm_message(headers.get("authorization", ""))
-        if message is None:
+        """Remember who a connection authenticated as (NTLM's AUTHENTICATE message, or a
+        Kerberos token). Cheap: the hook calls it on the event loop."""
+        principal = principal_of(headers.get("authorization", ""))
+        if principal is None or principal.scheme not in ("ntlm", "kerberos"):
             return
-        user = ntlm_user(message)
-        if user:
-            self._connection_users[connection_id] = user
-            self._connection_users.move_to_end(connection_id)
-            while len(self._connection_users) > 10_000:
-                self._connection_users.popitem(last=False)
+        self._connection_principals[connection_id] = principal
+        self._connection_principals.move_to_end(connection_id)
+        while len(self._connection_principals) > 10_000:
+            self._connection_principals.popitem(last=False)
+
+    def connection_principal(self, connection_id: str) -> Principal | None:
+        return self._connection_principals.get(connection_id)
 
     def connection_closed(self, connection_id: str) -> None:
-        self._connection_users.pop(connection_id, None)
+        self._connection_principals.pop(connection_id, None)
 
     # --- one exchange ---------------------------------------------------------------------------
 
     def observe(self, exchange: Exchange) -> list[int]:
-        """Learn and record intents; returns the outbox ids recorded."""
+        """Learn and record intents; returns the outbox ids recorded. Blocking (decodes,
+        parses, writes SQLite): `Observing` calls it off the event loop."""
         if not self.is_ews(exchange.method, exchange.path):
             return []
         if exchange.status_code != 200 or not exchange.request_body or not exchange.response_body:
             return []  # faults come with 500; a streamed body arrives empty: skip
-        if not self.may_concern_calendars(exchange.request_body):
+        request_body = self._decoded(exchange.request_body, exchange.request_encoding, "request")
+        if request_body is None or not self.may_concern_calendars(request_body):
             return []
         try:
-            request = classify(exchange.request_body, max_bytes=self.max_body)
+            request = classify(request_body, max_bytes=self.max_body)
             if request.kind != "request" or not request.known or not may_matter(request):
                 return []
-            if request.operation in LISTINGS and _CALENDAR_ITEM not in exchange.response_body:
+            response_body = self._decoded(
+                exchange.response_body, exchange.response_encoding, "response"
+            )
+            if response_body is None:
+                return []
+            if request.operation in LISTINGS and _CALENDAR_ITEM not in response_body:
                 return []  # a listing of mail: there is nothing to learn from it
-            user = self._owner(exchange, request)
+            found = self._owner(exchange, request)
+            if found is None:
+                return []
+            user = self.config.user_named(found.mailbox)
             if user is None:
                 return []
-            response = classify(exchange.response_body, max_bytes=self.max_body)
+            response = classify(response_body, max_bytes=self.max_body)
         except EwsParseError as exc:
             log.info("not an EWS exchange calsync can read: %s", exc)
             return []
         knowledge = self._knowledge_of(user.mailbox)
         decision = decide(request, response, knowledge)
-        return self._apply(user, request, decision, exchange.request_body, knowledge)
+        if found.confirm:
+            decision = _to_confirm(decision)
+        return self._apply(user, request, decision, request_body, knowledge)
+
+    def _decoded(self, raw: bytes, encoding: str | None, what: str) -> bytes | None:
+        """The body decoded, or None (said once) when it is over the cap or undecodable."""
+        try:
+            return decode(raw, encoding, self.max_body)
+        except BodyTooLarge:
+            now = time.monotonic()
+            if now - self._too_large_logged_at > 10.0:  # a flood says it once in a while
+                self._too_large_logged_at = now
+                log.warning(
+                    "EWS %s over calsync_max_body (%d bytes decoded): not mirrored; the"
+                    " Exchange feed carries its change",
+                    what,
+                    self.max_body,
+                )
+            return None
+        except BodyEncodingError as exc:
+            log.info("EWS %s not decodable (%s): not mirrored", what, exc)
+            return None
 
     def _knowledge_of(self, mailbox: str) -> UserKnowledge:
         knowledge = self._knowledge.get(mailbox)
@@ -174,30 +226,34 @@ class Observer:
             knowledge = self._knowledge[mailbox] = UserKnowledge(self.store, mailbox)
         return knowledge
 
-    def _owner(self, exchange: Exchange, request: Classification) -> UserConfig | None:
-        """The configured user whose calendar this exchange changes, if any.
-
-        A folder of another mailbox names its owner (delegate access); otherwise the user
-        the request authenticates as, unless the items it names by id are known in another
-        configured mailbox only (delegate access by id: EWS ids are unique across
-        mailboxes). Traffic of users who are not configured is left alone.
-        """
-        delegate = self.config.user_named(delegate_mailbox(request))
-        if delegate is not None:
-            return delegate
-        names = candidate_names(
-            exchange.request_headers,
-            request.impersonation,
-            self._connection_users.get(exchange.connection_id),
+    def _owner(self, exchange: Exchange, request: Classification) -> Owner | None:
+        """The configured user whose calendar this exchange changes (sync/identity.py):
+        the authenticated principal's, or the one a request's Mailbox element or known item
+        ids name; never the one a routing hint names."""
+        principal = principal_of(exchange.request_headers.get("authorization", ""))
+        if principal is None or (principal.scheme == "ntlm" and principal.name is None):
+            principal = exchange.connection_principal or self._connection_principals.get(
+                exchange.connection_id
+            )
+        impersonation = request.impersonation
+        return owner(
+            principal=principal,
+            impersonated=impersonation.mailbox if impersonation is not None else None,
+            delegate=delegate_mailbox(request),
+            hint=routing_hint(exchange.request_headers),
+            item_ids=item_ids_named(request),
+            configured=self._configured_mailbox,
+            knows=self._knows_mailbox,
+            users=[u.mailbox for u in self.config.users],
         )
-        actor = next((u for u in map(self.config.user_named, names) if u is not None), None)
-        ids = item_ids_named(request)
-        if not ids or (actor is not None and self._knows(actor, ids)):
-            return actor
-        for user in self.config.users:
-            if user is not actor and self._knows(user, ids):
-                return user
-        return actor
+
+    def _configured_mailbox(self, name: str | None) -> str | None:
+        user = self.config.user_named(name)
+        return user.mailbox if user is not None else None
+
+    def _knows_mailbox(self, mailbox: str, ids: Sequence[str]) -> bool:
+        user = self.config.user_named(mailbox)
+        return user is not None and self._knows(user, ids)
 
     def _knows(self, user: UserConfig, ids: Sequence[str]) -> bool:
         knowledge = self._knowledge_of(user.mailbox)
@@ -246,6 +302,85 @@ class Observer:
         if ids:
             self.mirror.wake()
         return ids
+
+
+class Observing:
+    """One thread that observes exchanges in the order the hooks handed them over.
+
+    `submit` never blocks and never fails a flow: past `max_pending_bytes` of bodies
+    waiting (the store locked for long, say) an exchange is dropped with one warning, and
+    the Exchange feed carries its change later. `flush` waits until what was submitted
+    has been observed (shutdown, tests)."""
+
+    def __init__(self, observer: Observer, *, max_pending_bytes: int = 256 * 1024 * 1024) -> None:
+        self.observer = observer
+        self.max_pending_bytes = max_pending_bytes
+        self._queue: queue.SimpleQueue[Exchange | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._unfinished = 0
+        self._pending_bytes = 0
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._run, name="calsync-observer", daemon=True)
+        self._thread.start()
+
+    def submit(self, exchange: Exchange) -> bool:
+        with self._idle:
+            if self._pending_bytes + exchange.size > self.max_pending_bytes:
+                self._dropped += 1
+                if self._dropped == 1 or self._dropped % 1000 == 0:
+                    log.warning(
+                        "calsync observer backlog full: %d exchange(s) not mirrored now; the"
+                        " Exchange feed carries their changes",
+                        self._dropped,
+                    )
+                return False
+            self._unfinished += 1
+            self._pending_bytes += exchange.size
+        self._queue.put(exchange)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            exchange = self._queue.get()
+            if exchange is None:
+                return
+            try:
+                self.observer.observe(exchange)
+            except Exception as exc:  # never lose the thread; the flow has long passed
+                log.error("calsync: observing an exchange failed: %s: %s", type(exc).__name__, exc)
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    self._pending_bytes -= exchange.size
+                    if self._unfinished == 0:
+                        self._idle.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted has been observed; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._unfinished == 0, timeout)
+
+    def stop(self, timeout: float = 10.0, *, join: bool = True) -> None:
+        """Observe what is queued (waiting at most `timeout` seconds), then end the
+        thread; with `join=False` it returns at once and the thread ends by itself."""
+        if timeout > 0:
+            self.flush(timeout)
+        self._queue.put(None)
+        if join:
+            self._thread.join(timeout=1.0)
+
+
+def _to_confirm(decision: Decision) -> Decision:
+    """What a flow whose sender calsync could not read may do: learn nothing, delete
+    nothing, and have the worker confirm each created or changed item (a `refresh` of an
+    item not yet mapped reads it as the user and mirrors it only from their calendar)."""
+    confirmed = Decision()
+    for intent in decision.intents:
+        if intent.op in ("upsert", "update", "refresh"):
+            confirmed.intents.append(
+                Intent("refresh", intent.item_id, None, None, f"to confirm: {intent.reason}")
+            )
+    return confirmed
 
 
 def lower_headers(headers: Any) -> dict[str, str]:

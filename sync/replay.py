@@ -176,10 +176,12 @@ def replay(
                         method=request.method,
                         path=request.path,
                         request_headers=lower_headers(request.headers),
-                        request_body=request.get_content(strict=False) or b"",
+                        request_body=request.raw_content or b"",
                         status_code=response.status_code,
-                        response_body=response.get_content(strict=False) or b"",
+                        response_body=response.raw_content or b"",
                         connection_id=connection,
+                        request_encoding=request.headers.get("content-encoding"),
+                        response_encoding=response.headers.get("content-encoding"),
                     )
                 )
             except Exception as exc:  # as in the addon: one bad exchange, not the replay

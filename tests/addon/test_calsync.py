@@ -72,6 +72,7 @@ class Harness:
         before = (flow.request.get_state(), flow.response.get_state())
         self.addon.request(flow)
         self.addon.response(flow)
+        assert self.addon.flush()  # the observing thread has recorded it
         # fail-open and read-only: the flow is exactly as it was
         assert (flow.request.get_state(), flow.response.get_state()) == before
         return flow

@@ -262,6 +262,7 @@ def replay_in_taddons(config: Path, flows: list[Any]) -> Any:
                 before = flow.get_state()
                 await tctx.cycle(addon, flow)
                 assert flow.get_state() == before  # read, never altered
+            assert await asyncio.to_thread(addon.flush)
             await addon.mirror.drain()
             assert addon.store.pending() == [] and addon.store.quarantined() == []
             await addon.done()
@@ -313,6 +314,7 @@ def test_ntlm_user_is_forgotten_when_the_connection_closes(
                 await tctx.cycle(addon, flow)
             addon.client_disconnected(first)
             await tctx.cycle(addon, flows[3])  # a new connection, never authenticated
+            assert await asyncio.to_thread(addon.flush)
             await addon.mirror.drain()
             await addon.done()
 

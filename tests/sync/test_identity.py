@@ -8,8 +8,15 @@ import struct
 
 import pytest
 
-from ews_parser.values import Impersonation
-from sync.identity import basic_user, bearer_user, candidate_names, ntlm_message, ntlm_user
+from sync.identity import (
+    Principal,
+    basic_user,
+    bearer_user,
+    ntlm_message,
+    ntlm_user,
+    principal_of,
+    routing_hint,
+)
 
 
 def basic(user: str, password: str = "pw:with:colons") -> str:
@@ -76,15 +83,17 @@ def test_ntlm_negotiate_and_garbage_name_nobody() -> None:
     assert ntlm_user(truncated) is None
 
 
-def test_order_strongest_first() -> None:
-    headers = {"authorization": basic("svc@example.com"), "x-anchormailbox": "SMTP:bob@example.com"}
-    names = candidate_names(
-        headers, Impersonation(primary_smtp_address="alice@example.com"), "CONTOSO\\carol"
-    )
-    assert names == ["alice@example.com", "svc@example.com", "CONTOSO\\carol", "bob@example.com"]
+def test_principal_of_each_scheme() -> None:
+    assert principal_of(basic("svc@example.com")) == Principal("basic", "svc@example.com")
+    ntlm = "NTLM " + base64.b64encode(ntlm_type3("alice", "CONTOSO")).decode()
+    assert principal_of(ntlm) == Principal("ntlm", "CONTOSO\\alice")
+    kerberos = principal_of("Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEF")
+    assert kerberos == Principal("kerberos") and kerberos.unreadable
+    assert principal_of("") is None
+    assert principal_of("Basic !!!") is None
 
 
-def test_anchor_mailbox_alone() -> None:
-    assert candidate_names({"x-anchormailbox": "dave@example.com"}, None, None) == [
-        "dave@example.com"
-    ]
+def test_routing_hint_is_read_but_never_a_principal() -> None:
+    assert routing_hint({"x-anchormailbox": "SMTP:bob@example.com"}) == "bob@example.com"
+    assert routing_hint({"x-anchormailbox": "dave@example.com"}) == "dave@example.com"
+    assert routing_hint({}) is None
