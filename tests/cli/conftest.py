@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CALSYNC = ROOT / ".venv" / "bin" / "calsync"
+#: the `calsync` installed beside the interpreter running the tests (any venv, any clone)
+CALSYNC = Path(sys.executable).parent / "calsync"
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
@@ -27,7 +29,7 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def calsync(
     *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """`.venv/bin/calsync ARGS`, as an administrator runs it."""
+    """`calsync ARGS`, as an administrator runs it."""
     return subprocess.run(
         [str(CALSYNC), *args],
         env=clean_env(env),
