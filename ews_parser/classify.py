@@ -55,6 +55,7 @@ _T_ITEMS: Final = t("Items")
 _T_FOLDERS: Final = t("Folders")
 _FOLDER_ID: Final = t("FolderId")
 _FOLDER_CLASS: Final = t("FolderClass")
+_CALENDAR_ITEM_TYPE: Final = t("CalendarItemType")
 _REFERENCE_ITEM_ID: Final = t("ReferenceItemId")
 
 
@@ -195,7 +196,8 @@ def _item_ref(
     item_id = (id_elem.get("Id") or "").strip()
     if item_id:
         key = id_elem.get("ChangeKey")
-        out.append(ItemRef(item_class, item_id, key.strip() if key else None, change))
+        kind = text(holder.find(_CALENDAR_ITEM_TYPE)) if item_class == "CalendarItem" else None
+        out.append(ItemRef(item_class, item_id, key.strip() if key else None, change, kind))
 
 
 def _folder_refs(

@@ -43,6 +43,25 @@ def field_for(path: FieldPath, element_name: str) -> Any | None:
     return None
 
 
+#: MAPI properties Exchange stores as an item's own fields: set through an
+#: ExtendedFieldURI PropertyTag, they change the field (DavMail sets subject and body so).
+#: MS-OXPROPS: PidTagSubject 0x0037, PidTagBody 0x1000, both PtypString.
+WELL_KNOWN_TAGS: Final = {0x0037: "subject", 0x1000: "body"}
+
+
+def well_known_field(path: FieldPath) -> str | None:
+    """The CalendarItem field a PropertyTag path stands for, if it is one of those."""
+    if not isinstance(path, ExtendedFieldURI) or path.property_tag is None:
+        return None
+    if path.property_type != "String":
+        return None
+    try:
+        tag = int(path.property_tag, 0)
+    except ValueError:
+        return None
+    return WELL_KNOWN_TAGS.get(tag)
+
+
 def read_path(elem: etree._Element) -> FieldPath:
     tag = elem.tag
     if tag == _FIELD_URI:

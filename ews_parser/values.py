@@ -458,12 +458,15 @@ class Envelope:
 @dataclass(frozen=True, slots=True)
 class ItemRef:
     """An item a response names: its element name, id and change key (and for
-    SyncFolderItems, the kind of change)."""
+    SyncFolderItems, the kind of change). `calendar_item_type`: a calendar item's
+    CalendarItemType when the response carries it (Single, Occurrence, Exception,
+    RecurringMaster): an occurrence has an ItemId of its own, and is no event of its own."""
 
     item_class: str
     id: str
     change_key: str | None = None
     change_type: str | None = None
+    calendar_item_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

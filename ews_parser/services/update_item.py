@@ -33,6 +33,7 @@ from ews_parser.fields import (
     find_path,
     read_extended_value,
     read_field_value,
+    well_known_field,
 )
 from ews_parser.values import (
     ExtendedFieldURI,
@@ -89,7 +90,8 @@ def _read_update(update: etree._Element) -> FieldUpdate:
     path = find_path(update)
     if action == "delete":
         field = field_for(path, "CalendarItem")
-        return FieldUpdate(action=action, path=path, field=field.name if field else None)
+        name = field.name if field else well_known_field(path)
+        return FieldUpdate(action=action, path=path, field=name)
     item = partial_item(update)
     if item is None:
         raise EwsParseError(f"{local(update.tag)} without the item that carries the value")
@@ -98,6 +100,11 @@ def _read_update(update: etree._Element) -> FieldUpdate:
     field_name: str | None = None
     if isinstance(path, ExtendedFieldURI):
         value = read_extended_value(item)
+        field_name = well_known_field(path)
+        if field_name == "body" and isinstance(value, str):
+            from exchangelib.properties import Body
+
+            value = Body(value)  # PidTagBody is the plain-text body
     elif isinstance(path, FieldURI) and path.uri == "calendar:MeetingTimeZone":
         # exchangelib cannot read the legacy element (see calendar_item.py)
         meeting = item.find(t("MeetingTimeZone"))

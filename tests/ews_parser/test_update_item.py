@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+from exchangelib.properties import Body
 from exchangelib.recurrence import EndDatePattern, WeeklyPattern
 
 from ews_parser import parse
@@ -142,3 +144,52 @@ def test_deletes_name_their_exchangelib_field_too() -> None:
     req = request("synthetic/updateitem_occurrenceitemid_req.xml")
     location = by_uri(req.changes[0].updates)["calendar:Location"]
     assert (location.action, location.field, location.value) == ("delete", "location", None)
+
+
+# --- MAPI properties that are an item's own fields (DavMail sets subject and body so) ----------
+
+
+def _property_update(tag: str, kind: str, value: str | None) -> bytes:
+    path = f'<t:ExtendedFieldURI PropertyTag="{tag}" PropertyType="{kind}"/>'
+    if value is None:
+        update = f"<t:DeleteItemField>{path}</t:DeleteItemField>"
+    else:
+        update = (
+            f"<t:SetItemField>{path}<t:CalendarItem><t:ExtendedProperty>{path}"
+            f"<t:Value>{value}</t:Value></t:ExtendedProperty></t:CalendarItem></t:SetItemField>"
+        )
+    return (
+        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
+        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Body>'
+        '<m:UpdateItem ConflictResolution="AlwaysOverwrite" SendMeetingInvitationsOrCancellations="SendToNone">'
+        '<m:ItemChanges><t:ItemChange><t:ItemId Id="X" ChangeKey="Y"/><t:Updates>'
+        f"{update}</t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem></s:Body></s:Envelope>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("tag", "kind", "value", "field", "expected"),
+    [
+        # PidTagSubject and PidTagBody, in the spellings clients use
+        ("0x37", "String", "New subject", "subject", "New subject"),
+        ("0x0037", "String", "New subject", "subject", "New subject"),
+        ("55", "String", "New subject", "subject", "New subject"),
+        ("0x1000", "String", "Plain body", "body", "Plain body"),
+        ("0x1000", "String", None, "body", None),
+        # other tags and other types stay extended properties
+        ("0x10f3", "String", "event.EML", None, "event.EML"),
+        ("0x0037", "Integer", "7", None, "7"),
+        ("zzz", "String", "x", None, "x"),
+    ],
+)
+def test_well_known_property_tags_are_item_fields(
+    tag: str, kind: str, value: str | None, field: str | None, expected: str | None
+) -> None:
+    body = parse(_property_update(tag, kind, value)).body
+    assert isinstance(body, UpdateItemRequest)
+    (update,) = body.changes[0].updates
+    assert update.field == field
+    assert update.value == expected
+    if field == "body" and value is not None:
+        assert isinstance(update.value, Body)
