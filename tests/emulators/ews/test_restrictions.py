@@ -110,6 +110,7 @@ CASES = [
     # Contains: each mode and comparison
     (contains(SUBJECT, "Holiday"), {"holiday"}),  # FullString, Exact by default
     (contains(SUBJECT, "holiday"), set()),
+    (contains(SUBJECT, "Quarterly"), set()),  # a part of the value is not the FullString
     (contains(SUBJECT, "holiday", "FullString", "IgnoreCase"), {"holiday"}),
     (contains(SUBJECT, "Quarter", "Prefixed", "Exact"), {"review"}),
     (contains(SUBJECT, "view", "Substring", "Exact"), {"review"}),
