@@ -99,10 +99,10 @@ def account(url: str, address: str, password: str) -> Account:
 # --- Google ----------------------------------------------------------------------------------
 
 
-def google_events(api_endpoint: str, user: str) -> list[dict[str, Any]]:
-    """Every event in the user's primary calendar (series as masters), through the real
-    client with the user's token (the stand-in's token for a user is the address)."""
-    service = build(
+def calendar_service(api_endpoint: str, user: str) -> Any:
+    """google-api-python-client's Calendar service on the stand-in, with the user's token
+    (the stand-in's token for a user is the address)."""
+    return build(
         "calendar",
         "v3",
         credentials=GoogleCredentials(token=user),
@@ -110,6 +110,12 @@ def google_events(api_endpoint: str, user: str) -> list[dict[str, Any]]:
         cache_discovery=False,
         client_options={"api_endpoint": api_endpoint},
     )
+
+
+def google_events(api_endpoint: str, user: str) -> list[dict[str, Any]]:
+    """Every event in the user's primary calendar (series as masters), through the real
+    client."""
+    service = calendar_service(api_endpoint, user)
     items: list[dict[str, Any]] = []
     token = None
     while True:

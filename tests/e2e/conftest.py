@@ -2,12 +2,15 @@
 -> the EWS stand-in over HTTPS; the addon's worker -> the Google stand-in.
 
 Fixtures start every process and server and always stop them (finalizers run on failure
-too); the mitmdump log is printed when a test fails.
+too); the mitmdump log is printed when a test fails. `chain` is the same chain once per
+module, for suites whose client is slow to start (DavMail's JVM, Node).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,8 +20,10 @@ from exchangelib.protocol import BaseProtocol
 from emulators.ews import EwsServer, start_server
 from emulators.google.server import GoogleCalendarServer
 from tests.addon.conftest import token_file
+from tests.e2e import traffic
 from tests.e2e.clients import Route, account
 from tests.e2e.processes import Mitmdump
+from tests.e2e.steps import Google
 
 PASSWORD = "secret"
 USERS = ("alice@example.com", "bob@example.com")
@@ -34,13 +39,19 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-@pytest.fixture
-def ews(tmp_path: Path) -> Iterator[EwsServer]:
-    server = start_server(users={u: PASSWORD for u in USERS}, tls_dir=tmp_path / "ews-tls")
+@contextmanager
+def ews_stand_in(directory: Path) -> Iterator[EwsServer]:
+    server = start_server(users={u: PASSWORD for u in USERS}, tls_dir=directory / "ews-tls")
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def ews(tmp_path: Path) -> Iterator[EwsServer]:
+    with ews_stand_in(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture
@@ -89,18 +100,24 @@ def config(tmp_path: Path, google: GoogleCalendarServer, ews: EwsServer) -> Path
     return write_config(tmp_path, google, ews)
 
 
+def mitmdump(directory: Path, config: Path, ews: EwsServer, **options: str) -> Mitmdump:
+    """mitmdump with the addon on `config`, trusting the EWS stand-in upstream (not started)."""
+    return Mitmdump(
+        directory,
+        options={
+            "calsync_config": str(config),
+            "ssl_verify_upstream_trusted_ca": str(ews.ca_path),
+            **options,
+        },
+        env={password_env(u): PASSWORD for u in USERS},
+    )
+
+
 @pytest.fixture
 def proxy(
     tmp_path: Path, config: Path, ews: EwsServer, request: pytest.FixtureRequest
 ) -> Iterator[Mitmdump]:
-    process = Mitmdump(
-        tmp_path,
-        options={
-            "calsync_config": str(config),
-            "ssl_verify_upstream_trusted_ca": str(ews.ca_path),
-        },
-        env={password_env(u): PASSWORD for u in USERS},
-    )
+    process = mitmdump(tmp_path, config, ews)
     try:
         yield process.start()
     finally:
@@ -108,6 +125,62 @@ def proxy(
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print(process.logs())
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The stand-ins and mitmdump with the addon, for a whole module. `flows` is the
+    mitmproxy flow file mitmdump writes (`save_stream_file`): what the client sent and
+    Exchange answered, read back with `tests.e2e.traffic`. The two-way job is off: what
+    reaches Google came by the proxy's own path, and a test that waits for it cannot be
+    passed by a job run that happened to fall inside its wait."""
+
+    workdir: Path
+    ews: EwsServer
+    google: GoogleCalendarServer
+    config: Path
+    proxy: Mitmdump
+
+    @property
+    def flows(self) -> Path:
+        return self.workdir / "flows.mitm"
+
+
+@pytest.fixture(scope="module")
+def chain(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Chain]:
+    workdir = tmp_path_factory.mktemp("chain")
+    failed_before = request.session.testsfailed
+    with ews_stand_in(workdir) as ews, GoogleCalendarServer(port=0, users=USERS) as google:
+        config = write_config(workdir, google, ews)
+        process = mitmdump(
+            workdir,
+            config,
+            ews,
+            save_stream_file=str(workdir / "flows.mitm"),
+            calsync_sync_interval="0",
+        )
+        try:
+            yield Chain(workdir, ews, google, config, process.start())
+        finally:
+            process.stop()
+            if request.session.testsfailed > failed_before:
+                print(process.logs())
+
+
+@pytest.fixture
+def in_google(chain: Chain) -> Google:
+    """Alice's Google calendar in the chain's stand-in, as the client steps read it."""
+    return Google(chain.google.api_endpoint)
+
+
+@pytest.fixture
+def ews_operations(chain: Chain) -> Iterator[None]:
+    """Prints the EWS operations the test made its client send (shown when it fails)."""
+    start = len(traffic.exchanges(chain.flows))
+    yield
+    print("EWS operations the client sent:", *traffic.since(chain.flows, start), sep="\n  ")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
