@@ -41,6 +41,8 @@ from tests.addon.conftest import ADDON, ROOT, token_file
 FLOWS = ROOT / "fixtures" / "flows"
 VENV_BIN = Path(sys.executable).parent
 USERS = ("alice@example.com", "bob@example.com")
+#: Every calendar the Google stand-in holds: carol is configured for the leak captures only.
+GOOGLE_USERS = (*USERS, "carol@example.com")
 
 
 def _load_builder() -> Any:
@@ -63,6 +65,12 @@ WEEKLY = ["RRULE:FREQ=WEEKLY;COUNT=10;BYDAY=TU"]
 FOOD_BANK = ("Food bank delivery", "2014-01-07T13:13:40-08:00", "2014-01-07T14:13:40-08:00", WEEKLY)
 REVIEW_TIMES = ("2014-01-08T13:13:37-08:00", "2014-01-08T16:13:37-08:00", None)
 CODE_BLAST_TIMES = ("2014-01-09T13:13:44-08:00", "2014-01-09T19:13:44-08:00", None)
+TEAM_BUILDING = (
+    "Team building exercise",
+    "2014-03-10T04:26:33Z",  # the request's 23:26:33-05:00, no time zone context: UTC
+    "2014-03-10T08:26:33Z",
+    None,
+)
 
 Expected = dict[str, dict[str, tuple[str, str, str, list[str] | None]]]
 
@@ -108,6 +116,32 @@ EXPECTED: dict[str, Expected] = {
             "ntlm-3": ("Code Blast", *CODE_BLAST_TIMES),
         },
     },
+    # issue 10 case 1: bob (not configured) names alice / SMTP:carol in X-AnchorMailbox:
+    # nobody's "BOB PRIVATE"; only alice's own create (its hint naming bob) is mirrored;
+    # a create without Authorization is nobody's
+    "anchor_spoof.har": {"alice@example.com": {"alice-anchored-bob": ("Tennis lesson", *TENNIS)}},
+    # issue 10 case 2: alice's write into bob's calendar (bob not configured) is nobody's;
+    # bob's write into alice's calendar is alice's
+    "delegate_unconfigured.har": {"alice@example.com": {"bob-in-alice": TEAM_BUILDING}},
+}
+#: Who the replay configures: the leak captures need bob to be a valid Exchange user that
+#: calsync does not know, and carol (named by a routing hint) to be one it does.
+CONFIGURED: dict[str, tuple[str, ...]] = {
+    "anchor_spoof.har": ("alice@example.com", "carol@example.com"),
+    "delegate_unconfigured.har": ("alice@example.com", "carol@example.com"),
+}
+#: Ids (fixture labels) Exchange created or listed in bob's mailbox, and bob's calendar
+#: folder: calsync must learn none of them, for any user (no folder role, no item class,
+#: no mapping, no outbox entry).
+LEARNS_NOTHING: dict[str, tuple[str, ...]] = {
+    "anchor_spoof.har": (
+        "bob-private",
+        "bob-private-carol",
+        "bob-calendar-folder",
+        *(f"bob-found-{n}" for n in range(1, 6)),
+        "nobody-tennis",
+    ),
+    "delegate_unconfigured.har": ("alice-in-bob",),
 }
 #: Through mitmproxy's HAR reader every entry is a connection of its own: the CreateItem
 #: with the NTLM AUTHENTICATE message is alice's; the UpdateItem without Authorization still
@@ -123,21 +157,31 @@ def expected_through_har_reader(name: str) -> Expected:
     return NTLM_PER_ENTRY if name == "ntlm_connection.har" else EXPECTED[name]
 
 
+def configured(name: str) -> tuple[str, ...]:
+    return CONFIGURED.get(name, USERS)
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def google() -> Iterator[GoogleCalendarServer]:
-    with GoogleCalendarServer(port=0, users=USERS) as server:
+    with GoogleCalendarServer(port=0, users=GOOGLE_USERS) as server:
         yield server
 
 
-def write_config(directory: Path, server: GoogleCalendarServer, *, api_endpoint: str = "") -> Path:
-    """alice also signs in over NTLM as EXAMPLE\\alice; carol and the service account are
-    configured nowhere."""
+def write_config(
+    directory: Path,
+    server: GoogleCalendarServer,
+    *,
+    api_endpoint: str = "",
+    users: tuple[str, ...] = USERS,
+) -> Path:
+    """alice also signs in over NTLM as EXAMPLE\\alice; carol (unless `users` names her)
+    and the service account are configured nowhere."""
     tokens = directory / "tokens"
     tokens.mkdir(exist_ok=True)
-    logins = {"alice@example.com": '["EXAMPLE\\\\alice"]', "bob@example.com": "[]"}
+    logins = {"alice@example.com": '["EXAMPLE\\\\alice"]'}
     lines = [
         "[store]",
         f'path = "{directory / "calsync.db"}"',
@@ -148,11 +192,11 @@ def write_config(directory: Path, server: GoogleCalendarServer, *, api_endpoint:
         "max_attempts = 3",
         "backoff_base_s = 0.0",
     ]
-    for user in USERS:
+    for user in users:
         lines += [
             "[[users]]",
             f'mailbox = "{user}"',
-            f"logins = {logins[user]}",
+            f"logins = {logins.get(user, '[]')}",
             f'google_token_file = "{token_file(tokens, server, user)}"',
         ]
     path = directory / "calsync.toml"
@@ -180,14 +224,17 @@ def summarize(event: dict[str, Any]) -> tuple[str, str, str, list[str] | None]:
     )
 
 
-def by_event_id(expected: Expected) -> dict[str, dict[str, Any]]:
-    """user -> {Google event id: expected summary}, every configured user listed."""
+def by_event_id(
+    expected: Expected, users: tuple[str, ...] = GOOGLE_USERS
+) -> dict[str, dict[str, Any]]:
+    """user -> {Google event id: expected summary}, each of `users` listed (by default
+    every calendar of the stand-in: whoever is not in `expected` must have nothing)."""
     return {
         user: {
             event_id_for(builder.ews_id(label)): value
             for label, value in expected.get(user, {}).items()
         }
-        for user in USERS
+        for user in users
     }
 
 
@@ -197,12 +244,33 @@ def assert_google_holds(server: GoogleCalendarServer, expected: Expected) -> Non
         assert actual == wanted, user
 
 
-def assert_only_configured_users_written(server: GoogleCalendarServer) -> None:
+def assert_only_configured_users_written(
+    server: GoogleCalendarServer, users: tuple[str, ...] = USERS
+) -> None:
     with urllib.request.urlopen(server.url + "/_admin/calls") as reply:
         calls = json.load(reply)
     assert calls, "nothing was written at all"
-    assert {c["user"] for c in calls} <= set(USERS)
+    assert {c["user"] for c in calls} <= set(users)
     assert all(c["sendUpdates"] == "none" for c in calls)
+
+
+def assert_learned_nothing(store_path: Path, name: str) -> None:
+    """None of the capture's LEARNS_NOTHING ids is known to calsync, for anybody."""
+    ids = [builder.ews_id(label) for label in LEARNS_NOTHING.get(name, ())]
+    if not ids:
+        return
+    store = Store(store_path)
+    try:
+        entries = store.pending() + store.quarantined()
+        for user in GOOGLE_USERS:
+            folders = store.folders(user)
+            for label, ews_id in zip(LEARNS_NOTHING[name], ids, strict=True):
+                assert ews_id not in folders, (user, label, "folder role learned")
+                assert store.item_class(user, ews_id) is None, (user, label, "item learned")
+                assert not store.is_mapped(user, ews_id), (user, label, "mapped")
+        assert not [e for e in entries if e.ews_item_id in ids], "outbox entries left"
+    finally:
+        store.close()
 
 
 def read_flows(name: str) -> list[Any]:
@@ -273,9 +341,11 @@ def replay_in_taddons(config: Path, flows: list[Any]) -> Any:
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_taddons_replay(name: str, google: GoogleCalendarServer, tmp_path: Path) -> None:
-    replay_in_taddons(write_config(tmp_path, google), read_flows(name))
+    config = write_config(tmp_path, google, users=configured(name))
+    replay_in_taddons(config, read_flows(name))
     assert_google_holds(google, expected_through_har_reader(name))
-    assert_only_configured_users_written(google)
+    assert_only_configured_users_written(google, configured(name))
+    assert_learned_nothing(tmp_path / "calsync.db", name)
 
 
 def test_ntlm_connection_identity_is_lost_in_mitmproxys_har_reader() -> None:
@@ -358,7 +428,7 @@ def test_done_lets_the_worker_write_what_is_due(
 def test_mitmdump_reads_the_capture_and_exits_drained(
     name: str, google: GoogleCalendarServer, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, google)
+    config = write_config(tmp_path, google, users=configured(name))
     result = subprocess.run(
         [
             str(VENV_BIN / "mitmdump"),
@@ -386,6 +456,7 @@ def test_mitmdump_reads_the_capture_and_exits_drained(
     finally:
         store.close()
     assert_google_holds(google, expected_through_har_reader(name))
+    assert_learned_nothing(tmp_path / "calsync.db", name)
 
 
 # --- through `calsync replay` -------------------------------------------------------------------------
@@ -406,19 +477,19 @@ def calsync(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_calsync_replay_prints_the_events_it_leaves(
     name: str, google: GoogleCalendarServer, tmp_path: Path
 ) -> None:
-    result = calsync(
-        "replay", FLOWS / name, "--config", write_config(tmp_path, google), cwd=tmp_path
-    )
+    config = write_config(tmp_path, google, users=configured(name))
+    result = calsync("replay", FLOWS / name, "--config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    printed: dict[str, dict[str, Any]] = {user: {} for user in USERS}
+    printed: dict[str, dict[str, Any]] = {user: {} for user in configured(name)}
     for line in result.stdout.splitlines():
         record = json.loads(line)
         assert set(record) == {"user", "event"}
         printed[record["user"]][record["event"]["id"]] = summarize(record["event"])
     # replay honours the HAR `connection` field: the whole NTLM connection is alice's
-    assert printed == by_event_id(EXPECTED[name])
+    assert printed == by_event_id(EXPECTED[name], configured(name))
     assert_google_holds(google, EXPECTED[name])  # what it printed is what Google holds
+    assert_learned_nothing(tmp_path / "calsync.db", name)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """A real `mitmdump -s addon/calsync.py` process, as an administrator runs it.
 
-Regular proxy mode on 127.0.0.1 with an ephemeral port (read back from mitmdump's own
-"proxy listening at" line), a fresh mitmproxy CA in its own confdir, trusting the EWS
-stand-in's CA upstream. Its environment is built here, not inherited: no HTTP(S)_PROXY,
-so neither the proxy nor the addon's own write-backs can loop through a proxy.
+Regular proxy mode (or the `mode` option, e.g. `reverse:URL`) on 127.0.0.1 with an
+ephemeral port (read back from mitmdump's own "listening at" line), a fresh mitmproxy CA
+in its own confdir, trusting the EWS stand-in's CA upstream. Its environment is built
+here, not inherited: no HTTP(S)_PROXY, so neither the proxy nor the addon's own
+write-backs can loop through a proxy.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ADDON = ROOT / "addon" / "calsync.py"
 #: the mitmdump of the interpreter running the tests (the project is installed there)
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
-_LISTENING = re.compile(r"proxy listening at 127\.0\.0\.1:(\d+)")
+#: "HTTP(S) proxy listening at ..." (regular mode), "reverse proxy to URL listening at ..."
+_LISTENING = re.compile(r"proxy (?:to \S+ )?listening at 127\.0\.0\.1:(\d+)")
 #: mitmdump logs a script that fails to load before it listens (and then exits).
 _FAILED = ("error in script", "Error logged during startup")
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
