@@ -342,6 +342,11 @@ def kind_finder(queryable: Mapping[str, str]) -> Callable[[FieldPath], str | Non
     return kind
 
 
+def asks_for_properties(paths: Sequence[FieldPath]) -> bool:
+    """Whether a shape's AdditionalProperties name any extended property."""
+    return any(isinstance(p, ExtendedFieldURI) for p in paths)
+
+
 # --- records -------------------------------------------------------------------------------
 
 
