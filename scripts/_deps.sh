@@ -9,12 +9,16 @@
 
 _deps_log="${TMPDIR:-/tmp}/calsync-deps.log"
 
-_deps_apt() {  # apt-get install -y PACKAGE..., with one `apt-get update` if the lists lack them
-    if ! apt-cache show "$@" >/dev/null 2>&1; then
-        apt-get update -qq >>"$_deps_log" 2>&1 || true
-    fi
+_deps_apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
         >>"$_deps_log" 2>&1
+}
+
+_deps_apt() {  # apt-get install -y PACKAGE...; `apt-get update` first only if that fails
+    if apt-cache show "$@" >/dev/null 2>&1 && _deps_apt_install "$@"; then
+        return 0
+    fi
+    apt-get update -qq >>"$_deps_log" 2>&1 && _deps_apt_install "$@"
 }
 
 if [ ! -f /usr/share/davmail/davmail.jar ]; then
@@ -45,5 +49,5 @@ if command -v npm >/dev/null; then
         fi
     fi
 fi
-unset -f _deps_apt
+unset -f _deps_apt _deps_apt_install
 unset _deps_log _ews_js _want _stamp

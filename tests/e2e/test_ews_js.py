@@ -33,6 +33,7 @@ from tests.e2e.steps import (
     OCCURRENCE_DELETE_LOST,
     Google,
     berlin,
+    client_missing,
     expect,
     weekly,
 )
@@ -43,6 +44,18 @@ pytestmark = pytest.mark.usefixtures("ews_operations")
 
 BOB = "bob@example.com"
 CAROL = "carol@example.org"
+
+
+def missing() -> str | None:
+    """Why the client can't run here (None: it can)."""
+    if shutil.which("node") is None:
+        return "ews-javascript-api needs node, which is not on PATH"
+    if not LIBRARY.exists():
+        return f"{LIBRARY} missing: scripts/test installs it (npm ci in {CLIENT.parent})"
+    return None
+
+
+MISSING = client_missing(missing())
 
 
 class ManagedApi:
@@ -110,15 +123,8 @@ class ManagedApi:
 
 @pytest.fixture(scope="module")
 def client(chain: Chain) -> Iterator[ManagedApi]:
-    reason = None
-    if shutil.which("node") is None:
-        reason = "ews-javascript-api needs node, which is not on PATH"
-    elif not LIBRARY.exists():
-        reason = f"{LIBRARY} missing: scripts/test installs it (npm ci in {CLIENT.parent})"
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    if MISSING is not None:
+        pytest.fail(MISSING)
     process = ManagedApi(chain)
     try:
         yield process
