@@ -240,13 +240,19 @@ def memory(pid: int) -> dict[str, int]:
     return values
 
 
+def reset_peak(pid: int) -> None:
+    """VmHWM back to the current VmRSS (Linux 4.0+, proc(5) clear_refs), so that what a
+    process held before (start-up, an earlier bomb) does not count as this bomb's peak."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 @dataclass(frozen=True)
 class Figures:
     answer_s: float  # from sending the bomb to having read the whole answer
     worst_probe_s: float
     probes: int
     rss_growth: int  # VmRSS after - VmRSS before
-    peak_growth: int  # VmHWM after - VmRSS before: the most the bomb made it hold
+    peak_growth: int  # VmHWM after - VmRSS before (peak reset): the most the bomb made it hold
 
     def line(self, name: str) -> str:
         return (
@@ -256,7 +262,7 @@ class Figures:
         )
 
 
-def measure(port: int, pid: int, bomb: bytes, side: str, *, settle_s: float = 1.0) -> Figures:
+def measure(port: int, pid: int, bomb: bytes, side: str, *, settle_s: float) -> Figures:
     """One gzip bomb through the proxy at `port` (process `pid`): in the request body
     (`side == "request"`) or in the response (`"response"`). Probes run from before the
     bomb is sent until `settle_s` after its answer (work the proxy does off the request
@@ -265,6 +271,7 @@ def measure(port: int, pid: int, bomb: bytes, side: str, *, settle_s: float = 1.
     # cost; a GetFolder, so that nothing is written to Google (the Google client's imports)
     assert post(port, EWS_PATH, GET_CALENDAR, ews_headers())[0] == 200
     time.sleep(0.3)
+    reset_peak(pid)
     before = memory(pid)
     with Probes(port) as probes:
         time.sleep(0.2)
@@ -288,14 +295,19 @@ def measure(port: int, pid: int, bomb: bytes, side: str, *, settle_s: float = 1.
     )
 
 
-def through(workdir: Path, name: str, options: dict[str, str], bomb: bytes, side: str) -> Figures:
-    """`measure` through a mitmdump of its own (with the addon when `options` name a
-    calsync_config), stopped afterwards; its log is printed when measuring fails."""
+def through(
+    workdir: Path, name: str, options: dict[str, str], bombs: dict[str, bytes], settle_s: float
+) -> dict[str, Figures]:
+    """`measure` of each bomb (side -> bomb) through one mitmdump (with the addon when
+    `options` name a calsync_config), stopped afterwards; its log printed on a failure."""
     process = Mitmdump(workdir, addon="calsync_config" in options, options=options, name=name)
     process.start()
     try:
         assert process.process is not None and process.port is not None
-        return measure(process.port, process.process.pid, bomb, side)
+        port, pid = process.port, process.process.pid
+        return {
+            side: measure(port, pid, bomb, side, settle_s=settle_s) for side, bomb in bombs.items()
+        }
     except BaseException:
         print(process.logs())
         raise
@@ -304,14 +316,15 @@ def through(workdir: Path, name: str, options: dict[str, str], bomb: bytes, side
 
 
 def bare_and_addon(
-    workdir: Path, google: GoogleCalendarServer, bomb: bytes, side: str
-) -> tuple[Figures, Figures]:
-    """The bomb through bare mitmdump, then through mitmdump with the addon (alice
-    configured, writing to `google`), each in reverse mode in front of `upstream`."""
+    workdir: Path, google: GoogleCalendarServer, bombs: dict[str, bytes], *, settle_s: float
+) -> dict[str, tuple[Figures, Figures]]:
+    """Each bomb (side -> bomb) through bare mitmdump, then through mitmdump with the
+    addon (alice configured, writing to `google`), both in reverse mode in front of
+    `upstream`: side -> (bare figures, addon figures)."""
     config = write_config(workdir, google, users=(ALICE,))
-    with upstream(response_bomb=bomb if side == "response" else b"") as url:
+    with upstream(response_bomb=bombs.get("response", b"")) as url:
         reverse = {"mode": f"reverse:{url}"}
-        bare = through(workdir, "bare", reverse, bomb, side)
+        bare = through(workdir, "bare", reverse, bombs, settle_s)
         addon = through(
             workdir,
             "addon",
@@ -322,10 +335,10 @@ def bare_and_addon(
                 # nothing here is written to Google: no worker process to start and stop
                 "calsync_worker_processes": "0",
             },
-            bomb,
-            side,
+            bombs,
+            settle_s,
         )
-    return bare, addon
+    return {side: (bare[side], addon[side]) for side in bombs}
 
 
 def verdicts(bare: Figures, addon: Figures) -> list[tuple[str, bool]]:

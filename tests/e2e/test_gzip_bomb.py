@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from emulators.google.server import GoogleCalendarServer
 from tests.e2e.hostile import (
     REQUEST_PREFIX,
@@ -32,27 +30,25 @@ from tests.e2e.hostile import (
 )
 
 SIZE = 256 * MiB
+#: probes go on this long after the answer: the addon's work off the request path (bounded
+#: decoding, 32 MiB at most) is done well within it
+SETTLE_S = 0.5
 
 
-@pytest.fixture(scope="module")
-def bombs() -> dict[str, bytes]:
-    return {
+def test_a_gzip_bomb_costs_no_more_than_through_bare_mitmdump(
+    google: GoogleCalendarServer, tmp_path: Path
+) -> None:
+    bombs = {
         "request": gzip_bomb(REQUEST_PREFIX, SIZE),
         "response": gzip_bomb(RESPONSE_PREFIX, SIZE),
     }
-
-
-@pytest.mark.parametrize("side", ["request", "response"])
-def test_a_gzip_bomb_costs_no_more_than_through_bare_mitmdump(
-    side: str, bombs: dict[str, bytes], google: GoogleCalendarServer, tmp_path: Path
-) -> None:
-    bare, addon = bare_and_addon(tmp_path, google, bombs[side], side)
-    report = "\n".join(
-        [
-            bare.line(f"{side} bomb, bare"),
-            addon.line(f"{side} bomb, addon"),
-            *(f"{'met   ' if met else 'MISSED'} {target}" for target, met in verdicts(bare, addon)),
-        ]
-    )
+    figures = bare_and_addon(tmp_path, google, bombs, settle_s=SETTLE_S)
+    lines, met_all = [], True
+    for side, (bare, addon) in figures.items():
+        lines += [bare.line(f"{side} bomb, bare"), addon.line(f"{side} bomb, addon")]
+        for target, met in verdicts(bare, addon):
+            lines.append(f"{'met   ' if met else 'MISSED'} {side} bomb: {target}")
+            met_all &= met
+    report = "\n".join(lines)
     print(report)
-    assert all(met for _target, met in verdicts(bare, addon)), report
+    assert met_all, report
