@@ -20,8 +20,10 @@ from typing import Final
 
 from ews_parser.errors import CalsyncError
 
-#: zlib takes this much input per call; each call's output is capped by `max_length`.
+#: Input fed per call, and the most output one call may return: a bomb's peak memory is
+#: the limit plus one step.
 _STEP: Final = 64 * 1024
+_OUT_STEP: Final = 256 * 1024
 #: The largest zstd window an HTTP client must accept (RFC 8878: 8 MB).
 _ZSTD_WINDOW: Final = 8 * 1024 * 1024
 
@@ -63,31 +65,47 @@ def _decode_one(data: bytes, coding: str, limit: int) -> bytes:
 
 
 def _zlib(data: bytes, wbits: int, limit: int) -> bytes:
-    out = bytearray()
-    rest = memoryview(data)
+    out = _Bounded(limit)
     while True:  # one gzip member (or the zlib stream) at a time
         inflater = zlib.decompressobj(wbits)
+        view, pos = memoryview(data), 0
+        pending: bytes | memoryview = b""
         try:
-            while rest:
-                chunk, rest = rest[:_STEP], rest[_STEP:]
-                while chunk:
-                    out += inflater.decompress(chunk, limit + 1 - len(out))
-                    if len(out) > limit:
-                        raise BodyTooLarge(f"decoded body passes the limit of {limit} bytes")
-                    chunk = memoryview(inflater.unconsumed_tail)
-                if inflater.eof:
-                    break
-            out += inflater.flush(limit + 1 - len(out))
+            while not inflater.eof:
+                if not pending and pos < len(view):
+                    pending, pos = view[pos : pos + _STEP], pos + _STEP
+                # at most one step of output a call: zlib keeps the rest for the next one
+                piece = inflater.decompress(pending, _OUT_STEP)
+                if not piece and not pending and pos >= len(view):
+                    raise BodyEncodingError(f"{_name(wbits)} data ends early")
+                out.add(piece)
+                pending = inflater.unconsumed_tail
         except zlib.error as exc:
             raise BodyEncodingError(f"not valid {_name(wbits)} data: {exc}") from None
-        if len(out) > limit:
-            raise BodyTooLarge(f"decoded body passes the limit of {limit} bytes")
-        if not inflater.eof:
-            raise BodyEncodingError(f"{_name(wbits)} data ends early")
-        if inflater.unused_data:  # the next gzip member
-            rest = memoryview(inflater.unused_data + bytes(rest))
-        if not rest or wbits != zlib.MAX_WBITS | 16:
-            return bytes(out)
+        data = inflater.unused_data + bytes(view[pos:])
+        if not data or wbits != zlib.MAX_WBITS | 16:
+            return out.value()
+
+
+class _Bounded:
+    """Decoded pieces, joined once at the end: holding them as a list (not a growing
+    bytearray, whose reallocation copies) keeps a bomb's peak at the limit plus a step."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.pieces: list[bytes] = []
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > self.limit:
+            self.pieces.clear()
+            raise BodyTooLarge(f"decoded body passes the limit of {self.limit} bytes")
+        if piece:
+            self.pieces.append(piece)
+
+    def value(self) -> bytes:
+        return b"".join(self.pieces)
 
 
 def _name(wbits: int) -> str:
@@ -98,36 +116,27 @@ def _brotli(data: bytes, limit: int) -> bytes:
     import brotlicffi
 
     decompressor = brotlicffi.Decompressor()
-    out = bytearray()
+    out = _Bounded(limit)
     try:
-        out += decompressor.process(data, output_buffer_limit=limit + 1)
-        while len(out) <= limit and not decompressor.is_finished():
+        out.add(decompressor.process(data, output_buffer_limit=_OUT_STEP))
+        while not decompressor.is_finished():
             if decompressor.can_accept_more_data():
-                break  # all input taken and nothing more comes out: truncated
-            out += decompressor.process(b"", output_buffer_limit=limit + 1 - len(out))
+                raise BodyEncodingError("br data ends early")  # all input taken
+            out.add(decompressor.process(b"", output_buffer_limit=_OUT_STEP))
     except brotlicffi.error as exc:
         raise BodyEncodingError(f"not valid br data: {exc}") from None
-    if len(out) > limit:
-        raise BodyTooLarge(f"decoded body passes the limit of {limit} bytes")
-    if not decompressor.is_finished():
-        raise BodyEncodingError("br data ends early")
-    return bytes(out)
+    return out.value()
 
 
 def _zstd(data: bytes, limit: int) -> bytes:
     import zstandard
 
     decompressor = zstandard.ZstdDecompressor(max_window_size=_ZSTD_WINDOW)
+    out = _Bounded(limit)
     try:
         with decompressor.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
-            out = bytearray()
-            while len(out) <= limit:
-                chunk = reader.read(min(_STEP * 16, limit + 1 - len(out)))
-                if not chunk:
-                    break
-                out += chunk
+            while piece := reader.read(_OUT_STEP):
+                out.add(piece)
     except zstandard.ZstdError as exc:
         raise BodyEncodingError(f"not valid zstd data: {exc}") from None
-    if len(out) > limit:
-        raise BodyTooLarge(f"decoded body passes the limit of {limit} bytes")
-    return bytes(out)
+    return out.value()
