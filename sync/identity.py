@@ -165,13 +165,16 @@ def owner(
 
     `configured(name)` is the mailbox of the configured user a name belongs to (or None);
     `knows(mailbox, ids)` says whether any of the ids is a calendar item known in that
-    mailbox. What the request itself names decides first, whoever sent it, because
-    Exchange checked the sender's rights before it accepted the request: a folder of
-    another mailbox (a Mailbox element), or item ids known in one mailbox (EWS ids are
-    unique across mailboxes). Otherwise the change is the actor's: the impersonated
-    mailbox, else the authenticated principal. No principal, no actor: an unauthenticated
-    create is not mirrored, and a hint never stands in for the principal.
+    mailbox. A flow calsync sees no authentication for is not mirrored (Exchange never
+    answers one: calsync missed how it was authenticated, so it cannot say for whom).
+    Otherwise what the request itself names decides first, because Exchange checked the
+    sender's rights before it accepted it: a folder of another mailbox (a Mailbox element),
+    or item ids known in one mailbox (EWS ids are unique across mailboxes). Then the
+    actor: the impersonated mailbox, else the authenticated principal. A hint never stands
+    in for the principal.
     """
+    if principal is None and not impersonated:
+        return None
     if delegate:
         mailbox = configured(delegate)
         return Owner(mailbox) if mailbox else None

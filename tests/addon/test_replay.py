@@ -144,11 +144,11 @@ LEARNS_NOTHING: dict[str, tuple[str, ...]] = {
     "delegate_unconfigured.har": ("alice-in-bob",),
 }
 #: Through mitmproxy's HAR reader every entry is a connection of its own: the CreateItem
-#: with the NTLM AUTHENTICATE message is alice's; the UpdateItem without Authorization still
-#: is (its ItemId is known in alice's mailbox only); the batch CreateItem names no id and no
-#: user, so it is lost.
+#: with the NTLM AUTHENTICATE message is alice's; the UpdateItem and the batch CreateItem
+#: arrive with no authentication calsync can see, so they are not mirrored (issue 10: an
+#: unauthenticated flow is not mirrored, even when its item id is known).
 NTLM_PER_ENTRY: Expected = {
-    "alice@example.com": {"ntlm-tennis": (TENNIS_MOVED, *TENNIS)},
+    "alice@example.com": {"ntlm-tennis": ("Tennis lesson", *TENNIS)},
 }
 CAPTURES = sorted(EXPECTED)
 

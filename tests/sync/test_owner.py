@@ -244,6 +244,10 @@ CASES: dict[str, Case] = {
     "bob-finditem-anchor-alice": Case(FINDITEM, basic(BOB), ALICE, **NOBODY),
     "bob-finditem-anchor-smtp-carol": Case(FINDITEM, basic(BOB), f"SMTP:{CAROL}", **NOBODY),
     "none-getfolder-anchor-alice": Case(GETFOLDER, None, ALICE, **NOBODY),
+    # --- no authentication calsync can see: nothing, even where the request names the owner
+    "none-into-alice": Case(create_in(ALICE), None, **NOBODY),
+    "none-updates-alices-item": Case(update(KNOWN), None, seed_known=True),
+    "none-deletes-alices-item": Case(delete(KNOWN), None, seed_known=True),
 }
 
 
