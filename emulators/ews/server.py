@@ -270,12 +270,16 @@ class EwsServer:
         use_tls: bool = False,
         ntlm: bool = False,
         clock: Callable[[], dt.datetime] = system_clock,
+        strict_responses: bool | None = None,
     ) -> None:
         plain = _parse_accounts(users)
         services = _parse_accounts(impersonators)
         passwords = {**plain, **services}
         self.store = Store(passwords, clock)
-        self.service = EwsService(self.store, passwords, set(services))
+        # strict_responses: answer ErrorInternalServerError for any response that fails the
+        # EWS schema (None: CALSYNC_EWS_STRICT_RESPONSES decides; the tests turn it on).
+        self.service = EwsService(self.store, passwords, set(services),
+                                  strict_responses=strict_responses)
         self.faults = FaultSwitch()
         self._http = _HttpServer(("127.0.0.1", port), self.service, self.faults)
         if ntlm:

@@ -12,6 +12,7 @@ https://learn.microsoft.com/en-us/exchange/client-developer/web-service-referenc
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,12 +23,17 @@ from lxml import etree
 
 from emulators.ews import wire
 from emulators.ews.mailbox import Mailbox, Store
+from emulators.ews.schema import Violation, schema, syntax_violation
 from emulators.ews.services import HANDLERS, Context
 from ews_parser import EwsParseError, EwsResponseError, parse
 from ews_parser.values import Envelope
 from ews_parser.xml import parse_xml, t
 
 log = logging.getLogger("calsync.emulators.ews")
+
+#: Set to 1 to check every response against the schema and answer ErrorInternalServerError
+#: (logged with what is wrong) for one that fails: the test suite runs with it on.
+STRICT_RESPONSES_ENV: Final = "CALSYNC_EWS_STRICT_RESPONSES"
 
 _FAULT_TEXT: Final = {
     "ErrorInvalidRequest": "The request is invalid.",
@@ -51,6 +57,27 @@ def fault_answer(code: str, *, back_off_ms: int | None = None, text: str | None 
                                   back_off_ms=back_off_ms))
 
 
+def schema_fault(violation: Violation) -> Answer:
+    """ErrorSchemaValidation as Exchange words it: the violation in faultstring, and with
+    its line and position in detail/t:MessageXml."""
+    text = _FAULT_TEXT["ErrorSchemaValidation"]
+    return Answer(500, wire.fault(
+        "ErrorSchemaValidation", text,
+        faultstring=f"{text.rstrip('.')}: {violation.message}",
+        message_xml=(("LineNumber", str(violation.line)),
+                     ("LinePosition", str(violation.position)),
+                     ("Violation", violation.message)),
+    ))
+
+
+class InvalidResponseError(Exception):
+    """Strict mode: a response the stand-in built fails Exchange's schema (a stand-in bug)."""
+
+
+def strict_from_env() -> bool:
+    return os.environ.get(STRICT_RESPONSES_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 @dataclass(frozen=True, slots=True)
 class SendRecord:
     """One meeting-message option seen on a request (for tests to assert SendToNone)."""
@@ -68,8 +95,12 @@ class SendRecord:
 class EwsService:
     """The EWS endpoint without the HTTP: users, who may impersonate, the store."""
 
-    def __init__(self, store: Store, passwords: dict[str, str], impersonators: set[str]) -> None:
+    def __init__(self, store: Store, passwords: dict[str, str], impersonators: set[str], *,
+                 strict_responses: bool | None = None) -> None:
         self.store = store
+        #: Check each response against the schema (None: from CALSYNC_EWS_STRICT_RESPONSES).
+        self.strict_responses = (strict_from_env() if strict_responses is None
+                                 else strict_responses)
         self._passwords = {a.lower(): p for a, p in passwords.items()}
         self._impersonators = {a.lower() for a in impersonators}
         self._records: list[SendRecord] = []
@@ -119,6 +150,17 @@ class EwsService:
 
     def parse(self, body: bytes) -> Envelope | Answer:
         try:
+            root = parse_xml(body)
+        except EwsParseError:
+            broken = syntax_violation(body)
+            return schema_fault(broken) if broken else fault_answer("ErrorSchemaValidation")
+        # The document as sent, so that line and position point into the client's bytes.
+        violation = schema().check_request(root, body)
+        if violation is not None:
+            log.info("ErrorSchemaValidation at line %d, position %d", violation.line,
+                     violation.position)
+            return schema_fault(violation)
+        try:
             envelope = parse(_xs_booleans(body))
         except EwsParseError:
             return fault_answer("ErrorSchemaValidation")
@@ -150,7 +192,14 @@ class EwsService:
             except EwsResponseError as exc:
                 return fault_answer(exc.code, text=exc.message)
         log.debug("%s answered with %d message(s)", operation, len(messages))
-        return Answer(200, wire.envelope(wire.response(operation, messages)))
+        payload = wire.response(operation, messages)
+        if self.strict_responses:
+            errors = schema().response_errors(payload)
+            if errors:
+                log.error("%s response fails the EWS schema:\n%s", operation, "\n".join(errors))
+                raise InvalidResponseError(f"{operation} response fails the EWS schema: "
+                                           + "; ".join(errors))
+        return Answer(200, wire.envelope(payload))
 
 
 #: Calendar item elements typed xs:boolean.

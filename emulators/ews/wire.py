@@ -88,6 +88,12 @@ def success(operation: str) -> etree._Element:
     return message
 
 
+#: Operations whose response message is an ItemInfoResponseMessageType (messages.xsd):
+#: `m:Items` is required, so an error message carries an empty one, as Exchange's do.
+_ITEMS_REQUIRED: Final = frozenset({"CreateItem", "GetItem", "UpdateItem", "MoveItem",
+                                    "CopyItem", "ArchiveItem", "PostModernGroupItem"})
+
+
 def failure(
     operation: str, code: str, text: str, message_xml: Sequence[tuple[str, str]] = ()
 ) -> etree._Element:
@@ -99,23 +105,32 @@ def failure(
         xml = _sub(message, m("MessageXml"))
         for name, value in message_xml:
             _sub(xml, t("Value"), value, Name=name)
+    if operation in _ITEMS_REQUIRED:
+        _sub(message, m("Items"))
     return message
 
 
-def fault(code: str, text: str, *, back_off_ms: int | None = None) -> bytes:
+def fault(
+    code: str, text: str, *, back_off_ms: int | None = None, faultstring: str | None = None,
+    message_xml: Sequence[tuple[str, str]] = (),
+) -> bytes:
     """A SOAP fault as Exchange sends it: faultcode in the types namespace, the EWS code in
-    detail/e:ResponseCode, BackOffMilliseconds in detail/t:MessageXml."""
+    detail/e:ResponseCode, BackOffMilliseconds (a t:Value) or other `message_xml` elements
+    (t:LineNumber, ... for ErrorSchemaValidation) in detail/t:MessageXml."""
     elem = etree.Element(s("Fault"))
     code_elem = etree.SubElement(elem, "faultcode", nsmap={"a": TYPES})
     code_elem.text = f"a:{code}"
-    string = _sub(elem, "faultstring", text)
+    string = _sub(elem, "faultstring", faultstring or text)
     string.set("{http://www.w3.org/XML/1998/namespace}lang", "en-US")
     detail = _sub(elem, "detail")
     _sub(detail, f"{{{ERRORS}}}ResponseCode", code)
     _sub(detail, f"{{{ERRORS}}}Message", text)
-    if back_off_ms is not None:
+    if back_off_ms is not None or message_xml:
         xml = etree.SubElement(detail, t("MessageXml"), nsmap={"t": TYPES})
-        _sub(xml, t("Value"), str(back_off_ms), Name="BackOffMilliseconds")
+        if back_off_ms is not None:
+            _sub(xml, t("Value"), str(back_off_ms), Name="BackOffMilliseconds")
+        for name, value in message_xml:
+            _sub(xml, t(name), value)
     root = etree.Element(s("Envelope"), nsmap={"s": SOAP, "e": ERRORS})
     body = _sub(root, s("Body"))
     body.append(elem)
@@ -137,8 +152,9 @@ _DEFAULT: Final = frozenset(
         "item:ParentFolderId", "calendar:IsAllDayEvent", "calendar:IsRecurring",
     }
 )
-#: Never sent back: exchangelib asks for these, but this stand-in stores no MIME or
-#: attachments, and the rest are computed client views it does not keep.
+#: Never written from the model: MimeContent is written by GetItem (services/get_item.py,
+#: from the whole series), there are no attachments, and the rest are computed client
+#: views this stand-in does not keep.
 _NEVER: Final = frozenset({"item:MimeContent", "item:EffectiveRights", "item:ResponseObjects"})
 
 
