@@ -56,12 +56,21 @@ class EwsSchema:
         self._schema = etree.XMLSchema(document)
         # An XMLSchema keeps one error log per object: one validation at a time.
         self._lock = threading.Lock()
-        documents = [etree.parse(str(path), parser).getroot()
-                     for path in sorted(messages_xsd.parent.glob("*.xsd"))]
+        self._documents = [etree.parse(str(path), parser).getroot()
+                           for path in sorted(messages_xsd.parent.glob("*.xsd"))]
         self.global_elements = frozenset(
             f"{{{doc.get('targetNamespace', '')}}}{e.get('name')}"
-            for doc in documents for e in doc.iterchildren(f"{{{_XS}}}element"))
-        self.datatypes = _Datatypes(documents)
+            for doc in self._documents for e in doc.iterchildren(f"{{{_XS}}}element"))
+        self._datatypes: _Datatypes | None = None
+        self._datatypes_lock = threading.Lock()
+
+    @property
+    def datatypes(self) -> _Datatypes:
+        """Type names for the Violation text, read from the schema on the first violation."""
+        with self._datatypes_lock:
+            if self._datatypes is None:
+                self._datatypes = _Datatypes(self._documents)
+            return self._datatypes
 
     def errors(self, element: etree._Element) -> list[etree._LogEntry]:
         """libxml2's errors for `element` validated as a document root (none: valid)."""

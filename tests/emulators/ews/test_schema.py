@@ -11,6 +11,7 @@ https://learn.microsoft.com/en-us/exchange/client-developer/web-service-referenc
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from exchangelib.version import EXCHANGE_2016, Version
 from lxml import etree
 
 from emulators.ews import EwsServer, start_server, wire
-from emulators.ews.schema import SCHEMA_DIR, schema
+from emulators.ews.schema import SCHEMA_DIR, Violation, schema
 from emulators.ews.service import STRICT_RESPONSES_ENV
 from ews_parser import classify
 from ews_parser.xml import ERRORS, TYPES, parse_xml
@@ -310,6 +311,21 @@ def test_strict_mode_off_answers_as_built(monkeypatch: pytest.MonkeyPatch) -> No
         assert not srv.service.strict_responses
     with start_server(users=USERS, strict_responses=True) as srv:
         assert srv.service.strict_responses
+
+
+def test_validation_from_many_threads_gives_each_request_its_own_answer() -> None:
+    # The server validates from one thread per connection; one schema serves them all.
+    bodies = [case[0] for case in INVALID.values()] + [path.read_bytes()
+                                                       for path in FIXTURE_REQUESTS]
+    expected = [schema().check_request(parse_xml(b), b) for b in bodies]
+
+    def check(index: int) -> Violation | None:
+        body = bodies[index % len(bodies)]
+        return schema().check_request(parse_xml(body), body)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(check, range(len(bodies) * 8)))
+    assert got == expected * 8
 
 
 def test_validation_cost_per_request(server: EwsServer) -> None:
