@@ -15,8 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from exchangelib import Account, CalendarItem, EWSDateTime, EWSTimeZone, HTMLBody
+from exchangelib import (
+    BASIC,
+    Account,
+    CalendarItem,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    EWSTimeZone,
+    HTMLBody,
+)
 from exchangelib.errors import ErrorSchemaValidation
+from exchangelib.protocol import FailFast
 from exchangelib.version import EXCHANGE_2016, Version
 from lxml import etree
 
@@ -25,7 +35,7 @@ from emulators.ews.schema import SCHEMA_DIR, Violation, schema
 from emulators.ews.service import STRICT_RESPONSES_ENV
 from ews_parser import classify
 from ews_parser.xml import ERRORS, TYPES, parse_xml
-from tests.emulators.ews.conftest import USERS, make_account, raw_post
+from tests.emulators.ews.conftest import USERS, raw_post
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE_REQUESTS = sorted((ROOT / "fixtures" / "ews").glob("*/*_req.xml"))
@@ -228,8 +238,11 @@ def test_malformed_xml_is_located_too(server: EwsServer) -> None:
 
 def test_exchangelib_reads_the_fault_with_line_and_position(server: EwsServer) -> None:
     # A client asking for a version the schema does not know, through the real exchangelib.
-    account = make_account(server.url, "alice@example.com", USERS["alice@example.com"])
-    account.protocol.config.version = Version(build=EXCHANGE_2016, api_version="Exchange2099")
+    config = Configuration(
+        service_endpoint=server.url, auth_type=BASIC, retry_policy=FailFast(),
+        credentials=Credentials("alice@example.com", USERS["alice@example.com"]),
+        version=Version(build=EXCHANGE_2016, api_version="Exchange2099"))
+    account = Account("alice@example.com", config=config, autodiscover=False)
     with pytest.raises(ErrorSchemaValidation, match=r"ExchangeVersionType.*\(line: 2 position: \d+\)"):
         account.calendar.refresh()
 
