@@ -38,6 +38,7 @@ backoff_max_s = 300
 [sync]
 policy = "exchange-wins"            # or "google-wins", "newest-wins": who wins a conflict
 interval_s = 60                     # seconds between runs of `calsync sync --loop`
+verify_interval_s = 3600            # how often the job checks that mapped items still exist
 
 # One [[users]] table per mailbox (`calsync users add` writes them):
 # [[users]]

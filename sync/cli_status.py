@@ -1,6 +1,9 @@
 """`calsync status`: per user, what the state store says: mapped events, outbox depth,
 quarantined items (with their last error), when each side was last synced, recorded
-conflicts and the last error. Read-only; `--json` for scripts.
+conflicts, and the user's error: the current one (the last run failed) apart from a past
+one (a later run succeeded; kept with when it happened and when it was resolved).
+Quarantined entries the two-way job has carried since have left the store and are not
+shown. Read-only; `--json` for scripts.
 """
 
 from __future__ import annotations
@@ -71,8 +74,30 @@ def user_status(store: Store, mailbox: str) -> dict[str, Any]:
         "last_exchange_sync": state.get("last_exchange_sync"),
         "conflicts": len(conflicts),
         "last_conflict": conflicts[-1]["at"] if conflicts else None,
+        # the current error: the last run failed (None once a run succeeds)
         "last_error": state.get("last_error"),
+        "last_error_at": state.get("last_error_at"),
+        "past_error": (
+            {
+                "error": state["past_error"],
+                "at": state.get("past_error_at"),
+                "resolved_at": state.get("error_resolved_at"),
+            }
+            if state.get("past_error")
+            else None
+        ),
     }
+
+
+def error_cell(report: dict[str, Any]) -> str:
+    """The table's error column: what is wrong now, else what was and when it was resolved."""
+    if report["last_error"]:
+        since = f" (since {when(report['last_error_at'])})" if report["last_error_at"] else ""
+        return f"now: {report['last_error']}{since}"
+    past = report["past_error"]
+    if past:
+        return f"resolved: {past['error']} at {when(past['resolved_at'])}"
+    return "-"
 
 
 def status(args: Any) -> int:
@@ -107,7 +132,7 @@ def status(args: Any) -> int:
                 when(r["last_exchange_sync"]),
                 when(r["last_google_sync"]),
                 r["conflicts"],
-                r["last_error"] or "-",
+                error_cell(r),
             ]
             for r in report
         ],

@@ -80,6 +80,8 @@ class SyncPolicy:
     max_delete_share: float = 0.5
     window_days: int = 365
     interval_s: float = 60.0
+    #: how often the job asks Exchange whether every mapped item still exists
+    verify_interval_s: float = 3600.0
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -157,7 +159,14 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     sync = _table(data, "sync")
     _only(
         sync,
-        {"policy", "modified_beats_delete", "max_delete_share", "window_days", "interval_s"},
+        {
+            "policy",
+            "modified_beats_delete",
+            "max_delete_share",
+            "window_days",
+            "interval_s",
+            "verify_interval_s",
+        },
         "[sync]",
     )
     policy = _str(sync, "policy", "[sync]") or "exchange-wins"
@@ -207,6 +216,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             max_delete_share=share,
             window_days=_int(sync, "window_days", "[sync]", default=365),
             interval_s=_float(sync, "interval_s", "[sync]", default=60.0),
+            verify_interval_s=_float(sync, "verify_interval_s", "[sync]", default=3600.0),
         ),
         outbox=OutboxPolicy(
             max_attempts=max_attempts,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,30 @@ class ExchangeMailbox:
                 raise _exchange_error(item)
             return None
         return item
+
+    def missing(self, item_ids: Sequence[str]) -> set[str]:
+        """The ids among `item_ids` Exchange has no item for: GetItem with the IdOnly
+        shape, batched by exchangelib. Only ErrorItemNotFound counts as gone; any other
+        answer for an id (ErrorAccessDenied, a malformed id, ...) means "unknown" and the
+        id is not returned; a request that fails as a whole raises ExchangeError."""
+        from exchangelib.errors import ErrorItemNotFound
+
+        if not item_ids:
+            return set()
+        try:
+            asked = [(i, None) for i in item_ids]
+            answers = list(self.account.fetch(ids=asked, only_fields=["id"]))
+        except ErrorItemNotFound:
+            # exchangelib may raise it rather than return it when one id was asked for
+            return set(item_ids) if len(item_ids) == 1 else set()
+        except Exception as exc:
+            raise _exchange_error(exc) from None
+        # exchangelib answers in the order asked
+        return {
+            item_id
+            for item_id, answer in zip(item_ids, answers, strict=True)
+            if isinstance(answer, ErrorItemNotFound)
+        }
 
     def master_item_id(self, occurrence: Any) -> str | None:
         """The id of the series master of an occurrence or exception read from Exchange."""

@@ -16,6 +16,12 @@ against the safety rule, and only then applies; `dry_run` stops after planning.
 Every write a run makes is recorded with what it replaced (the store's `runs` and
 `run_writes`), so that `calsync undo USER` can put the last run's writes back.
 
+Beside the feeds: on a user's first run, then every `[sync] verify_interval_s`, the job asks
+Exchange which mapped items still exist and deletes the Google events of the gone ones
+(the feed cannot report an item created and deleted after its stored state); after each
+run, quarantined outbox entries whose change the job has carried leave the quarantine, and
+a run without errors turns the user's current error into a past one.
+
 Occurrence exceptions (Google instances, EWS modified occurrences) are not carried by this
 job yet: the series masters are.
 """
@@ -36,7 +42,7 @@ from sync.engine import Action, Merge, Policy, StateEmpty, check_safety, merge
 from sync.exchange_writer import ExchangeConflict, ExchangeWriter, ItemChange, _differs
 from sync.google import GoogleCalendar, GoogleError
 from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, _short, managed, tagged
-from sync.store import MappedItem, Store
+from sync.store import MappedItem, OutboxEntry, Store
 
 log = logging.getLogger("calsync.job")
 
@@ -123,6 +129,8 @@ class SyncJob:
         self._clients: dict[str, tuple[Any, Any]] = {}
         #: the run whose writes are being recorded (None in a dry run)
         self._run: int | None = None
+        #: per user, when every mapped item was last confirmed in Exchange (`_verify_pairs`)
+        self._verified_at: dict[str, float] = {}
 
     def clients(self, user: UserConfig) -> tuple[Any, Any]:
         if user.mailbox not in self._clients:
@@ -149,9 +157,11 @@ class SyncJob:
     ) -> Report:
         report = Report(user.mailbox)
         self._run = None if dry_run else self.store.begin_run(user.mailbox, now=self.clock())
+        completed = False
         try:
             google, exchange = self.clients(user)
             if user.mirrors_to_google:
+                self._verify_pairs(user, google, exchange, report, dry_run, force_deletes)
                 self._exchange_feed(user, google, exchange, report, dry_run, force_deletes)
             if user.direction in ("both", "google-to-exchange"):
                 self._google_feed(user, google, exchange, report, dry_run, force_deletes)
@@ -171,6 +181,7 @@ class SyncJob:
                         force_deletes,
                         ours=set(report.created_in_exchange),
                     )
+            completed = True
         except StateEmpty as exc:
             report.stopped = str(exc)
             log.warning("%s", exc)
@@ -178,11 +189,15 @@ class SyncJob:
             report.errors.append(f"{type(exc).__name__}: {exc}")
             log.warning("%s: sync run failed: %s", user.mailbox, exc)
             if not dry_run:
-                self.store.save_sync_state(user.mailbox, last_error=str(exc)[:500])
+                self.store.record_error(user.mailbox, str(exc), now=self.clock())
         finally:
             if self._run is not None:
                 self.store.finish_run(self._run, now=self.clock())
                 self._run = None
+        if completed and not dry_run:
+            if not report.errors:
+                self.store.clear_error(user.mailbox, now=self.clock())
+            self._heal_quarantine(user)
         return report
 
     def _record(
@@ -209,6 +224,86 @@ class SyncJob:
                 fields=fields,
                 now=self.clock(),
             )
+
+    # --- pairs whose Exchange item is gone ----------------------------------------------
+
+    def _verify_pairs(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeWriter,
+        report: Report,
+        dry_run: bool,
+        force_deletes: bool,
+    ) -> None:
+        """Delete the Google events of mapped pairs whose Exchange item no longer exists.
+        The feed cannot report them all: SyncFolderItems says nothing of an item created
+        and deleted after its stored state (a delete the proxy never recorded, lost in a
+        kill). On a user's first run of this job, then every `[sync] verify_interval_s`,
+        Exchange is asked which mapped items still exist; the plan goes through the same
+        safety rule as every deletion, and its writes are recorded for undo."""
+        now = self.clock()
+        last = self._verified_at.get(user.mailbox)
+        if last is not None and now - last < self.config.sync.verify_interval_s:
+            return
+        pairs = self.store.mapped_ids(user.mailbox)
+        planned = gone_pairs(user.mailbox, pairs, exchange.missing(list(pairs)))
+        self._check(user, planned, google=None, force_deletes=force_deletes)
+        report.actions.extend(planned)
+        if dry_run:
+            return
+        failed = False
+        for action in planned:
+            try:
+                self._delete_google(user, google, action)
+                report.applied += 1
+            except (GoogleError, CalsyncError) as exc:
+                report.errors.append(f"{action.kind} {_short(action.ews_item_id or '')}: {exc}")
+                failed = True
+        if not failed:  # else asked again next run
+            self._verified_at[user.mailbox] = now
+
+    # --- quarantine that heals -----------------------------------------------------------
+
+    def _heal_quarantine(self, user: UserConfig) -> None:
+        """Drop the user's quarantined entries whose change this job has since carried
+        (`carried`): the quarantine then shows only what still needs a look. A lookup
+        that fails leaves every entry as it is, for the next run."""
+        from mapping.event import event_id_for
+
+        entries = self.store.quarantined(user.mailbox)
+        if not entries:
+            return
+        google, exchange = self.clients(user)
+        try:
+            mapped = {
+                e.ews_item_id for e in entries if self.store.is_mapped(user.mailbox, e.ews_item_id)
+            }
+            unmapped_changes = sorted(
+                {e.ews_item_id for e in entries if e.op != "delete" and e.ews_item_id not in mapped}
+            )
+            gone = exchange.missing(unmapped_changes) if unmapped_changes else set()
+            for entry in entries:
+                item_id = entry.ews_item_id
+                if item_id in mapped:
+                    healed = carried(
+                        entry, reconciled_at=self.store.reconciled_at(user.mailbox, item_id)
+                    )
+                elif entry.op == "delete" or item_id in gone:
+                    # nothing on either side, if Google has no live event for the item
+                    healed = not _live(google.get(event_id_for(item_id)))
+                else:
+                    healed = False
+                if healed and self.store.heal(entry.id):
+                    log.info(
+                        "%s: quarantined entry %d (%s %s) healed: the sync job carried it",
+                        user.mailbox,
+                        entry.id,
+                        entry.op,
+                        _short(item_id),
+                    )
+        except (GoogleError, CalsyncError) as exc:
+            log.warning("%s: quarantine not checked: %s", user.mailbox, exc)
 
     # --- Exchange -> Google ----------------------------------------------------------------
 
@@ -531,6 +626,7 @@ class SyncJob:
                     managed(tagged),
                 ),
                 now=now,
+                reconciled=True,
             )
             log.info(
                 "%s create Exchange %s (new in Google %s)",
@@ -672,6 +768,7 @@ class SyncJob:
                     result.merged,
                 ),
                 now=now,
+                reconciled=True,
             )
             if result.to_exchange or result.to_google:
                 log.info(
@@ -795,6 +892,7 @@ class SyncJob:
                 body,
             ),
             now=now,
+            reconciled=created,
         )
         log.info(
             "%s create Google %s (new in Exchange %s)", user.mailbox, event_id, _short(item_id)
@@ -842,6 +940,28 @@ class SyncJob:
         # a COUNT, not mapped_items(): that unseals every snapshot in the map
         rows = self.store.db.execute("SELECT COUNT(*) FROM items WHERE mailbox = ?", [mailbox])
         return int(rows.fetchone()[0])
+
+
+def gone_pairs(mailbox: str, pairs: dict[str, str], gone: set[str]) -> list[Action]:
+    """`delete-google` for each pair (Exchange item id -> Google event id) whose item
+    Exchange reported gone."""
+    return [
+        Action("delete-google", mailbox, item_id, event_id, "gone from Exchange")
+        for item_id, event_id in sorted(pairs.items())
+        if item_id in gone
+    ]
+
+
+def carried(entry: OutboxEntry, *, reconciled_at: float | None) -> bool:
+    """Whether the job has carried a quarantined entry's change to a pair that is still
+    mapped: it brought the pair into agreement after the entry was recorded (its read of
+    the item came after Exchange accepted the change). A delete is never carried while
+    the pair is mapped."""
+    return entry.op != "delete" and reconciled_at is not None and reconciled_at >= entry.created_at
+
+
+def _live(event: dict[str, Any] | None) -> bool:
+    return event is not None and event.get("status") != "cancelled"
 
 
 def _policy(config: Config, user: UserConfig) -> Policy:

@@ -12,6 +12,10 @@ a Google write in a thread (google-api-python-client blocks):
   patch with If-Match (412 -> re-read and patch again on the current etag: the change is
   one Exchange accepted), delete (404/410 -> already gone). A Google event deleted by the
   user is never brought back by a later Exchange edit.
+- no orphans: an entry with a later delete of its item pending is done without writing (the
+  delete follows); a payload an earlier attempt stored is written only once one GetItem
+  confirms the item is still there; an item Exchange no longer has takes along the Google
+  event made for it (only one tagged as its) and its pair.
 - on error: retry with exponential backoff (Retry-After wins), quarantine after the
   configured number of attempts, or at once when a retry cannot help; the rest of the
   user's queue goes on.
@@ -52,6 +56,9 @@ MAILBOX_PROPERTY = "calsync_mailbox"
 
 #: How many requests' bytes are kept for the worker; older ones are read from Exchange.
 HOT_LIMIT = 10_000
+
+#: What `_prepare` says of an item Exchange no longer has: its Google event goes too.
+GONE: dict[str, Any] = {"kind": "gone"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,10 +316,19 @@ class Mirror:
             )
             self.store.complete(entry, mapping=None, forget=True, now=now)
             return
+        if self.store.superseded_by_delete(entry):
+            raise Skip("superseded: a later delete of the item follows")
         payload = entry.payload
         if payload is None:
             payload = self._prepare(entry, user, mapped)
             self.store.set_payload(entry.id, payload)
+        elif payload["kind"] in ("event", "patch") and self._gone_from_exchange(entry, user):
+            # prepared by an earlier attempt: the item may have been deleted since, by a
+            # delete calsync never recorded (lost in a kill of the proxy)
+            payload = GONE
+        if payload["kind"] == "gone":
+            self._forget_gone(google, entry, mapped)
+            return
         if payload["kind"] == "skip":
             raise Skip(payload["reason"])
         if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
@@ -322,6 +338,9 @@ class Mirror:
             if event is None:  # a patch with nothing to patch: read the whole item
                 payload = self._prepare(entry, user, None)
                 self.store.set_payload(entry.id, payload)
+                if payload["kind"] == "gone":
+                    self._forget_gone(google, entry, mapped)
+                    return
                 if payload["kind"] == "skip":
                     raise Skip(payload["reason"])
                 event = payload["event"]
@@ -339,10 +358,45 @@ class Mirror:
             return
         self.store.complete(entry, mapping=result, now=now)
 
+    def _gone_from_exchange(self, entry: OutboxEntry, user: UserConfig) -> bool:
+        """One cheap GetItem (IdOnly): True only when Exchange answers ErrorItemNotFound.
+        Without an `[exchange] ews_url` nothing can be asked, and the payload is trusted."""
+        if not self.config.exchange_ews_url:
+            return False
+        return entry.ews_item_id in self._mailbox(user).missing([entry.ews_item_id])
+
+    def _forget_gone(self, google: Any, entry: OutboxEntry, mapped: MappedItem | None) -> None:
+        """The item is gone from Exchange: delete the Google event this entry or an earlier
+        one made for it (the mapped event, else the item's deterministic id), but only
+        when that event is tagged as this item's, and forget the pair."""
+        from mapping.event import event_id_for
+
+        event_id = mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
+        event = google.get(event_id)
+        if event is None or event.get("status") == "cancelled":
+            outcome = "no Google event to delete"
+        elif not belongs_to(event, entry.ews_item_id):
+            outcome = f"Google {event_id} is not tagged as its event: left alone"
+        else:
+            try:
+                google.delete(event_id)
+            except GoogleError as exc:
+                if exc.status not in (404, 410):
+                    raise
+            outcome = f"Google {event_id} deleted"
+        log.info(
+            "%s %s %s: no longer in Exchange; %s",
+            entry.mailbox,
+            entry.op,
+            _short(entry.ews_item_id),
+            outcome,
+        )
+        self.store.complete(entry, mapping=None, forget=True, now=self.clock())
+
     def _prepare(
         self, entry: OutboxEntry, user: UserConfig, mapped: MappedItem | None
     ) -> dict[str, Any]:
-        """What to write: {"kind": "event"|"patch"|"skip", ...}."""
+        """What to write: {"kind": "event"|"patch"|"skip"|"gone", ...}."""
         from mapping.event import patch_for, to_google
 
         with self._hot_lock:
@@ -382,7 +436,7 @@ class Mirror:
         mailbox = self._mailbox(user)
         item = mailbox.calendar_item(entry.ews_item_id)
         if item is None:
-            return {"kind": "skip", "reason": "Exchange has no such calendar item now"}
+            return GONE
         if getattr(item, "type", None) in ("Occurrence", "Exception"):
             # A client that read an occurrence (GetItem on an OccurrenceItemId, or a
             # CalendarView) edits it by its own ItemId: it is no event of its own, and rides
@@ -572,6 +626,12 @@ class Mirror:
             content_hash=content_hash(snapshot),
             snapshot=snapshot,
         )
+
+
+def belongs_to(event: dict[str, Any], ews_item_id: str) -> bool:
+    """Whether a Google event carries calsync's tag for this Exchange item."""
+    private = (event.get("extendedProperties") or {}).get("private") or {}
+    return bool(private.get(EWS_ID_PROPERTY) == ews_item_id)
 
 
 def managed(event: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,10 @@
 - `outbox`: the durable queue of changes to mirror;
 - `channels`: the Google push channels open per user (schema 3);
 - `runs`, `run_writes`: each two-way job run and, per write it made, what that write
-  replaced (the pre-image, sealed) and the version it left, for `calsync undo` (schema 4).
+  replaced (the pre-image, sealed) and the version it left, for `calsync undo` (schema 4);
+- when the two-way job last brought each pair into agreement (`items.reconciled_at`), and
+  each user's current and past error with their times (`sync_state`), so a quarantined
+  entry the job has since carried heals and `calsync status` tells now from then (schema 5).
 
 Event text (subjects, descriptions) is stored only sealed (Fernet, with a key kept beside
 the database in a 0600 file): snapshots and outbox payloads are never in plain sight.
@@ -32,7 +35,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ews_parser.errors import CalsyncError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreError(CalsyncError):
@@ -179,6 +182,8 @@ class Store:
                 self._create_v3()
             if version < 4:
                 self._create_v4()
+            if version < 5:
+                self._create_v5()
             self.db.table("meta").upsert(
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
             )
@@ -314,6 +319,28 @@ class Store:
         )
         self.db.table("run_writes").create_index(["run_id", "id"], if_not_exists=True)
 
+    def _create_v5(self) -> None:
+        """Quarantine that heals: when the job last reconciled each pair; a user's current
+        error with its time, and the last resolved one with its times."""
+        for table, columns in (
+            ("items", {"reconciled_at": float}),
+            # an occurrence's own ItemId -> its series master (what real clients edit by)
+            ("seen_items", {"master_id": str}),
+            (
+                "sync_state",
+                {
+                    "last_error_at": float,
+                    "past_error": str,
+                    "past_error_at": float,
+                    "error_resolved_at": float,
+                },
+            ),
+        ):
+            have = self.db.table(table).columns_dict
+            for name, kind in columns.items():
+                if name not in have:  # a store taken back to an older version by hand
+                    self.db.table(table).add_column(name, kind)
+
     def _meta(self, key: str) -> str | None:
         rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
         return rows[0]["value"] if rows else None
@@ -361,6 +388,15 @@ class Store:
                 pk=("mailbox", "item_id"),
             )
 
+    def master_of(self, mailbox: str, item_id: str) -> str | None:
+        """The series master of an occurrence known by its own ItemId."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT master_id FROM seen_items WHERE mailbox = ? AND item_id = ?",
+                [mailbox, item_id],
+            ).fetchone()
+        return row[0] if row else None
+
     def item_class(self, mailbox: str, item_id: str) -> str | None:
         with self._lock:
             rows = list(
@@ -394,6 +430,24 @@ class Store:
                 )
             )
         return bool(rows)
+
+    def mapped_ids(self, mailbox: str) -> dict[str, str]:
+        """Exchange item id -> Google event id of every pair, without opening a snapshot."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT ews_item_id, google_event_id FROM items WHERE mailbox = ?", [mailbox]
+            ).fetchall()
+        return dict(rows)
+
+    def reconciled_at(self, mailbox: str, ews_item_id: str) -> float | None:
+        """When the two-way job last brought the pair into agreement (None: never, or no
+        such pair)."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT reconciled_at FROM items WHERE mailbox = ? AND ews_item_id = ?",
+                [mailbox, ews_item_id],
+            ).fetchone()
+        return row[0] if row else None
 
     def mapped_items(self, mailbox: str) -> list[MappedItem]:
         with self._lock:
@@ -526,6 +580,29 @@ class Store:
             created_at=row["created_at"],
         )
 
+    def superseded_by_delete(self, entry: OutboxEntry) -> bool:
+        """Whether a delete of the same item was recorded after `entry` and is still to be
+        done: the delete wins, so writing the event first would only leave one behind if the
+        delete then failed for good."""
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "SELECT 1 FROM outbox WHERE mailbox = ? AND ews_item_id = ? AND op = 'delete'"
+                    " AND state = 'pending' AND id > ? LIMIT 1",
+                    [entry.mailbox, entry.ews_item_id, entry.id],
+                )
+            )
+        return bool(rows)
+
+    def heal(self, entry_id: int) -> bool:
+        """A quarantined entry whose change has been carried since leaves the quarantine
+        (and the outbox). False when it is no longer quarantined."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "DELETE FROM outbox WHERE id = ? AND state = 'quarantined'", [entry_id]
+            )
+            return cursor.rowcount > 0
+
     def set_payload(self, entry_id: int, payload: dict[str, Any]) -> None:
         """Keep what the worker prepared, so a retry after a crash need not prepare again."""
         with self.transaction():
@@ -573,6 +650,35 @@ class Store:
     def save_sync_state(self, mailbox: str, **values: Any) -> None:
         with self.transaction():
             self.db.table("sync_state").upsert({"mailbox": mailbox, **values}, pk="mailbox")
+
+    def record_error(self, mailbox: str, error: str, *, now: float) -> None:
+        """A run for `mailbox` failed: its error is the current one until a run succeeds."""
+        self.save_sync_state(mailbox, last_error=error[:500], last_error_at=now)
+
+    def clear_error(self, mailbox: str, *, now: float) -> bool:
+        """A run for `mailbox` succeeded: the current error, if any, becomes the past one
+        (kept with when it happened and when it was resolved). True when there was one."""
+        with self.transaction():
+            rows = list(
+                self.db.query(
+                    "SELECT last_error, last_error_at FROM sync_state WHERE mailbox = ?",
+                    [mailbox],
+                )
+            )
+            if not rows or not rows[0]["last_error"]:
+                return False
+            self.db.table("sync_state").upsert(
+                {
+                    "mailbox": mailbox,
+                    "last_error": None,
+                    "last_error_at": None,
+                    "past_error": rows[0]["last_error"],
+                    "past_error_at": rows[0]["last_error_at"],
+                    "error_resolved_at": now,
+                },
+                pk="mailbox",
+            )
+            return True
 
     def journal(
         self,
@@ -657,9 +763,10 @@ class Store:
             )
         return self._mapped(rows[0]) if rows else None
 
-    def save_mapping(self, mapping: MappedItem, *, now: float) -> None:
+    def save_mapping(self, mapping: MappedItem, *, now: float, reconciled: bool = False) -> None:
+        """`reconciled`: the two-way job has just brought both sides into agreement."""
         with self.transaction():
-            self._upsert_mapping(mapping, now)
+            self._upsert_mapping(mapping, now, reconciled=reconciled)
 
     def forget(self, mailbox: str, ews_item_id: str) -> None:
         with self.transaction():
@@ -667,9 +774,11 @@ class Store:
                 "DELETE FROM items WHERE mailbox = ? AND ews_item_id = ?", [mailbox, ews_item_id]
             )
 
-    def _upsert_mapping(self, mapping: MappedItem, now: float) -> None:
+    def _upsert_mapping(self, mapping: MappedItem, now: float, *, reconciled: bool = False) -> None:
+        agreed = {"reconciled_at": now} if reconciled else {}
         self.db.table("items").upsert(
             {
+                **agreed,
                 "mailbox": mapping.mailbox,
                 "ews_item_id": mapping.ews_item_id,
                 "google_event_id": mapping.google_event_id,

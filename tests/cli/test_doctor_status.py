@@ -162,6 +162,43 @@ def test_status_reports_each_user(tmp_path: Path) -> None:
     assert "Google 403 forbidden: no access" in plain.stdout
 
 
+def test_status_tells_a_current_error_from_a_past_one(tmp_path: Path) -> None:
+    config_path = _minimal(tmp_path)
+    store = Store(load_config(config_path).store_path)
+    store.record_error(ALICE, "Google 0 unreachable: TimeoutError", now=1_700_000_000.0)
+    healed = store.enqueue(ALICE, "AAMkItem1", "upsert", now=1_700_000_000.0)
+    store.retry_later(healed, error="Google 0 unreachable", at=0.0, quarantine=True)
+    store.close()
+
+    now = json.loads(calsync("status", "--config", str(config_path), "--json").stdout)
+    (alice,) = now["users"]
+    assert alice["last_error"] == "Google 0 unreachable: TimeoutError"
+    assert alice["last_error_at"] == 1_700_000_000.0 and alice["past_error"] is None
+    assert len(alice["quarantined"]) == 1
+    row = calsync("status", "--config", str(config_path)).stdout.splitlines()[1]
+    assert row.split("\t")[7].startswith("now: Google 0 unreachable: TimeoutError (since ")
+
+    # a run succeeded, and the two-way job carried the quarantined change
+    store = Store(load_config(config_path).store_path)
+    assert store.clear_error(ALICE, now=1_700_000_600.0)
+    assert store.heal(healed)
+    store.close()
+    then = json.loads(calsync("status", "--config", str(config_path), "--json").stdout)
+    (alice,) = then["users"]
+    assert alice["last_error"] is None and alice["last_error_at"] is None
+    assert alice["past_error"] == {
+        "error": "Google 0 unreachable: TimeoutError",
+        "at": 1_700_000_000.0,
+        "resolved_at": 1_700_000_600.0,
+    }
+    assert alice["quarantined"] == []
+    plain = calsync("status", "--config", str(config_path)).stdout
+    row = plain.splitlines()[1]
+    assert row.split("\t")[3] == "0"
+    assert row.split("\t")[7].startswith("resolved: Google 0 unreachable: TimeoutError at ")
+    assert "quarantined (" not in plain  # no table of healed entries
+
+
 def test_status_without_a_store_says_so(tmp_path: Path) -> None:
     done = calsync("status", "--config", str(_minimal(tmp_path)))
     assert done.returncode == 2 and "no state store at" in done.stderr

@@ -15,6 +15,7 @@ def test_init_writes_a_starter_that_reads_and_never_overwrites(tmp_path: Path) -
     assert path.stat().st_mode & 0o777 == 0o600
     text = path.read_text()
     assert text.startswith("# calsync.toml")
+    assert "\nverify_interval_s = 3600 " in text
     listed = calsync("users", "list", "--config", str(path))
     assert listed.returncode == 0, listed.stderr
     again = calsync("init", "--path", str(path))

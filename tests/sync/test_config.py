@@ -62,6 +62,7 @@ MISTAKES = [
     ("[[users]]\nmailbox = 'a@x'\n[[users]]\nmailbox = 'A@x'", "names two users"),
     ("[outbox]\nmax_attempts = 0", "at least 1"),
     ("[exchange]\nauth = 'kerberos'", "auth must be 'basic' or 'ntlm'"),
+    ("[sync]\nverify_interval_s = -1", "[sync]: verify_interval_s must be a number of seconds"),
 ]
 
 
@@ -92,3 +93,19 @@ def test_the_readme_example_is_a_valid_config() -> None:
     alice, bob = config.users
     assert config.user_named("contoso\\alice") is alice
     assert bob.google_service_account_file == Path("/etc/calsync/sa.json")
+
+
+def test_the_readme_sync_block_is_valid_and_verifies_hourly_by_default(tmp_path: Path) -> None:
+    import re
+    import tomllib
+
+    from sync.config import parse_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```toml\n(\[sync\]\n.*?)```", readme, re.S)
+    assert block, "the README lost its [sync] example"
+    config = parse_config(tomllib.loads(block.group(1)), base=tmp_path)
+    assert config.sync.verify_interval_s == 3600.0
+    assert load_config(write(tmp_path, GOOD)).sync.verify_interval_s == 3600.0
+    quick = load_config(write(tmp_path, "[sync]\nverify_interval_s = 0\n"))
+    assert quick.sync.verify_interval_s == 0.0  # every run

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from exchangelib import (
     EWSDateTime,
 )
 from exchangelib.fields import MONDAY
 from exchangelib.items import CalendarItem
 from exchangelib.recurrence import Recurrence, WeeklyPattern
+from google.oauth2.credentials import Credentials as GoogleCredentials
+from googleapiclient.discovery import build
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.config import load_config
-from sync.mirror import Mirror
-from sync.store import Store
+from sync.mirror import EWS_ID_PROPERTY, Mirror
+from sync.store import MappedItem, Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, ews_account
 
@@ -70,3 +75,136 @@ def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
     assert [m.ews_item_id for m in store.mapped_items(ALICE)] == [series.id]
     assert store.pending() == [] and store.quarantined() == []
     store.close()
+
+
+# --- no orphans ------------------------------------------------------------------------------
+#
+# The item is gone from Exchange by a delete calsync never recorded (it was lost in a kill of
+# the proxy): the worker must not leave its event in Google.
+
+_EVENT = {
+    "summary": "Prepared before the item went",
+    "start": {"dateTime": "2026-03-02T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+    "end": {"dateTime": "2026-03-02T10:00:00+01:00", "timeZone": "Europe/Berlin"},
+}
+
+
+class _Setup:
+    def __init__(self, tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer) -> None:
+        self.config = load_config(write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,)))
+        self.store = Store(self.config.store_path)
+        self.mirror = Mirror(self.config, self.store)
+        self.account = ews_account(ews.url, default_timezone=BERLIN)
+        self.service = build(
+            "calendar",
+            "v3",
+            credentials=GoogleCredentials(token=ALICE),
+            static_discovery=True,
+            client_options={"api_endpoint": google.api_endpoint},
+        )
+        self.google = google
+
+    def item(self, subject: str) -> CalendarItem:
+        item = CalendarItem(
+            account=self.account,
+            folder=self.account.calendar,
+            subject=subject,
+            start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
+            end=EWSDateTime(2026, 3, 2, 10, tzinfo=BERLIN),
+        )
+        item.save()
+        return item
+
+    def drain(self) -> None:
+        asyncio.run(self.mirror.drain())
+
+    def live_events(self) -> dict[str, dict[str, Any]]:
+        listed = self.service.events().list(calendarId="primary").execute()
+        return {e["id"]: e for e in listed.get("items", []) if e.get("status") != "cancelled"}
+
+    def writes(self) -> list[tuple[str, str | None]]:
+        """Every insert and patch Google received: (method, event id)."""
+        return [(c.method, c.event_id) for c in self.google.state.calls if c.method != "delete"]
+
+    def quiet(self) -> bool:
+        return self.store.pending() == [] and self.store.quarantined() == []
+
+
+@pytest.fixture
+def setup(tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer) -> Iterator[_Setup]:
+    made = _Setup(tmp_path, ews, google)
+    try:
+        yield made
+    finally:
+        made.store.close()
+
+
+def test_an_entry_with_a_later_delete_pending_writes_nothing(setup: _Setup) -> None:
+    item = setup.item("Made and deleted during an outage")
+    item_id = item.id
+    first = setup.store.enqueue(ALICE, item_id, "upsert", now=0.0, change_key=item.changekey)
+    setup.store.set_payload(first, {"kind": "event", "event": _EVENT})  # prepared, not written
+    setup.store.enqueue(ALICE, item_id, "update", now=0.0, change_key=item.changekey)
+    setup.store.enqueue(ALICE, item_id, "delete", now=0.0)
+    setup.drain()
+    assert setup.writes() == []  # the delete won: never an insert or a patch first
+    assert setup.live_events() == {}
+    assert setup.quiet() and setup.store.mapped_items(ALICE) == []
+
+
+def test_a_stored_payload_is_written_only_while_the_item_exists(setup: _Setup) -> None:
+    kept, gone = setup.item("Kept"), setup.item("Deleted behind calsync's back")
+    kept_id, gone_id = kept.id, gone.id
+    for item_id in (kept_id, gone_id):
+        entry = setup.store.enqueue(ALICE, item_id, "upsert", now=0.0)
+        # an earlier attempt prepared and sealed the event, then Google failed it
+        setup.store.set_payload(entry, {"kind": "event", "event": _EVENT})
+        setup.store.retry_later(entry, error="Google 0 unreachable", at=0.0, quarantine=False)
+    gone.delete()  # directly in Exchange: no outbox entry says so
+    setup.drain()
+    assert set(setup.live_events()) == {event_id_for(kept_id)}
+    assert [m.ews_item_id for m in setup.store.mapped_items(ALICE)] == [kept_id]
+    assert setup.quiet()
+
+
+def test_an_item_found_gone_takes_the_event_an_earlier_entry_made(setup: _Setup) -> None:
+    item = setup.item("Mirrored, then deleted where calsync could not see")
+    item_id = item.id
+    setup.store.enqueue(ALICE, item_id, "upsert", now=0.0, change_key=item.changekey)
+    setup.drain()
+    assert set(setup.live_events()) == {event_id_for(item_id)}
+    item.delete()
+    # a later change the worker must read in full (no request bytes): Exchange has nothing
+    setup.store.enqueue(ALICE, item_id, "refresh", now=0.0)
+    setup.drain()
+    assert setup.live_events() == {}
+    assert setup.store.mapped(ALICE, item_id) is None
+    assert setup.quiet()
+
+
+def test_an_event_not_tagged_as_the_items_is_never_deleted(setup: _Setup) -> None:
+    item = setup.item("Gone")
+    item_id = item.id
+    item.delete()
+    # someone else's event holds the id calsync would have used (no calsync tag)
+    setup.service.events().insert(
+        calendarId="primary", body={**_EVENT, "id": event_id_for(item_id)}
+    ).execute()
+    other = setup.item("Another item")
+    setup.service.events().insert(
+        calendarId="primary",
+        body={
+            **_EVENT,
+            "id": "othereventof0002",
+            "extendedProperties": {"private": {EWS_ID_PROPERTY: other.id}},
+        },
+    ).execute()
+    setup.store.save_mapping(
+        MappedItem(ALICE, item_id, "othereventof0002", None, None, None, _EVENT), now=0.0
+    )
+    setup.store.enqueue(ALICE, item_id, "upsert", now=0.0)
+    setup.drain()
+    # the mapped event is tagged as another item's: left, like the untagged one
+    assert set(setup.live_events()) == {event_id_for(item_id), "othereventof0002"}
+    assert setup.store.mapped(ALICE, item_id) is None  # the pair is forgotten all the same
+    assert setup.quiet()

@@ -126,3 +126,111 @@ def test_journal_recognises_exactly_our_versions(store: Store) -> None:
     assert not store.is_echo("a@x", "google", "ev1", '"124"')  # someone edited it since
     assert not store.is_echo("b@x", "google", "ev1", '"123"')
     assert not store.is_echo("a@x", "exchange", "ev1", '"123"')
+
+
+# --- no orphans, quarantine that heals (schema 5) ----------------------------------------
+
+
+def test_a_later_pending_delete_supersedes_an_entry(store: Store) -> None:
+    upsert = store.enqueue("a@x", "ITEM", "upsert", now=1.0)
+    update = store.enqueue("a@x", "ITEM", "update", now=2.0)
+    store.enqueue("a@x", "OTHER", "delete", now=2.0)  # another item's
+    store.enqueue("b@x", "ITEM", "delete", now=2.0)  # another user's
+    entries = {e.id: e for e in store.pending("a@x")}
+    assert not store.superseded_by_delete(entries[upsert])
+    delete = store.enqueue("a@x", "ITEM", "delete", now=3.0)
+    assert store.superseded_by_delete(entries[upsert])
+    assert store.superseded_by_delete(entries[update])
+    # a delete recorded before the entry does not supersede it (a re-created id)
+    assert not store.superseded_by_delete(store.entry(delete))  # type: ignore[arg-type]
+    store.complete(store.entry(delete), mapping=None, now=4.0)  # type: ignore[arg-type]
+    assert not store.superseded_by_delete(entries[upsert])  # done: nothing follows
+
+
+def test_only_a_quarantined_entry_heals(store: Store) -> None:
+    pending = store.enqueue("a@x", "A", "upsert", now=1.0)
+    quarantined = store.enqueue("a@x", "B", "upsert", now=1.0)
+    store.retry_later(quarantined, error="Google 0 unreachable", at=2.0, quarantine=True)
+    assert not store.heal(pending)
+    assert store.heal(quarantined)
+    assert not store.heal(quarantined)  # gone already
+    assert store.quarantined("a@x") == []
+    assert [e.id for e in store.pending("a@x")] == [pending]
+
+
+def test_an_error_stays_current_until_a_run_succeeds_then_is_past(store: Store) -> None:
+    assert not store.clear_error("a@x", now=1.0)  # nothing to clear, nothing made up
+    store.save_sync_state("a@x", google_sync_token="kept")
+    store.record_error("a@x", "Google 0 unreachable", now=10.0)
+    store.record_error("a@x", "Google 503 backendError", now=20.0)
+    state = store.sync_state("a@x")
+    assert (state["last_error"], state["last_error_at"]) == ("Google 503 backendError", 20.0)
+    assert state["past_error"] is None
+    assert store.clear_error("a@x", now=30.0)
+    state = store.sync_state("a@x")
+    assert state["last_error"] is None and state["last_error_at"] is None
+    assert (state["past_error"], state["past_error_at"], state["error_resolved_at"]) == (
+        "Google 503 backendError",
+        20.0,
+        30.0,
+    )
+    assert state["google_sync_token"] == "kept"
+    assert not store.clear_error("a@x", now=40.0)  # a second success keeps the past as it was
+    assert store.sync_state("a@x")["error_resolved_at"] == 30.0
+    assert store.sync_state("b@x").get("last_error") is None
+
+
+def test_only_a_reconciling_save_says_when_the_pair_last_agreed(store: Store) -> None:
+    pair = MappedItem("a@x", "ID", "g1", "ck1", '"1"', "h1", {"summary": "x"})
+    store.save_mapping(pair, now=1.0)
+    assert store.reconciled_at("a@x", "ID") is None
+    store.save_mapping(pair, now=2.0, reconciled=True)
+    assert store.reconciled_at("a@x", "ID") == 2.0
+    # the worker's later write of the pair keeps when the job last reconciled it
+    store.enqueue("a@x", "ID", "update", now=3.0)
+    store.complete(store.ready(3.0)[0], mapping=pair, now=3.0)
+    assert store.reconciled_at("a@x", "ID") == 2.0
+    assert store.reconciled_at("a@x", "NONE") is None
+
+
+def test_mapped_ids_open_no_snapshot(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.save_mapping(MappedItem("a@x", "I1", "g1", None, None, None, {"summary": "x"}), now=1.0)
+    store.save_mapping(MappedItem("a@x", "I2", "g2", None, None, None, {"summary": "y"}), now=1.0)
+    store.save_mapping(MappedItem("b@x", "I3", "g3", None, None, None, {"summary": "z"}), now=1.0)
+    store.close()
+    (tmp_path / "s.db.key").unlink()  # every snapshot is now unreadable
+    reopened = Store(tmp_path / "s.db")
+    try:
+        assert reopened.mapped_ids("a@x") == {"I1": "g1", "I2": "g2"}
+        with pytest.raises(StoreError):
+            reopened.mapped_items("a@x")
+    finally:
+        reopened.close()
+
+
+def test_a_v4_store_gains_the_v5_columns_and_keeps_its_data(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.save_mapping(MappedItem("a@x", "I1", "g1", "ck", '"1"', "h", {"summary": "x"}), now=1.0)
+    store.save_sync_state("a@x", google_sync_token="kept", last_error="Google 503")
+    # make it look like schema 4: the v5 columns gone, the version back to 4
+    store.db.table("items").transform(drop={"reconciled_at"})
+    store.db.table("sync_state").transform(
+        drop={"last_error_at", "past_error", "past_error_at", "error_resolved_at"}
+    )
+    store.db.table("meta").upsert({"key": "schema_version", "value": "4"}, pk="key")
+    store.close()
+    reopened = Store(tmp_path / "s.db")
+    try:
+        assert reopened.db.table("meta").get("schema_version")["value"] == str(SCHEMA_VERSION)
+        assert reopened.mapped("a@x", "I1").snapshot == {"summary": "x"}  # type: ignore[union-attr]
+        assert reopened.reconciled_at("a@x", "I1") is None
+        assert reopened.clear_error("a@x", now=5.0)  # an error from before the upgrade
+        state = reopened.sync_state("a@x")
+        assert (state["past_error"], state["past_error_at"], state["google_sync_token"]) == (
+            "Google 503",
+            None,
+            "kept",
+        )
+    finally:
+        reopened.close()

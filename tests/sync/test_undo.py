@@ -19,7 +19,7 @@ from emulators.google.server import GoogleCalendarServer
 from sync.cli import main
 from sync.config import load_config
 from sync.job import SyncJob
-from sync.store import Store
+from sync.store import SCHEMA_VERSION, Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, ews_account
 
@@ -189,6 +189,6 @@ def test_a_v3_store_gains_the_runs_tables(tmp_path: Path) -> None:
         assert {"runs", "run_writes"} <= set(reopened.db.table_names())
         assert reopened.last_run(ALICE) is None
         assert reopened.sync_state(ALICE)["google_sync_token"] == "kept"
-        assert reopened.db.table("meta").get("schema_version")["value"] == "4"
+        assert reopened.db.table("meta").get("schema_version")["value"] == str(SCHEMA_VERSION)
     finally:
         reopened.close()
