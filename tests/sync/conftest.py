@@ -9,6 +9,8 @@ import pytest
 from exchangelib import BASIC, DELEGATE, Account, Configuration, Credentials, EWSTimeZone
 from exchangelib.protocol import FailFast
 from exchangelib.version import EXCHANGE_2016, Version
+from google.oauth2.credentials import Credentials as GoogleCredentials
+from googleapiclient.discovery import build
 
 from emulators.ews import EwsServer, start_server
 from emulators.google.server import GoogleCalendarServer
@@ -60,4 +62,16 @@ def ews_account(url: str, address: str = ALICE, **options: Any) -> Account:
         autodiscover=False,
         access_type=DELEGATE,
         **options,
+    )
+
+
+def calendar_service(api_endpoint: str, user: str = ALICE) -> Any:
+    """google-api-python-client's Calendar service on the Google stand-in, as the user (the
+    stand-in's token for a user is the address)."""
+    return build(
+        "calendar",
+        "v3",
+        credentials=GoogleCredentials(token=user),
+        static_discovery=True,
+        client_options={"api_endpoint": api_endpoint},
     )

@@ -17,8 +17,6 @@ from exchangelib import (
     EWSTimeZone,
 )
 from exchangelib.items import CalendarItem
-from google.oauth2.credentials import Credentials as GoogleCredentials
-from googleapiclient.discovery import build
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
@@ -26,7 +24,7 @@ from sync.config import load_config
 from sync.job import SyncJob
 from sync.store import Store
 from tests.addon.conftest import write_config
-from tests.sync.conftest import ALICE, BERLIN, ews_account
+from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
 
 
 class World:
@@ -41,13 +39,7 @@ class World:
         self.store = Store(self.config.store_path)
         self.job = SyncJob(self.config, self.store)
         self.account = ews_account(ews.url)
-        self.service = build(
-            "calendar",
-            "v3",
-            credentials=GoogleCredentials(token=ALICE),
-            static_discovery=True,
-            client_options={"api_endpoint": google.api_endpoint},
-        )
+        self.service = calendar_service(google.api_endpoint)
 
     def run(self, **kwargs: Any) -> Any:
         (report,) = self.job.run([self.config.user_named(ALICE)], **kwargs)  # type: ignore[list-item]

@@ -15,8 +15,6 @@ from exchangelib import (
 from exchangelib.fields import MONDAY
 from exchangelib.items import CalendarItem
 from exchangelib.recurrence import Recurrence, WeeklyPattern
-from google.oauth2.credentials import Credentials as GoogleCredentials
-from googleapiclient.discovery import build
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
@@ -25,7 +23,7 @@ from sync.config import load_config
 from sync.mirror import EWS_ID_PROPERTY, Mirror
 from sync.store import MappedItem, Store
 from tests.addon.conftest import write_config
-from tests.sync.conftest import ALICE, BERLIN, ews_account
+from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
 
 
 def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
@@ -95,13 +93,7 @@ class _Setup:
         self.store = Store(self.config.store_path)
         self.mirror = Mirror(self.config, self.store)
         self.account = ews_account(ews.url, default_timezone=BERLIN)
-        self.service = build(
-            "calendar",
-            "v3",
-            credentials=GoogleCredentials(token=ALICE),
-            static_discovery=True,
-            client_options={"api_endpoint": google.api_endpoint},
-        )
+        self.service = calendar_service(google.api_endpoint)
         self.google = google
 
     def item(self, subject: str) -> CalendarItem:

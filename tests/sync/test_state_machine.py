@@ -28,8 +28,6 @@ from exchangelib.items import CalendarItem
 from exchangelib.properties import Body
 from exchangelib.protocol import FailFast
 from exchangelib.version import EXCHANGE_2016, Version
-from google.oauth2.credentials import Credentials as GoogleCredentials
-from googleapiclient.discovery import build
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -48,7 +46,7 @@ from sync.config import load_config
 from sync.job import SyncJob
 from sync.store import Store
 from tests.addon.conftest import write_config
-from tests.sync.conftest import BERLIN, PASSWORDS
+from tests.sync.conftest import BERLIN, PASSWORDS, calendar_service
 
 ALICE = "alice@example.com"
 #: how many job runs quiescence may take once the faults are cleared
@@ -106,13 +104,7 @@ class TwoWaySync(RuleBasedStateMachine):
             autodiscover=False,
             access_type=DELEGATE,
         )
-        self.service = build(
-            "calendar",
-            "v3",
-            credentials=GoogleCredentials(token=ALICE),
-            static_discovery=True,
-            client_options={"api_endpoint": self.google.api_endpoint},
-        )
+        self.service = calendar_service(self.google.api_endpoint)
         self.counter = 0
         self.logical: dict[str, Logical] = {}
 

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from exchangelib import EWSDateTime
 from exchangelib.items import CalendarItem
-from google.oauth2.credentials import Credentials as GoogleCredentials
-from googleapiclient.discovery import build
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
@@ -21,7 +19,7 @@ from sync.config import load_config
 from sync.job import SyncJob
 from sync.store import SCHEMA_VERSION, Store
 from tests.addon.conftest import write_config
-from tests.sync.conftest import ALICE, BERLIN, ews_account
+from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
 
 
 class World:
@@ -29,13 +27,7 @@ class World:
         self.config_path = write_config(tmp, google, ews_url=ews.url)
         self.config = load_config(self.config_path)
         self.account = ews_account(ews.url)
-        self.service = build(
-            "calendar",
-            "v3",
-            credentials=GoogleCredentials(token=ALICE),
-            static_discovery=True,
-            client_options={"api_endpoint": google.api_endpoint},
-        )
+        self.service = calendar_service(google.api_endpoint)
 
     def sync(self) -> Any:
         store = Store(self.config.store_path)
