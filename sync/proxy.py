@@ -33,6 +33,7 @@ from sync.mirror import Hot, Mirror
 from sync.router import (
     CALENDAR,
     LISTINGS,
+    OCCURRENCE,
     Decision,
     Intent,
     decide,
@@ -59,8 +60,9 @@ _LEARN_FOLDER = (
     " ON CONFLICT (mailbox, folder_id) DO UPDATE SET role = excluded.role"
 )
 _LEARN_ITEM = (
-    "INSERT INTO seen_items (mailbox, item_id, item_class) VALUES (?, ?, ?)"
-    " ON CONFLICT (mailbox, item_id) DO UPDATE SET item_class = excluded.item_class"
+    "INSERT INTO seen_items (mailbox, item_id, item_class, master_id) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (mailbox, item_id) DO UPDATE SET item_class = excluded.item_class,"
+    " master_id = COALESCE(excluded.master_id, seen_items.master_id)"
 )
 _ENQUEUE = (
     "INSERT INTO outbox (mailbox, ews_item_id, op, change_key, payload, attempts,"
@@ -109,6 +111,9 @@ class UserKnowledge:
 
     def is_mapped(self, item_id: str) -> bool:
         return self.store.is_mapped(self.mailbox, item_id)
+
+    def master_of(self, item_id: str) -> str | None:
+        return self.store.master_of(self.mailbox, item_id)
 
     def learned_folders(self, folders: dict[str, str]) -> None:
         if self._roles is not None:
@@ -257,7 +262,10 @@ class Observer:
 
     def _knows(self, user: UserConfig, ids: Sequence[str]) -> bool:
         knowledge = self._knowledge_of(user.mailbox)
-        return any(knowledge.is_mapped(i) or knowledge.item_class(i) == CALENDAR for i in ids)
+        return any(
+            knowledge.is_mapped(i) or knowledge.item_class(i) in (CALENDAR, OCCURRENCE)
+            for i in ids
+        )
 
     def _apply(
         self,
@@ -267,7 +275,7 @@ class Observer:
         request_body: bytes,
         knowledge: UserKnowledge,
     ) -> list[int]:
-        calendar_items = {i: c for i, c in decision.items.items() if c == CALENDAR}
+        calendar_items = {i: c for i, c in decision.items.items() if c in (CALENDAR, OCCURRENCE)}
         intents = decision.intents if user.mirrors_to_google else []
         if not (decision.folders or calendar_items or intents):
             return []
@@ -282,7 +290,11 @@ class Observer:
             if calendar_items:
                 # only calendar items are remembered: anything unknown is not one
                 conn.executemany(
-                    _LEARN_ITEM, [(user.mailbox, i, c) for i, c in calendar_items.items()]
+                    _LEARN_ITEM,
+                    [
+                        (user.mailbox, i, c, decision.masters.get(i))
+                        for i, c in calendar_items.items()
+                    ],
                 )
             for intent in intents:
                 cursor = conn.execute(

@@ -32,6 +32,9 @@ Op = Literal["upsert", "update", "delete", "refresh"]
 #: Distinguished folders whose ids calsync learns, and the role each plays.
 ROLES = {"calendar": "calendar", "deleteditems": "deleteditems"}
 CALENDAR = "CalendarItem"
+#: An occurrence or exception of a series, read by its own ItemId (GetItem on an
+#: OccurrenceItemId, a CalendarView): no event of its own; edits of it refresh its master.
+OCCURRENCE = "Occurrence"
 _RESPONSES = frozenset({"AcceptItem", "TentativelyAcceptItem", "DeclineItem"})
 
 
@@ -43,6 +46,8 @@ class Knowledge(Protocol):
     def item_class(self, item_id: str) -> str | None: ...
 
     def is_mapped(self, item_id: str) -> bool: ...
+
+    def master_of(self, item_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,8 @@ class Decision:
     intents: list[Intent] = field(default_factory=list)
     folders: dict[str, str] = field(default_factory=dict)  # folder id -> role
     items: dict[str, str] = field(default_factory=dict)  # item id -> item class
+    #: occurrence ItemId -> its series master's ItemId (learned from GetItem pairs)
+    masters: dict[str, str] = field(default_factory=dict)
 
 
 #: Operations whose responses teach calendar item ids (and need nothing else).
@@ -90,7 +97,9 @@ def decide(request: Classification, response: Classification, known: Knowledge) 
         return decision  # not a pair: never guess
     _learn_items(response, decision)
     operation = request.operation
-    if operation == "GetFolder":
+    if operation == "GetItem":
+        _learn_occurrences(request, response, decision)
+    elif operation == "GetFolder":
         _learn_get_folder(request, response, decision)
     elif operation == "CreateItem":
         _created(request, response, known, decision)
@@ -109,8 +118,29 @@ def decide(request: Classification, response: Classification, known: Knowledge) 
 def _learn_items(response: Classification, decision: Decision) -> None:
     for message in response.messages:
         for ref in message.items:
-            if ref.item_class:
+            if ref.calendar_item_type in ("Occurrence", "Exception"):
+                decision.items[ref.id] = OCCURRENCE
+            elif ref.item_class:
                 decision.items[ref.id] = ref.item_class
+
+
+def _learn_occurrences(
+    request: Classification, response: Classification, decision: Decision
+) -> None:
+    """GetItem answers one message per id asked, in order: an OccurrenceItemId's answer is
+    the occurrence under its own ItemId (how clients then edit or delete it), and a
+    RecurringMasterItemId's answer is the master of the occurrence named."""
+    for target, message in zip(request.targets, response.messages, strict=False):
+        if not message.ok or not message.items:
+            continue
+        returned = message.items[0].id
+        if isinstance(target, OccurrenceItemId):
+            decision.items[returned] = OCCURRENCE
+            decision.masters[returned] = target.recurring_master_id
+        elif isinstance(target, RecurringMasterItemId):
+            decision.items[target.occurrence_id] = OCCURRENCE
+            decision.masters[target.occurrence_id] = returned
+            decision.items.setdefault(returned, CALENDAR)
 
 
 def _learn_get_folder(
@@ -200,7 +230,14 @@ def _updated(
         if not message.ok:
             continue
         new = _first_item(message)
-        if isinstance(target, ItemId):
+        if isinstance(target, ItemId) and known.item_class(target.id) == OCCURRENCE:
+            # an occurrence edited by its own ItemId: its series is read again (the worker
+            # finds the master itself when it was never learned)
+            series = known.master_of(target.id) or target.id
+            decision.intents.append(
+                Intent("refresh", series, None, index, "occurrence of a series updated")
+            )
+        elif isinstance(target, ItemId):
             if _is_calendar_item(target.id, known, hint=item_class):
                 decision.intents.append(
                     Intent(
@@ -236,7 +273,16 @@ def _deleted(
     ):
         if not message.ok:
             continue
-        if isinstance(target, ItemId):
+        if isinstance(target, ItemId) and known.item_class(target.id) == OCCURRENCE:
+            # an occurrence deleted by its own ItemId: the master lost an occurrence. An
+            # occurrence whose master was never learned can't be read any more: the
+            # Exchange feed reports its master's change.
+            master = known.master_of(target.id)
+            if master is not None:
+                decision.intents.append(
+                    Intent("refresh", master, None, index, "occurrence of a series deleted")
+                )
+        elif isinstance(target, ItemId):
             if _is_calendar_item(target.id, known):
                 decision.intents.append(Intent("delete", target.id, None, index, "DeleteItem"))
         elif isinstance(target, OccurrenceItemId) and _is_calendar_item(

@@ -28,6 +28,10 @@ class Known:
     roles: dict[str, str] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
     mapped: set[str] = field(default_factory=set)
+    masters: dict[str, str] = field(default_factory=dict)
+
+    def master_of(self, item_id: str) -> str | None:
+        return self.masters.get(item_id)
 
     def folder_role(self, folder_id: str) -> str | None:
         return self.roles.get(folder_id)
@@ -363,3 +367,78 @@ def test_the_byte_filter_never_drops_what_the_router_would_keep() -> None:
             checked += 1
             assert _MAYBE_CALENDAR.search(body), path.name
     assert checked >= 25
+
+
+# --- occurrences read and edited by their own ItemId (issue 13) ---------------------------------
+
+MASTER = "master-1"
+
+
+def get_occurrence(master: str, index: int) -> bytes:
+    return env(
+        '<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ItemIds>'
+        f'<t:OccurrenceItemId RecurringMasterId="{master}" InstanceIndex="{index}"/>'
+        "</m:ItemIds></m:GetItem>"
+    )
+
+
+def test_get_item_on_an_occurrence_teaches_its_own_id_and_master() -> None:
+    decision = decide(classify(get_occurrence(MASTER, 2)), classify(env(ok("GetItem", "occ-2"))), Known())
+    assert decision.items == {"occ-2": "Occurrence"}
+    assert decision.masters == {"occ-2": MASTER}
+    assert decision.intents == []
+
+
+def test_a_calendar_view_teaches_occurrences_by_their_type() -> None:
+    response = env(
+        '<m:FindItemResponse><m:ResponseMessages><m:FindItemResponseMessage ResponseClass="Success">'
+        "<m:ResponseCode>NoError</m:ResponseCode><m:RootFolder><t:Items>"
+        '<t:CalendarItem><t:ItemId Id="occ-3" ChangeKey="a"/><t:CalendarItemType>Occurrence</t:CalendarItemType></t:CalendarItem>'
+        '<t:CalendarItem><t:ItemId Id="exc-4" ChangeKey="b"/><t:CalendarItemType>Exception</t:CalendarItemType></t:CalendarItem>'
+        '<t:CalendarItem><t:ItemId Id="single" ChangeKey="c"/><t:CalendarItemType>Single</t:CalendarItemType></t:CalendarItem>'
+        "</t:Items></m:RootFolder></m:FindItemResponseMessage></m:ResponseMessages></m:FindItemResponse>"
+    )
+    request = env(
+        '<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>'
+        '<m:CalendarView StartDate="2027-01-01T00:00:00Z" EndDate="2027-02-01T00:00:00Z"/>'
+        '<m:ParentFolderIds><t:DistinguishedFolderId Id="calendar"/></m:ParentFolderIds></m:FindItem>'
+    )
+    decision = decide(classify(request), classify(response), Known())
+    assert decision.items == {"occ-3": "Occurrence", "exc-4": "Occurrence", "single": "CalendarItem"}
+
+
+def delete_by_id(item_id: str) -> bytes:
+    return env(
+        '<m:DeleteItem DeleteType="MoveToDeletedItems" SendMeetingCancellations="SendToNone">'
+        f'<m:ItemIds><t:ItemId Id="{item_id}"/></m:ItemIds></m:DeleteItem>'
+    )
+
+
+def update_by_id(item_id: str) -> bytes:
+    return env(
+        '<m:UpdateItem ConflictResolution="AlwaysOverwrite" SendMeetingInvitationsOrCancellations="SendToNone">'
+        f'<m:ItemChanges><t:ItemChange><t:ItemId Id="{item_id}"/><t:Updates><t:SetItemField>'
+        '<t:FieldURI FieldURI="item:Subject"/><t:CalendarItem><t:Subject>x</t:Subject></t:CalendarItem>'
+        "</t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_body", "response", "known", "expected"),
+    [
+        # an occurrence deleted by its own id: its master is read again, never a plain delete
+        (delete_by_id("occ-2"), ok("DeleteItem", ""), Known(classes={"occ-2": "Occurrence"}, masters={"occ-2": MASTER}), [("refresh", MASTER, 0)]),
+        # ... and with its master never learned: nothing recorded (the Exchange feed reports the master)
+        (delete_by_id("occ-2"), ok("DeleteItem", ""), Known(classes={"occ-2": "Occurrence"}), []),
+        # an occurrence updated by its own id: its series is refreshed
+        (update_by_id("occ-2"), ok("UpdateItem", "occ-2"), Known(classes={"occ-2": "Occurrence"}, masters={"occ-2": MASTER}), [("refresh", MASTER, 0)]),
+        # ... master unknown: the occurrence itself is read, and the worker finds its master
+        (update_by_id("occ-2"), ok("UpdateItem", "occ-2"), Known(classes={"occ-2": "Occurrence"}), [("refresh", "occ-2", 0)]),
+        # a plain calendar item is still deleted as one
+        (delete_by_id("single"), ok("DeleteItem", ""), Known(classes={"single": "CalendarItem"}), [("delete", "single", 0)]),
+    ],
+)
+def test_occurrences_edited_by_their_own_id(
+    request_body: bytes, response: str, known: Known, expected: list[tuple[str, str, int | None]]
+) -> None:
+    assert intents(request_body, env(response), known) == expected
