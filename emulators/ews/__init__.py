@@ -1,9 +1,13 @@
-"""A local stand-in for Exchange Web Services that the unmodified exchangelib talks to.
+"""A local stand-in for Exchange Web Services that unmodified clients talk to: exchangelib,
+DavMail (EWS mode), ews-javascript-api.
 
-It keeps one mailbox per configured user (calendar and deleted items), and answers the
-calendar operations calsync uses: GetFolder, FindFolder, SyncFolderHierarchy, CreateItem
-(items, and Accept/Tentative/Decline/CancelCalendarItem), GetItem, UpdateItem, DeleteItem,
-MoveItem, FindItem (CalendarView with recurring series expanded), SyncFolderItems.
+It keeps one mailbox per configured user (every well-known folder, calendar items, the
+folders clients create), and answers GetFolder, FindFolder, SyncFolderHierarchy,
+CreateFolder, DeleteFolder, ConvertId, GetUserConfiguration, CreateItem (items, and
+Accept/Tentative/Decline/CancelCalendarItem), GetItem, UpdateItem, DeleteItem, MoveItem,
+FindItem (CalendarView with recurring series expanded; restrictions and sort orders
+evaluated) and SyncFolderItems, with extended properties stored and the MAPI properties
+clients read computed. What it does not emulate is listed in the README.
 Reference: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/ews-operations-in-exchange
 
     from emulators.ews import start_server
@@ -11,10 +15,6 @@ Reference: https://learn.microsoft.com/en-us/exchange/client-developer/web-servi
         ...  # exchangelib Configuration(service_endpoint=server.url, ...)
 
 Basic auth always; NTLM too with `ntlm=True` (`--ntlm`), pyspnego as the acceptor.
-
-Not emulated: mail items, attachments, MIME content, extended properties, meeting
-delivery between mailboxes, delegate access, Kerberos/Negotiate and OAuth, NTLM channel
-binding (Extended Protection), streaming and push notifications.
 """
 
 from emulators.ews.server import EwsServer, start_server

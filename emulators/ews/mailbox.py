@@ -17,6 +17,7 @@ What it follows:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import secrets
 import threading
@@ -24,18 +25,28 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import lxml.html
 from exchangelib.ewsdatetime import EWSDate, EWSDateTime, EWSTimeZone
 from exchangelib.items import CalendarItem
+from exchangelib.properties import Body, HTMLBody, ParentFolderId
 from exchangelib.properties import ItemId as ModelItemId
 from exchangelib.properties import Mailbox as ModelMailbox
-from exchangelib.properties import ParentFolderId
-from exchangelib.recurrence import DeletedOccurrence, FirstOccurrence, LastOccurrence, Occurrence
+from exchangelib.recurrence import (
+    DeletedOccurrence,
+    FirstOccurrence,
+    LastOccurrence,
+    NoEndPattern,
+    Occurrence,
+)
 
 from emulators.ews import ids
+from emulators.ews import properties as props
 from emulators.ews import recurrence as rec
+from emulators.ews.well_known import FOLDERS, FolderSpec, element_for, holds_calendar_items
 from ews_parser import EwsResponseError
 from ews_parser.values import (
     DistinguishedFolderId,
+    ExtendedFieldURI,
     FieldUpdate,
     FieldURI,
     FolderId,
@@ -65,6 +76,9 @@ MESSAGES: Final = {
     "ErrorInvalidPropertySet": "Set action is invalid for property.",
     "ErrorInvalidRecurrence": "Recurrence pattern is invalid for a calendar item.",
     "ErrorItemSave": "The item could not be saved.",
+    "ErrorFolderExists": "A folder with the specified name already exists.",
+    "ErrorDeleteDistinguishedFolder": "Distinguished folders cannot be deleted.",
+    "ErrorMoveDistinguishedFolder": "Distinguished folders cannot be moved.",
 }
 
 
@@ -72,29 +86,6 @@ def error(code: str, message: str | None = None) -> EwsResponseError:
     return EwsResponseError(code, message or MESSAGES.get(code, code))
 
 
-@dataclass(frozen=True, slots=True)
-class FolderSpec:
-    """A well-known folder: its DistinguishedFolderId, element name and FolderClass."""
-
-    name: str
-    parent: str | None
-    display_name: str
-    element: str
-    folder_class: str | None
-
-
-#: The folders a calsync client touches, in hierarchy order (root first).
-FOLDERS: Final = (
-    FolderSpec("root", None, "", "Folder", None),
-    FolderSpec("msgfolderroot", "root", "Top of Information Store", "Folder", "IPF.Note"),
-    FolderSpec("calendar", "msgfolderroot", "Calendar", "CalendarFolder", "IPF.Appointment"),
-    FolderSpec("deleteditems", "msgfolderroot", "Deleted Items", "Folder", "IPF.Note"),
-    # Mail folders hold nothing here, but clients resolve them: exchangelib looks up Sent
-    # Items before sending a meeting response with SendAndSaveCopy.
-    FolderSpec("inbox", "msgfolderroot", "Inbox", "Folder", "IPF.Note"),
-    FolderSpec("sentitems", "msgfolderroot", "Sent Items", "Folder", "IPF.Note"),
-)
-CALENDAR_FOLDERS: Final = frozenset({"calendar", "deleteditems"})
 
 
 @dataclass(slots=True)
@@ -107,6 +98,12 @@ class Folder:
     entries: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: item id -> (seq it entered, seq it left): what SyncFolderItems reports as Delete
     tombstones: dict[str, tuple[int, int]] = field(default_factory=dict)
+    created: dt.datetime | None = None
+    #: PR_LOCAL_COMMIT_TIME_MAX: the last time anything in the folder changed
+    commit_time: dt.datetime | None = None
+    #: PR_ARTICLE_NUM_NEXT: the PR_INTERNET_ARTICLE_NUMBER the next item entering gets
+    next_article: int = 1
+    extended: dict[props.PropKey, props.Value] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -117,6 +114,7 @@ class ExceptionItem:
     change_key: str
     original_start: dt.datetime
     modified: dt.datetime
+    extended: dict[props.PropKey, props.Value] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -129,6 +127,10 @@ class StoredItem:
     modified: dt.datetime
     exceptions: dict[int, ExceptionItem] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
+    #: PR_INTERNET_ARTICLE_NUMBER: its number in its folder, given when it enters one
+    article: int = 0
+    #: extended properties clients set (ExtendedFieldURI), as EWS writes their values
+    extended: dict[props.PropKey, props.Value] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,17 +243,27 @@ def _duration(delta: dt.timedelta) -> str:
 class Mailbox:
     """One user's mailbox. Not thread safe: `Store` serialises access."""
 
-    def __init__(self, address: str, clock: Clock) -> None:
+    def __init__(self, address: str, clock: Clock,
+                 directory: Callable[[bytes], Mailbox | None] | None = None) -> None:
         self.address = address
         self._clock = clock
         self._seq = 0
         self._counter = 0
+        #: the mailbox whose ids carry a mailbox tag (ConvertId), from the Store
+        self.directory = directory or (lambda tag: self if tag == ids.mailbox_tag(address)
+                                       else None)
+        #: the mailbox's time zone, a Windows zone id (OWA.UserOptions "timezone")
+        self.time_zone = "UTC"
         self.items: dict[str, StoredItem] = {}
         self.folders: dict[str, Folder] = {}
+        #: folder id -> seq it was deleted at (SyncFolderHierarchy's Delete)
+        self.folder_tombstones: dict[str, int] = {}
         for spec in FOLDERS:
             seq = self._next_seq()
+            now = self._now()
             self.folders[spec.name] = Folder(
-                spec, ids.folder_id(address, spec.name), self._change_key(), seq
+                spec, ids.folder_id(address, spec.name), self._change_key(), seq,
+                created=now, commit_time=now,
             )
         self._folders_by_id = {f.id: f for f in self.folders.values()}
 
@@ -276,11 +288,24 @@ class Mailbox:
         entries = self.folders[folder].entries
         self.folders[folder].tombstones.pop(item.id, None)
         entries[item.id] = (seq, seq)
+        item.article = self.folders[folder].next_article
+        self.folders[folder].next_article += 1
+        self._committed(self.folders[folder])
 
     def _leave(self, item: StoredItem) -> None:
         folder = self.folders[item.folder]
         entered, _ = folder.entries.pop(item.id)
         folder.tombstones[item.id] = (entered, self._next_seq())
+        self._committed(folder)
+
+    def _committed(self, folder: Folder) -> None:
+        """A change in `folder`: its PR_LOCAL_COMMIT_TIME_MAX moves on. Clients use it as
+        the folder's change tag (DavMail's CalDAV ctag), and it is written in whole
+        seconds, so two changes within one second still give two values here."""
+        now = self._now()
+        if folder.commit_time is not None and now <= folder.commit_time:
+            now = folder.commit_time + dt.timedelta(seconds=1)
+        folder.commit_time = now
 
     def _touch(self, item: StoredItem) -> None:
         """Record a write: new ChangeKey, new LastModifiedTime, a change in the feed."""
@@ -289,6 +314,7 @@ class Mailbox:
         entries = self.folders[item.folder].entries
         entered, _ = entries[item.id]
         entries[item.id] = (entered, self._next_seq())
+        self._committed(self.folders[item.folder])
 
     # -- folders
 
@@ -300,6 +326,8 @@ class Mailbox:
                 # Delegate access to another mailbox is not granted to anyone here.
                 raise error("ErrorAccessDenied")
             found = self.folders.get(target.id)
+            if found is not None and not found.spec.distinguished:
+                found = None
         else:
             assert isinstance(target, FolderId)
             found = self._folders_by_id.get(target.id)
@@ -309,7 +337,7 @@ class Mailbox:
 
     def calendar_folder(self, target: FolderTarget | None) -> Folder:
         folder = self.folder(target)
-        if folder.spec.name not in CALENDAR_FOLDERS:
+        if not holds_calendar_items(folder.spec):
             # Only calendar items are stored; other folders are empty and stay so.
             raise error("ErrorInvalidRequest", "This stand-in stores calendar items only.")
         return folder
@@ -330,9 +358,51 @@ class Mailbox:
             return Target(item)
         ref = ids.read_occurrence_id(target.id)
         if ref is not None:
-            master = self._master(ref.master_id)
-            return Target(master, self._check_index(master, ref.index))
+            return self._occurrence(ref)
         return Target(self._item(target.id))
+
+    def _occurrence(self, ref: ids.OccurrenceRef) -> Target:
+        """An occurrence's own ItemId binds to one original start of one master: once the
+        master is gone or moved, the occurrence deleted, or the series changed so that no
+        occurrence starts there any more, the id names nothing (ErrorItemNotFound), where
+        an OccurrenceItemId of a deleted index gets the documented
+        ErrorCalendarOccurrenceIsDeletedFromRecurrence."""
+        master = self.items.get(ref.master_id)
+        if master is None or master.model.recurrence is None or ref.index in master.deleted:
+            raise error("ErrorItemNotFound")
+        start = rec.occurrence_start(master.model.recurrence, master.model.start,
+                                     _zone(master.model), ref.index)
+        if start is None or int(start.timestamp()) != int(ref.original_start.timestamp()):
+            raise error("ErrorItemNotFound")
+        return Target(master, ref.index)
+
+    def item_id(self, target: Target) -> str:
+        """The ItemId a response gives the target: the item's, or the occurrence's own."""
+        if target.index is None:
+            return target.item.id
+        model = target.item.model
+        start = rec.occurrence_start(model.recurrence, model.start, _zone(model), target.index)
+        assert start is not None  # resolve() checked the index
+        return ids.occurrence_id(target.item.id, target.index, start)
+
+    def occurrence_index(self, item: StoredItem, original: dt.datetime | dt.date) -> int | None:
+        """The index of the occurrence whose original start is `original` (an instant, or
+        for an all-day series a date in its zone), or None when none starts there."""
+        model = item.model
+        zone = _zone(model)
+        plain = rec.plain_zone(zone)
+        if isinstance(original, dt.datetime):
+            instant: dt.datetime | None = original
+            day = original.astimezone(plain).date()
+        else:
+            instant, day = None, original
+        for index, when in rec.occurrences(model.recurrence, model.start, zone):
+            when_day = when.astimezone(plain).date()
+            if when == instant or (instant is None and when_day == day):
+                return index
+            if when_day > day:
+                return None
+        return None
 
     def _item(self, item_id: str) -> StoredItem:
         item = self.items.get(item_id)
@@ -360,6 +430,12 @@ class Mailbox:
         if target.index is None:
             return self._item_view(target.item)
         return self._occurrence_view(target.item, target.index)
+
+    def exception_views(self, target: Target) -> list[Any]:
+        """A master's modified occurrences, by index (what its MimeContent lists after it)."""
+        if target.index is not None or target.item.model.recurrence is None:
+            return []
+        return [self._occurrence_view(target.item, i) for i in sorted(target.item.exceptions)]
 
     def _base_view(self, item: StoredItem, model: Any) -> Any:
         out = clone(model)
@@ -406,29 +482,27 @@ class Mailbox:
 
     def _series_fields(self, item: StoredItem, out: Any) -> None:
         model = item.model
-        duration = model.end - model.start
         zone = _zone(model)
+        # First/LastOccurrence: the first and last occurrences still in the series, as
+        # they are (an exception's own times and ChangeKey)
         first = next(
             ((i, s) for i, s in rec.occurrences(model.recurrence, model.start, zone)
              if i not in item.deleted),
             None,
         )
         if first is not None:
-            index, start = first
-            out.first_occurrence = FirstOccurrence(
-                _id=ModelItemId(id=ids.occurrence_id(item.id, index), changekey=item.change_key),
-                start=utc(start), end=utc(start + duration), original_start=utc(start),
-            )
-        last = rec.last_occurrence(model.recurrence, model.start, zone)
-        if last is not None:
-            index, start = last
-            out.last_occurrence = LastOccurrence(
-                _id=ModelItemId(id=ids.occurrence_id(item.id, index), changekey=item.change_key),
-                start=utc(start), end=utc(start + duration), original_start=utc(start),
-            )
+            out.first_occurrence = self._occurrence_info(item, FirstOccurrence, *first)
+        if not isinstance(model.recurrence.boundary, NoEndPattern):
+            last = None
+            for index, start in rec.occurrences(model.recurrence, model.start, zone):
+                if index not in item.deleted:
+                    last = (index, start)
+            if last is not None:
+                out.last_occurrence = self._occurrence_info(item, LastOccurrence, *last)
         out.modified_occurrences = [
             Occurrence(
-                _id=ModelItemId(id=ids.occurrence_id(item.id, index), changekey=exc.change_key),
+                _id=ModelItemId(id=ids.occurrence_id(item.id, index, exc.original_start),
+                                changekey=exc.change_key),
                 start=exc.model.start, end=exc.model.end, original_start=utc(exc.original_start),
             )
             for index, exc in sorted(item.exceptions.items())
@@ -440,6 +514,19 @@ class Mailbox:
                 deleted.append(DeletedOccurrence(start=utc(start)))
         out.deleted_occurrences = deleted or None
 
+    def _occurrence_info(self, item: StoredItem, kind: type, index: int,
+                         original: dt.datetime) -> Any:
+        """A FirstOccurrence / LastOccurrence (OccurrenceInfoType) of a master."""
+        exc = item.exceptions.get(index)
+        if exc is not None:
+            start, end, key = exc.model.start, exc.model.end, exc.change_key
+        else:
+            start, end = original, original + (item.model.end - item.model.start)
+            key = item.change_key
+        return kind(_id=ModelItemId(id=ids.occurrence_id(item.id, index, original),
+                                    changekey=key),
+                    start=utc(start), end=utc(end), original_start=utc(original))
+
     def _occurrence_view(self, item: StoredItem, index: int) -> Any:
         model = item.model
         original = rec.occurrence_start(model.recurrence, model.start, _zone(model), index)
@@ -448,12 +535,13 @@ class Mailbox:
         if exc is not None:
             out = self._base_view(item, exc.model)
             out.type = "Exception"
-            out._id = ModelItemId(id=ids.occurrence_id(item.id, index), changekey=exc.change_key)
+            out._id = ModelItemId(id=ids.occurrence_id(item.id, index, original),
+                                  changekey=exc.change_key)
             out.last_modified_time = exc.modified
         else:
             out = self._base_view(item, model)
             out.type = "Occurrence"
-            out._id = ModelItemId(id=ids.occurrence_id(item.id, index),
+            out._id = ModelItemId(id=ids.occurrence_id(item.id, index, original),
                                   changekey=item.change_key)
             duration = model.end - model.start
             out.start = utc(original)
@@ -512,6 +600,7 @@ class Mailbox:
 
     def update(self, target: Target, updates: Sequence[FieldUpdate]) -> Target:
         item = target.item
+        updates, extended = _split_properties(updates)
         if target.index is None:
             model = clone(item.model)
             old = (model.start, model.recurrence)
@@ -525,6 +614,7 @@ class Mailbox:
                 item.exceptions.clear()
                 item.deleted.clear()
             item.model = model
+            _set_properties(item.extended, extended)
             self._touch(item)
             return target
         base = self._occurrence_view(item, target.index)
@@ -536,11 +626,36 @@ class Mailbox:
         normalise(base)
         original = base.original_start
         self._touch(item)  # the master's ModifiedOccurrences changed too
+        previous = item.exceptions.get(target.index)
         item.exceptions[target.index] = ExceptionItem(
             model=_strip_server_fields(base), change_key=self._change_key(),
             original_start=original, modified=self._now(),
+            extended=dict(previous.extended) if previous is not None else {},
         )
+        _set_properties(item.exceptions[target.index].extended, extended)
         return target
+
+    def import_occurrences(
+        self, item: StoredItem,
+        modified: Sequence[tuple[dt.datetime | dt.date, Sequence[FieldUpdate]]],
+        deleted: Iterable[dt.datetime | dt.date],
+    ) -> None:
+        """A new series' modified and deleted occurrences, as an iCalendar brings them
+        (RECURRENCE-ID VEVENTs, EXDATEs): each applied as UpdateItem / DeleteItem on that
+        occurrence would be. One that names no occurrence of the series is dropped; one
+        that cannot be applied fails the whole item, which is not kept."""
+        try:
+            for original, updates in modified:
+                index = self.occurrence_index(item, original)
+                if index is not None:
+                    self.update(Target(item, index), updates)
+            for original in deleted:
+                index = self.occurrence_index(item, original)
+                if index is not None and index not in item.deleted:
+                    self.delete(Target(item, index), "HardDelete")
+        except EwsResponseError:
+            self.delete(Target(item), "HardDelete")
+            raise
 
     def delete(self, target: Target, delete_type: str) -> None:
         item = target.item
@@ -562,7 +677,7 @@ class Mailbox:
         if target.index is not None:
             raise error("ErrorInvalidRequest", "An occurrence cannot be moved on its own.")
         item = target.item
-        if folder.spec.name not in CALENDAR_FOLDERS:
+        if not holds_calendar_items(folder.spec):
             raise error("ErrorInvalidRequest", "This stand-in stores calendar items only.")
         self._leave(item)
         del self.items[item.id]
@@ -675,6 +790,152 @@ class Mailbox:
             new_mark = max(watermark, self._seq)
         return SyncResult(tuple(chosen), ids.sync_state(folder.id, new_mark), includes_last)
 
+    # -- extended properties (ExtendedFieldURI) and the MAPI properties clients read
+
+    def set_properties(self, item: StoredItem, updates: Sequence[FieldUpdate]) -> None:
+        """The ExtendedProperty elements of a new item (CreateItem): PR_SUBJECT and PR_BODY
+        set its subject and body, other properties are stored. Part of the creation, so
+        no new ChangeKey."""
+        fields, extended = _split_properties(updates)
+        model = clone(item.model)
+        _apply(model, fields)
+        item.model = model
+        _set_properties(item.extended, extended)
+
+    def item_record(self, target: Target) -> props.Record:
+        """The item's (or occurrence's) values by path, for restrictions and responses."""
+        item = target.item
+        view = self.view(target)
+        fields = {uri: _field_value(view, uri) for uri in props.ITEM_QUERYABLE}
+        computed: dict[props.PropKey, Any] = {
+            props.PR_SUBJECT: view.subject,
+            props.PR_BODY: _body_text(view.body),
+            props.PR_MESSAGE_CLASS: view.item_class,
+            props.PR_CREATION_TIME: item.created,
+            props.PR_LAST_MODIFICATION_TIME: view.last_modified_time,
+            props.PR_MESSAGE_SIZE: view.size,
+            props.PR_INTERNET_ARTICLE_NUMBER: item.article,
+            # Exchange names an item's URL from its subject unless a client set the name
+            # (DavMail sets it to the CalDAV resource name on every create).
+            props.PR_URL_COMP_NAME: f"{item.model.subject or 'Untitled'}.EML",
+            props.PID_LID_RECURRING: item.model.recurrence is not None,
+            props.PID_LID_APPOINTMENT_START_WHOLE: view.start,
+            props.PID_LID_APPOINTMENT_END_WHOLE: view.end,
+        }
+        values: dict[props.PropKey, props.Value] = {
+            key: props.encode(key.base_type, value) for key, value in computed.items()
+            if value is not None
+        }
+        values.update(item.extended)
+        if target.index is not None and target.index in item.exceptions:
+            values.update(item.exceptions[target.index].extended)
+        return props.Record(fields, values)
+
+    def folder_record(self, folder: Folder) -> props.Record:
+        children = self.children(folder)
+        # CalendarFolder and ContactsFolder have no UnreadCount (types.xsd)
+        unread = 0 if folder.spec.element in ("Folder", "SearchFolder", "TasksFolder") else None
+        fields = {
+            "folder:DisplayName": folder.spec.display_name, "folder:FolderClass":
+            folder.spec.folder_class, "folder:TotalCount": len(folder.entries),
+            "folder:ChildFolderCount": len(children), "folder:UnreadCount": unread,
+        }
+        computed: dict[props.PropKey, Any] = {
+            props.PR_DISPLAY_NAME: folder.spec.display_name,
+            props.PR_CONTAINER_CLASS: folder.spec.folder_class,
+            props.PR_CONTENT_COUNT: len(folder.entries),
+            props.PR_CONTENT_UNREAD: 0,
+            props.PR_SUBFOLDERS: bool(children),
+            props.PR_CREATION_TIME: folder.created,
+            props.PR_LAST_MODIFICATION_TIME: folder.commit_time,
+            props.PR_LOCAL_COMMIT_TIME_MAX: folder.commit_time,
+            props.PR_ARTICLE_NUM_NEXT: folder.next_article,
+            props.PR_IMAP_LAST_ARTICLE_ID: folder.next_article - 1,
+        }
+        values: dict[props.PropKey, props.Value] = {
+            key: props.encode(key.base_type, value) for key, value in computed.items()
+            if value is not None
+        }
+        values.update(folder.extended)
+        return props.Record(fields, values)
+
+    # -- the folder hierarchy (CreateFolder, DeleteFolder)
+
+    def children(self, folder: Folder) -> list[Folder]:
+        return [f for f in self.folders.values() if f.spec.parent == folder.spec.name]
+
+    def descendants(self, folder: Folder) -> list[Folder]:
+        out = []
+        for child in self.children(folder):
+            out.append(child)
+            out.extend(self.descendants(child))
+        return out
+
+    def parent(self, folder: Folder) -> Folder | None:
+        return self.folders[folder.spec.parent] if folder.spec.parent else None
+
+    def create_folder(self, parent: Folder, display_name: str | None, folder_class: str | None,
+                      element: str, extended: Sequence[FieldUpdate] = ()) -> Folder:
+        """A folder a client creates. Its element follows its FolderClass (a t:Folder of
+        class IPF.Appointment is a calendar, as DavMail's MKCALENDAR creates one), and a
+        folder without a class gets its element's."""
+        if not display_name:
+            raise error("ErrorInvalidRequest", "A folder needs a DisplayName.")
+        if any(c.spec.display_name.lower() == display_name.lower()
+               for c in self.children(parent)):
+            raise error("ErrorFolderExists")
+        if folder_class is None:
+            folder_class = {"CalendarFolder": "IPF.Appointment", "ContactsFolder": "IPF.Contact",
+                            "TasksFolder": "IPF.Task"}.get(element, "IPF.Note")
+        _, properties = _split_properties(extended)
+        key = f"folder:{secrets.token_hex(12)}"
+        spec = FolderSpec(key, parent.spec.name, display_name, element_for(folder_class),
+                          folder_class, distinguished=False)
+        now = self._now()
+        folder = Folder(spec, ids.folder_id(self.address, key), self._change_key(),
+                        self._next_seq(), created=now, commit_time=now)
+        _set_properties(folder.extended, properties)
+        self.folders[key] = folder
+        self._folders_by_id[folder.id] = folder
+        self._committed(parent)
+        return folder
+
+    def delete_folder(self, folder: Folder, delete_type: str) -> None:
+        """HardDelete and SoftDelete remove the folder with its subfolders and items;
+        MoveToDeletedItems moves it into Deleted Items (from there it is removed)."""
+        if folder.spec.distinguished:
+            raise error("ErrorDeleteDistinguishedFolder")
+        parent = self.parent(folder)
+        trash = self.folders["deleteditems"]
+        if delete_type == "MoveToDeletedItems" and trash not in [parent, *self._ancestors(folder)]:
+            folder.spec = dataclasses.replace(folder.spec, parent=trash.spec.name)
+            folder.created_seq = self._next_seq()  # SyncFolderHierarchy reports it anew
+            if parent is not None:
+                self._committed(parent)
+            self._committed(trash)
+            return
+        for gone in [folder, *self.descendants(folder)]:
+            for item_id in list(gone.entries):
+                del self.items[item_id]
+            del self.folders[gone.spec.name]
+            del self._folders_by_id[gone.id]
+            self.folder_tombstones[gone.id] = self._next_seq()
+        if parent is not None:
+            self._committed(parent)
+
+    def _ancestors(self, folder: Folder) -> list[Folder]:
+        out = []
+        parent = self.parent(folder)
+        while parent is not None:
+            out.append(parent)
+            parent = self.parent(parent)
+        return out
+
+    @property
+    def seq(self) -> int:
+        """The last change's sequence number (SyncFolderHierarchy's watermark)."""
+        return self._seq
+
 
 def _overlaps(a_start: dt.datetime, a_end: dt.datetime, start: dt.datetime, end: dt.datetime,
               all_day: bool) -> bool:
@@ -714,13 +975,86 @@ def _field_name(update: FieldUpdate) -> str | None:
     return None
 
 
+#: Computed properties a client cannot set.
+_READ_ONLY: Final = frozenset({
+    props.PR_MESSAGE_CLASS, props.PR_MESSAGE_SIZE, props.PR_INTERNET_ARTICLE_NUMBER,
+    props.PR_CREATION_TIME, props.PR_LAST_MODIFICATION_TIME, props.PID_LID_RECURRING,
+    props.PID_LID_APPOINTMENT_START_WHOLE, props.PID_LID_APPOINTMENT_END_WHOLE,
+})
+PropertyChange = tuple[str, props.PropKey, props.Value | None]
+
+
+def _split_properties(
+    updates: Sequence[FieldUpdate],
+) -> tuple[list[FieldUpdate], list[PropertyChange]]:
+    """Updates of ExtendedFieldURIs out of `updates`, their values checked (before anything
+    is applied). PR_SUBJECT and PR_BODY become updates of item:Subject and item:Body, as
+    Exchange applies them to the item itself."""
+    fields: list[FieldUpdate] = []
+    extended: list[PropertyChange] = []
+    for update in updates:
+        if not isinstance(update.path, ExtendedFieldURI):
+            fields.append(update)
+            continue
+        key = props.key_of(update.path)
+        if key in _READ_ONLY:
+            raise error("ErrorInvalidPropertySet")
+        if update.action == "append":
+            raise error("ErrorInvalidPropertyAppend",
+                        "An object within a change description must contain one and only one"
+                        " property to modify.")
+        value = None if update.action == "delete" else props.canonical(key, update.value)
+        name = props.ITEM_FIELD_TAGS.get(key)
+        if name is not None:
+            uri = "item:Subject" if name == "subject" else "item:Body"
+            text = value if isinstance(value, str) else None
+            fields.append(FieldUpdate(action=update.action, path=FieldURI(uri), field=name,
+                                      value=Body(text) if name == "body" and text else text))
+        else:
+            extended.append((update.action, key, value))
+    return fields, extended
+
+
+def _set_properties(stored: dict[props.PropKey, props.Value],
+                    changes: Sequence[PropertyChange]) -> None:
+    for action, key, value in changes:
+        if action == "delete" or value is None:
+            stored.pop(key, None)
+        else:
+            stored[key] = value
+
+
+_FIELD_NAMES_BY_URI: Final = {
+    f.field_uri: f.name for f in CalendarItem.FIELDS if getattr(f, "field_uri", None)
+}
+
+
+def _field_value(view: Any, uri: str) -> Any:
+    name = _FIELD_NAMES_BY_URI.get(uri)
+    if name is None:
+        return None
+    value = getattr(view, name, None)
+    if uri == "item:Body":
+        return _body_text(value)
+    return value
+
+
+def _body_text(body: Any) -> str | None:
+    """The text of item:Body, as PR_BODY holds it (an HTML body's text)."""
+    if not body:
+        return None
+    if isinstance(body, HTMLBody):
+        return "".join(str(text) for text in lxml.html.fromstring(str(body)).itertext())
+    return str(body)
+
+
 def _apply(model: Any, updates: Sequence[FieldUpdate]) -> None:
     """Apply UpdateItem's Set/Append/DeleteItemField to a model, field by field."""
     for update in updates:
         name = _field_name(update)
         if name is None or name == "_meeting_timezone":
             # Extended properties and fields a CalendarItem does not have: not stored
-            # (see the package docstring's list of what is not emulated).
+            # (see the README's list of what the stand-in does not emulate).
             continue
         model_field = _FIELDS_BY_NAME.get(name)
         if model_field is None or model_field.is_read_only:
@@ -747,11 +1081,17 @@ class Store:
     def __init__(self, addresses: Iterable[str], clock: Clock) -> None:
         self.clock = clock
         self.lock = threading.RLock()
-        self._mailboxes = {a.lower(): Mailbox(a, clock) for a in addresses}
+        self._mailboxes = {a.lower(): Mailbox(a, clock, self.by_tag) for a in addresses}
 
     def mailbox(self, address: str) -> Mailbox | None:
         return self._mailboxes.get(address.lower())
 
     def add_mailbox(self, address: str) -> Mailbox:
         with self.lock:
-            return self._mailboxes.setdefault(address.lower(), Mailbox(address, self.clock))
+            return self._mailboxes.setdefault(address.lower(),
+                                              Mailbox(address, self.clock, self.by_tag))
+
+    def by_tag(self, tag: bytes) -> Mailbox | None:
+        """The mailbox whose ids carry `tag` (ids.mailbox_tag)."""
+        return next((m for m in self._mailboxes.values() if ids.mailbox_tag(m.address) == tag),
+                    None)

@@ -13,6 +13,7 @@ from typing import Any, Final
 from lxml import etree
 
 from emulators.ews.services import (
+    convert_id,
     create_item,
     delete_item,
     find_item,
@@ -21,6 +22,7 @@ from emulators.ews.services import (
     move_item,
     sync_folder_items,
     update_item,
+    user_configuration,
 )
 from emulators.ews.services.context import Context
 
@@ -37,6 +39,10 @@ HANDLERS: Final[dict[str, Handler]] = {
     "GetFolder": folders.handle_get_folder,
     "FindFolder": folders.handle_find_folder,
     "SyncFolderHierarchy": folders.handle_sync_folder_hierarchy,
+    "CreateFolder": folders.handle_create_folder,
+    "DeleteFolder": folders.handle_delete_folder,
+    "ConvertId": convert_id.handle,
+    "GetUserConfiguration": user_configuration.handle,
 }
 
 __all__ = ["HANDLERS", "Context", "Handler"]

@@ -3,6 +3,7 @@ the meeting-message options each request carried."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,9 +11,9 @@ from lxml import etree
 
 from emulators.ews.mailbox import Mailbox
 from emulators.ews.wire import Shape, failure
-from ews_parser import EwsResponseError
+from ews_parser import EwsParseError, EwsResponseError
 from ews_parser.services.get_item import read_shape
-from ews_parser.values import Envelope
+from ews_parser.values import Envelope, FieldPath
 from ews_parser.xml import m, parse_xml
 
 #: (operation, attribute name, value or None when absent)
@@ -33,12 +34,32 @@ class Context:
         SyncFolderItems requests lose them, so read the shape here with ews_parser's own
         hardened parser and shape reader (reported as an ews_parser gap).
         """
-        root = parse_xml(self.body)
-        op = root.find(f".//{m(operation)}")
-        shape_elem = op.find(m("ItemShape")) if op is not None else None
-        base, extra = read_shape(shape_elem)
+        base, extra = self.shape(operation)
         return Shape.of(base, extra)
+
+    def operation(self, operation: str) -> etree._Element:
+        """The request's operation element (`m:FindItem`, ...), for what ews_parser does
+        not read: restrictions, sort orders, views, and the operations calsync ignores."""
+        op = parse_xml(self.body).find(f".//{m(operation)}")
+        if op is None:
+            raise EwsResponseError("ErrorInvalidRequest", "The request is invalid.")
+        return op
+
+    def shape(self, operation: str, name: str = "ItemShape"
+              ) -> tuple[str | None, tuple[FieldPath, ...]]:
+        """BaseShape and every AdditionalProperties path (ExtendedFieldURIs included) of
+        the request's ItemShape or FolderShape."""
+        try:
+            return read_shape(self.operation(operation).find(m(name)))
+        except EwsParseError as exc:
+            raise EwsResponseError("ErrorInvalidRequest", str(exc)) from None
 
 
 def error_message(operation: str, exc: EwsResponseError) -> etree._Element:
-    return failure(operation, exc.code, exc.message)
+    message = failure(operation, exc.code, exc.message)
+    path = getattr(exc, "path", None)
+    if isinstance(path, etree._Element):
+        # ErrorUnsupportedPathFor*: Exchange names the path in MessageXml.
+        xml = etree.SubElement(message, m("MessageXml"))
+        xml.append(copy.deepcopy(path))
+    return message

@@ -10,17 +10,19 @@ from typing import Final
 
 from lxml import etree
 
+from emulators.ews.properties import asks_for_properties, insert_properties
 from emulators.ews.services.context import Context, error_message
-from emulators.ews.wire import item_element, m, success, t
+from emulators.ews.wire import Shape, item_element, m, success, t
 from ews_parser import EwsResponseError
-from ews_parser.values import SyncFolderItemsRequest
+from ews_parser.values import ItemId, SyncFolderItemsRequest
 
 #: MaxChangesReturned's documented range.
 MAX_CHANGES: Final = 512
 
 
 def handle(ctx: Context, request: SyncFolderItemsRequest) -> list[etree._Element]:
-    shape = ctx.item_shape("SyncFolderItems")
+    base, paths = ctx.shape("SyncFolderItems")
+    shape = Shape.of(base, paths)
     try:
         limit = request.max_changes_returned
         if limit is None or not 1 <= limit <= MAX_CHANGES:
@@ -46,5 +48,9 @@ def handle(ctx: Context, request: SyncFolderItemsRequest) -> list[etree._Element
         if change.model is None:
             etree.SubElement(elem, t("ItemId"), Id=change.item_id)
         else:
-            elem.append(item_element(change.model, shape))
+            item = item_element(change.model, shape)
+            if asks_for_properties(paths):
+                record = ctx.mailbox.item_record(ctx.mailbox.resolve(ItemId(change.item_id)))
+                insert_properties(item, record.property_elements(paths))
+            elem.append(item)
     return [message]

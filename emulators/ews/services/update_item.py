@@ -10,7 +10,6 @@ from exchangelib.items import CalendarItem
 from exchangelib.properties import ItemId as ModelItemId
 from lxml import etree
 
-from emulators.ews import ids
 from emulators.ews.services.context import Context, error_message
 from emulators.ews.wire import ID_ONLY, item_element, m, success, t
 from ews_parser import EwsResponseError
@@ -33,12 +32,9 @@ def handle(ctx: Context, request: UpdateItemRequest) -> list[etree._Element]:
         except EwsResponseError as exc:
             messages.append(error_message("UpdateItem", exc))
             continue
-        if target.index is not None:
-            item_id = ids.occurrence_id(target.item.id, target.index)
-        else:
-            item_id = target.item.id
         message = success("UpdateItem")
-        updated = CalendarItem(_id=ModelItemId(id=item_id, changekey=target.change_key))
+        updated = CalendarItem(_id=ModelItemId(id=mailbox.item_id(target),
+                                               changekey=target.change_key))
         etree.SubElement(message, m("Items")).append(item_element(updated, ID_ONLY))
         conflicts = etree.SubElement(message, m("ConflictResults"))
         etree.SubElement(conflicts, t("Count")).text = "0"

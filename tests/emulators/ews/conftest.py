@@ -9,6 +9,7 @@ import pytest
 from exchangelib import BASIC, DELEGATE, IMPERSONATION, Account, Configuration, Credentials
 from exchangelib.protocol import FailFast
 from exchangelib.version import EXCHANGE_2016, Version
+from lxml import etree
 
 from emulators.ews import EwsServer, start_server
 
@@ -142,3 +143,32 @@ GET_CALENDAR = soap(
     '<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape>'
     '<m:FolderIds><t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder>'
 )
+
+
+def davmail_soap(operation_xml: str, version: str = "Exchange2013_SP1") -> bytes:
+    """A request envelope as DavMail 6 writes one (EWSMethod.generateSoapEnvelope): prefix
+    soap:, no XML declaration, RequestServerVersion from the server's ServerVersionInfo
+    (15.1 reads as Exchange2013_SP1), no other header."""
+    return (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"'
+        ' xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"'
+        ' xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages">'
+        f'<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>'
+        f"<soap:Body>{operation_xml}</soap:Body></soap:Envelope>"
+    ).encode()
+
+
+def messages_of(body: bytes) -> list[etree._Element]:
+    """The response messages of a (non-fault) EWS response body."""
+    root = etree.fromstring(body)
+    container = root.find(f".//{{{M}}}ResponseMessages")
+    assert container is not None, body[:500]
+    return list(container)
+
+
+def code_of(message: etree._Element) -> str:
+    return message.findtext(f"{{{M}}}ResponseCode") or ""
+
+
+M = "http://schemas.microsoft.com/exchange/services/2006/messages"
+T = "http://schemas.microsoft.com/exchange/services/2006/types"
