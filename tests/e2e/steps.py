@@ -37,11 +37,6 @@ ATTENDEES_DROPPED = pytest.mark.xfail(
     reason="issue 13 part 2: the real-time path maps with the core to_google, which leaves "
     "attendees out (Exchange holds them)",
 )
-OCCURRENCE_DELETE_LOST = pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 part 2: DeleteItem of an occurrence's own ItemId is mirrored as the "
-    "delete of an unmapped event (404, logged as done); the series in Google keeps the instance",
-)
 
 
 def client_missing(reason: str | None) -> str | None:

@@ -30,7 +30,6 @@ from tests.e2e.steps import (
     ALICE,
     ATTENDEES_DROPPED,
     EXPECTED_FAILURE_WAIT,
-    OCCURRENCE_DELETE_LOST,
     Google,
     berlin,
     client_missing,
@@ -221,7 +220,6 @@ def test_moved_occurrence(client: ManagedApi, in_google: Google) -> None:
     assert in_google.wait_starts("Managed API moved", want) == want
 
 
-@OCCURRENCE_DELETE_LOST
 def test_deleted_occurrence(client: ManagedApi, in_google: Google) -> None:
     master = series(client, in_google, "Managed API deleted occurrence", berlin(2, 15))
 
@@ -229,8 +227,7 @@ def test_deleted_occurrence(client: ManagedApi, in_google: Google) -> None:
     client.ok("delete", id=fourth["id"], mode="HardDelete")
 
     want = [s for s in weekly(berlin(2, 15), 5) if s[0] != berlin(23, 15)]
-    got = in_google.wait_starts("Managed API deleted occurrence", want, EXPECTED_FAILURE_WAIT)
-    assert got == want
+    assert in_google.wait_starts("Managed API deleted occurrence", want) == want
 
 
 @ATTENDEES_DROPPED
