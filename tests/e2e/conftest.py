@@ -2,8 +2,9 @@
 -> the EWS stand-in over HTTPS; the addon's worker -> the Google stand-in.
 
 Fixtures start every process and server and always stop them (finalizers run on failure
-too); the mitmdump log is printed when a test fails. `chain` is the same chain once per
-module, for suites whose client is slow to start (DavMail's JVM, Node).
+too); the mitmdump log is printed when a test fails. `chain` is the same chain once for the
+session, shared by the suites whose client is slow to start (DavMail's JVM, Node): each of
+their tests makes events of its own.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def proxy(
 
 @dataclass(frozen=True)
 class Chain:
-    """The stand-ins and mitmdump with the addon, for a whole module. `flows` is the
+    """The stand-ins and mitmdump with the addon, for the whole session. `flows` is the
     mitmproxy flow file mitmdump writes (`save_stream_file`): what the client sent and
     Exchange answered, read back with `tests.e2e.traffic`. The two-way job is off: what
     reaches Google came by the proxy's own path, and a test that waits for it cannot be
@@ -146,7 +147,7 @@ class Chain:
         return self.workdir / "flows.mitm"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chain(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Chain]:
