@@ -28,6 +28,9 @@ _TELLING = re.compile(
     rb"TimeZoneContext|UserConfigurationName)\b"
 )
 
+#: for answers ews_parser does not summarise (ConvertId, GetUserConfiguration, ...)
+_RESPONSE_CODE = re.compile(rb"<(?:\w+:)?ResponseCode>(\w+)</")
+
 
 @dataclass(frozen=True)
 class Exchange:
@@ -87,9 +90,10 @@ def _read(flow: http.HTTPFlow) -> Exchange | None:
         attribute, value, element = match.groups()
         named.append(f"{attribute.decode()}={value.decode()}" if attribute else element.decode())
     codes: tuple[str, ...] = ()
-    if flow.response is not None and flow.response.get_content(strict=False):
+    answer_body = flow.response.get_content(strict=False) if flow.response is not None else None
+    if answer_body:
         try:
-            answer = classify(flow.response.get_content(strict=False) or b"")
+            answer = classify(answer_body)
         except EwsParseError:
             pass
         else:
@@ -97,6 +101,8 @@ def _read(flow: http.HTTPFlow) -> Exchange | None:
                 codes = (answer.fault_code,)
             else:
                 codes = tuple(m.response_code or m.response_class for m in answer.messages)
+            if not codes:
+                codes = tuple(c.decode() for c in _RESPONSE_CODE.findall(answer_body))
     return Exchange(
         request.operation or "(no operation)",
         " ".join(dict.fromkeys(named)),
