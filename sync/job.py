@@ -39,6 +39,7 @@ from typing import Any
 from ews_parser.errors import CalsyncError
 from sync.config import Config, UserConfig
 from sync.engine import Action, Merge, Policy, StateEmpty, check_safety, merge
+from sync.exchange import ExchangeError
 from sync.exchange_writer import ExchangeConflict, ExchangeWriter, ItemChange, _differs
 from sync.google import GoogleCalendar, GoogleError
 from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, _short, managed, tagged
@@ -247,7 +248,15 @@ class SyncJob:
         if last is not None and now - last < self.config.sync.verify_interval_s:
             return
         pairs = self.store.mapped_ids(user.mailbox)
-        planned = gone_pairs(user.mailbox, pairs, exchange.missing(list(pairs)))
+        try:
+            gone = exchange.missing(list(pairs))
+        except ExchangeError as exc:
+            # "unknown", never "gone": nothing is deleted, the feeds still run, and the
+            # question is asked again next run
+            report.errors.append(f"verify: {exc}")
+            log.warning("%s: mapped items not verified: %s", user.mailbox, exc)
+            return
+        planned = gone_pairs(user.mailbox, pairs, gone)
         self._check(user, planned, google=None, force_deletes=force_deletes)
         report.actions.extend(planned)
         if dry_run:
