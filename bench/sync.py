@@ -166,7 +166,7 @@ class Setup:
         """Both sides and the id map as calsync leaves them after a full sync."""
         from emulators.ews import ids
         from mapping.event import content_hash, event_id_for, to_google
-        from sync.mirror import tagged
+        from sync.core.events import tagged
         from sync.store import MappedItem
 
         stored = self.seed_exchange(count)

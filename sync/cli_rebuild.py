@@ -24,7 +24,7 @@ from sync.cli_common import (
     run_guarded,
     user_from,
 )
-from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY
+from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY
 from sync.store import MappedItem, Store, StoreError
 
 

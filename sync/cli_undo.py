@@ -213,7 +213,7 @@ class _Undo:
 
     def _recreate(self, write: RunWrite) -> tuple[str, bool]:
         from mapping.event import content_hash, to_ews
-        from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed
+        from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed
 
         before = {k: v for k, v in (write.before or {}).items() if k not in _NOT_RECREATED}
         if self.dry_run:

@@ -38,18 +38,16 @@ from typing import Any
 
 from ews_parser.errors import CalsyncError
 from sync.config import Config, UserConfig
-from sync.engine import Action, Merge, Policy, StateEmpty, check_safety, merge
+from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed, tagged
+from sync.core.events import short as _short
+from sync.engine import Action, StateEmpty, check_safety
 from sync.exchange import ExchangeError
-from sync.exchange_writer import ExchangeConflict, ExchangeWriter, ItemChange, _differs
+from sync.exchange_writer import ExchangeWriter, ItemChange
 from sync.google import GoogleCalendar, GoogleError
-from sync.mirror import EWS_ID_PROPERTY, MAILBOX_PROPERTY, _short, managed, tagged
+from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 
 log = logging.getLogger("calsync.job")
-
-#: How many times a write re-reads and re-decides after a concurrent change.
-RETRIES = 3
-
 
 def _nothing(count: int) -> None:
     pass
@@ -89,6 +87,8 @@ def progress_bar(
 @dataclass(slots=True)
 class Report:
     mailbox: str
+    #: this run's own context: where its writes are recorded (never on the shared job)
+    run: RunContext = field(default_factory=lambda: RunContext("", None, created_in_exchange=[]))
     actions: list[Action] = field(default_factory=list)
     applied: int = 0
     echoes: int = 0
@@ -97,8 +97,10 @@ class Report:
     stopped: str | None = None
     #: a retryable error met in the Exchange feed: its SyncState is not advanced
     retry_exchange_feed: bool = False
-    #: items the Google feed created in Exchange in this run
-    created_in_exchange: list[str] = field(default_factory=list)
+    @property
+    def created_in_exchange(self) -> list[str]:
+        """Items the Google feed created in Exchange in this run."""
+        return self.run.created_in_exchange or []
 
     def summary(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else "ok"
@@ -128,8 +130,9 @@ class SyncJob:
         self._google_factory = google
         self._exchange_factory = exchange
         self._clients: dict[str, tuple[Any, Any]] = {}
-        #: the run whose writes are being recorded (None in a dry run)
-        self._run: int | None = None
+        #: every write goes through the one reconciler (sync/reconcile.py); what a run
+        #: needs travels in its own RunContext, so overlapping runs never mix
+        self.reconciler = Reconciler(config, store, clock=clock)
         #: per user, when every mapped item was last confirmed in Exchange (`_verify_pairs`)
         self._verified_at: dict[str, float] = {}
 
@@ -156,8 +159,7 @@ class SyncJob:
     def run_user(
         self, user: UserConfig, *, dry_run: bool = False, force_deletes: bool = False
     ) -> Report:
-        report = Report(user.mailbox)
-        self._run = None if dry_run else self.store.begin_run(user.mailbox, now=self.clock())
+        report = Report(user.mailbox, run=self.reconciler.begin(user.mailbox, recorded=not dry_run))
         completed = False
         try:
             google, exchange = self.clients(user)
@@ -192,39 +194,13 @@ class SyncJob:
             if not dry_run:
                 self.store.record_error(user.mailbox, str(exc), now=self.clock())
         finally:
-            if self._run is not None:
-                self.store.finish_run(self._run, now=self.clock())
-                self._run = None
+            self.reconciler.finish(report.run)
+            report.conflicts = report.run.conflicts
         if completed and not dry_run:
             if not report.errors:
                 self.store.clear_error(user.mailbox, now=self.clock())
             self._heal_quarantine(user)
         return report
-
-    def _record(
-        self,
-        side: str,
-        op: str,
-        key: str,
-        *,
-        other_key: str | None,
-        version: str | None,
-        before: dict[str, Any] | None,
-        fields: dict[str, Any] | None = None,
-    ) -> None:
-        """Remember a write of this run and what it replaced, for `calsync undo`."""
-        if self._run is not None:
-            self.store.record_write(
-                self._run,
-                side,
-                op,
-                key,
-                other_key=other_key,
-                version=version,
-                before=before,
-                fields=fields,
-                now=self.clock(),
-            )
 
     # --- pairs whose Exchange item is gone ----------------------------------------------
 
@@ -264,7 +240,7 @@ class SyncJob:
         failed = False
         for action in planned:
             try:
-                self._delete_google(user, google, action)
+                self._delete_google(user, google, exchange, action, report)
                 report.applied += 1
             except (GoogleError, CalsyncError) as exc:
                 report.errors.append(f"{action.kind} {_short(action.ews_item_id or '')}: {exc}")
@@ -342,6 +318,14 @@ class SyncJob:
                 report.echoes += 1
                 continue
             mapped = self.store.mapped(user.mailbox, change.item_id)
+            if (
+                change.kind != "delete"
+                and mapped is not None
+                and change.change_key
+                and change.change_key == mapped.ews_change_key
+            ):
+                report.echoes += 1  # already carried (by the proxy's worker, say)
+                continue
             if change.kind == "delete":
                 if mapped is not None:
                     planned.append(
@@ -394,19 +378,27 @@ class SyncJob:
         ) as advance:
             if batched:
                 # a first sync of a big calendar: one batch request per BATCH_SIZE events
-                self._create_google_many(user, google, creates, report, advance)
+                self._create_google_many(user, google, exchange, creates, report, advance)
             for action, change in planned:
                 if batched and action.kind == "create-google":
                     continue
                 try:
                     if action.kind == "delete-google":
-                        self._delete_google(user, google, action)
+                        self._delete_google(user, google, exchange, action, report)
                     elif action.kind == "create-google":
-                        self._create_google(
-                            user, google, change.item_id, change.change_key, to_google(change.item)
+                        self.reconciler.create_google(
+                            user,
+                            google,
+                            exchange,
+                            change.item_id,
+                            change.change_key,
+                            to_google(change.item),
+                            report.run,
                         )
                     else:
-                        self._reconcile(user, google, exchange, change.item_id, report)
+                        self.reconciler.reconcile_pair(
+                            user, google, exchange, change.item_id, report.run
+                        )
                     report.applied += 1
                 except (GoogleError, CalsyncError) as exc:
                     report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
@@ -567,82 +559,19 @@ class SyncJob:
         event: dict[str, Any],
         report: Report,
     ) -> None:
-        from mapping.event import content_hash, to_ews, to_google
+        from mapping.event import content_hash
 
-        now = self.clock()
+        run = report.run
         if action.kind == "delete-exchange":
             assert action.ews_item_id is not None
-            # the pre-image, for undo: read only when this run is recorded
-            gone = exchange.calendar_item(action.ews_item_id) if self._run is not None else None
-            exchange.delete(action.ews_item_id)
-            self.store.forget(user.mailbox, action.ews_item_id)
-            if gone is not None:
-                self._record(
-                    "exchange",
-                    "delete",
-                    action.ews_item_id,
-                    other_key=action.google_event_id,
-                    version=None,
-                    before=to_google(gone),
-                )
-            log.info(
-                "%s delete Exchange %s (deleted in Google)",
-                user.mailbox,
-                _short(action.ews_item_id),
-            )
+            mapped = self.store.mapped(user.mailbox, action.ews_item_id)
+            if mapped is None:
+                return
+            # the deletion rule (modified_beats_delete) decides, with the item as it is now
+            item = exchange.calendar_item(action.ews_item_id)
+            self.reconciler.settle_deleted(user, google, exchange, mapped, item, event, run)
         elif action.kind == "create-exchange":
-            item_id, change_key = exchange.create(to_ews(event))
-            report.created_in_exchange.append(item_id)
-            self._record(
-                "exchange",
-                "create",
-                item_id,
-                other_key=event["id"],
-                version=change_key,
-                before=None,
-            )
-            snapshot = managed(event)
-            self.store.journal(
-                user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
-            )
-            # tie the Google event to its new item (and journal that write too)
-            tag = {
-                "extendedProperties": {
-                    "private": {EWS_ID_PROPERTY: item_id, MAILBOX_PROPERTY: user.mailbox}
-                }
-            }
-            tagged = google.patch(event["id"], tag, etag=event.get("etag"))
-            self._record(
-                "google",
-                "patch",
-                event["id"],
-                other_key=item_id,
-                version=tagged.get("etag"),
-                before=managed(event),
-                fields=tag,
-            )
-            self.store.journal(
-                user.mailbox, "google", event["id"], tagged.get("etag"), None, now=now
-            )
-            self.store.save_mapping(
-                MappedItem(
-                    user.mailbox,
-                    item_id,
-                    event["id"],
-                    change_key,
-                    tagged.get("etag"),
-                    content_hash(snapshot),
-                    managed(tagged),
-                ),
-                now=now,
-                reconciled=True,
-            )
-            log.info(
-                "%s create Exchange %s (new in Google %s)",
-                user.mailbox,
-                _short(item_id),
-                event["id"],
-            )
+            self.reconciler.create_exchange(user, google, exchange, event, run)
         elif action.kind == "forget":  # adopt: the map is rebuilt from Google's own tag
             assert action.ews_item_id is not None
             if exchange.calendar_item(action.ews_item_id) is not None:
@@ -656,171 +585,24 @@ class SyncJob:
                         content_hash(managed(event)),
                         managed(event),
                     ),
-                    now=now,
+                    now=self.clock(),
                 )
-                self._reconcile(user, google, exchange, action.ews_item_id, report)
+                self.reconciler.reconcile_pair(user, google, exchange, action.ews_item_id, run)
         else:
             assert action.ews_item_id is not None
-            self._reconcile(user, google, exchange, action.ews_item_id, report)
-
-    # --- both ways --------------------------------------------------------------------------
-
-    def _reconcile(
-        self,
-        user: UserConfig,
-        google: Any,
-        exchange: ExchangeWriter,
-        ews_item_id: str,
-        report: Report,
-    ) -> None:
-        """Bring one mapped pair into agreement: read both, merge three-way, write each
-        side what it lacks, conditioned on the versions read; retry on a concurrent change."""
-        from mapping.event import MANAGED_FIELDS, content_hash, normalised, to_ews, to_google
-
-        for _ in range(RETRIES):
-            mapped = self.store.mapped(user.mailbox, ews_item_id)
-            if mapped is None:
-                return
-            item = exchange.calendar_item(ews_item_id)
-            event = google.get(mapped.google_event_id)
-            now = self.clock()
-            if item is None or event is None or event.get("status") == "cancelled":
-                # one side is gone: its own feed carries the deletion (never resurrect)
-                return
-            exchange_before = to_google(item)
-            exchange_view = tagged(exchange_before, user.mailbox, ews_item_id)
-            google_view = managed(event)
-            result: Merge = merge(
-                mapped.snapshot or {},
-                exchange_view,
-                google_view,
-                fields=MANAGED_FIELDS,
-                policy=_policy(self.config, user),
-                exchange_updated=getattr(item, "last_modified_time", None),
-                google_updated=_parse_time(event.get("updated")),
-                same=lambda name, a, b: normalised(name, a) == normalised(name, b),
-            )
-            for conflict in result.conflicts:
-                report.conflicts += 1
-                self.store.record_conflict(
-                    user.mailbox,
-                    ews_item_id,
-                    mapped.google_event_id,
-                    conflict.field,
-                    conflict.winner,
-                    conflict.reason,
-                    now=now,
-                )
-            try:
-                change_key = mapped.ews_change_key
-                if result.to_exchange:
-                    # only the EWS fields whose mapped value changed: the rest of the item
-                    # (an HTML body, say) is never rewritten from its Google form
-                    target = to_ews({**exchange_view, **result.merged})
-                    current = to_ews(exchange_view)
-                    values = {k: v for k, v in target.items() if _differs(v, current.get(k))}
-                    written = exchange.update(item, values)
-                    if written is not None:
-                        ews_item_id, change_key = written
-                        self._record(
-                            "exchange",
-                            "patch",
-                            ews_item_id,
-                            other_key=mapped.google_event_id,
-                            version=change_key,
-                            before=exchange_before,
-                            fields={name: True for name in values},
-                        )
-                        self.store.journal(
-                            user.mailbox,
-                            "exchange",
-                            ews_item_id,
-                            change_key,
-                            content_hash(result.merged),
-                            now=now,
-                        )
-                etag = event.get("etag")
-                if result.to_google:
-                    patched = google.patch(mapped.google_event_id, result.to_google, etag=etag)
-                    self._record(
-                        "google",
-                        "patch",
-                        mapped.google_event_id,
-                        other_key=ews_item_id,
-                        version=patched.get("etag"),
-                        before=google_view,
-                        fields=result.to_google,
-                    )
-                    etag = patched.get("etag")
-                    self.store.journal(
-                        user.mailbox,
-                        "google",
-                        mapped.google_event_id,
-                        etag,
-                        content_hash(result.merged),
-                        now=now,
-                    )
-            except ExchangeConflict:
-                continue  # the item changed while we decided: read again
-            except GoogleError as exc:
-                if exc.status == 412:
-                    continue  # the event changed while we decided: read again
-                raise
-            self.store.save_mapping(
-                MappedItem(
-                    user.mailbox,
-                    ews_item_id,
-                    mapped.google_event_id,
-                    change_key,
-                    etag,
-                    content_hash(result.merged),
-                    result.merged,
-                ),
-                now=now,
-                reconciled=True,
-            )
-            if result.to_exchange or result.to_google:
-                log.info(
-                    "%s reconciled %s: to Exchange %s, to Google %s",
-                    user.mailbox,
-                    _short(ews_item_id),
-                    sorted(result.to_exchange),
-                    sorted(result.to_google),
-                )
-            return
-        raise CalsyncError(f"{_short(ews_item_id)} kept changing on both sides; will try again")
-
-    def _create_google(
-        self,
-        user: UserConfig,
-        google: Any,
-        item_id: str,
-        change_key: str | None,
-        event: dict[str, Any],
-    ) -> None:
-        from mapping.event import event_id_for
-
-        body = tagged(event, user.mailbox, item_id)
-        event_id = event_id_for(item_id)
-        created = True
-        try:
-            result = google.insert({**body, "id": event_id})
-        except GoogleError as exc:
-            if exc.status != 409:
-                raise
-            result, created = google.get(event_id), False
-        self._created(user, item_id, change_key, body, event_id, result, created=created)
+            self.reconciler.reconcile_pair(user, google, exchange, action.ews_item_id, run)
 
     def _create_google_many(
         self,
         user: UserConfig,
         google: Any,
+        exchange: ExchangeWriter,
         changes: list[ItemChange],
         report: Report,
         advance: Callable[[int], None] = _nothing,
     ) -> None:
-        """`_create_google` for many items: the inserts go as batch requests (and the
-        adoptions after a 409 too); each item's error is its own."""
+        """The reconciler's create for many items: the inserts go as batch requests (and
+        the reads after a 409 too); each item's error is its own."""
         from mapping.event import event_id_for, to_google
 
         ready: list[tuple[ItemChange, dict[str, Any], str]] = []
@@ -845,89 +627,31 @@ class SyncJob:
                 report.retry_exchange_feed |= result.retryable
                 continue
             try:
-                self._created(
-                    user,
-                    change.item_id,
-                    change.change_key,
-                    body,
-                    event_id,
-                    result,
-                    created=index not in current,
-                )
-            except CalsyncError as exc:
+                if index in current:  # the id was taken: the one 409 rule
+                    self.reconciler.adopt_taken(
+                        user, google, exchange, change.item_id, event_id, report.run, result
+                    )
+                elif result is not None:
+                    self.reconciler.created(
+                        user, change.item_id, change.change_key, body, event_id, result, report.run
+                    )
+            except (GoogleError, CalsyncError) as exc:
                 report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
                 report.retry_exchange_feed |= bool(getattr(exc, "retryable", False))
                 continue
             report.applied += 1
 
-    def _created(
-        self,
-        user: UserConfig,
-        item_id: str,
-        change_key: str | None,
-        body: dict[str, Any],
-        event_id: str,
-        result: dict[str, Any] | None,
-        *,
-        created: bool = True,
+    def _delete_google(
+        self, user: UserConfig, google: Any, exchange: Any, action: Action, report: Report
     ) -> None:
-        """Journal and map a Google event created for `item_id` (`result` is what Google
-        answered, or after a 409 the event that already held the id: not `created`)."""
-        from mapping.event import content_hash
-
-        if result is None or result.get("status") == "cancelled":
-            return  # deleted in Google: never brought back by itself
-        now = self.clock()
-        if created:
-            self._record(
-                "google",
-                "create",
-                event_id,
-                other_key=item_id,
-                version=result.get("etag"),
-                before=None,
-            )
-        self.store.journal(
-            user.mailbox, "google", event_id, result.get("etag"), content_hash(body), now=now
-        )
-        self.store.save_mapping(
-            MappedItem(
-                user.mailbox,
-                item_id,
-                event_id,
-                change_key,
-                result.get("etag"),
-                content_hash(body),
-                body,
-            ),
-            now=now,
-            reconciled=created,
-        )
-        log.info(
-            "%s create Google %s (new in Exchange %s)", user.mailbox, event_id, _short(item_id)
-        )
-
-    def _delete_google(self, user: UserConfig, google: Any, action: Action) -> None:
+        """Deleted in Exchange (or gone from it): the deletion rule decides, with the
+        Google event as it is now (`modified_beats_delete`)."""
         assert action.google_event_id is not None and action.ews_item_id is not None
-        # the pre-image, for undo: read only when this run is recorded
-        gone = google.get(action.google_event_id) if self._run is not None else None
-        try:
-            google.delete(action.google_event_id)
-        except GoogleError as exc:
-            if exc.status not in (404, 410):
-                raise
-            gone = None
-        self.store.forget(user.mailbox, action.ews_item_id)
-        if gone is not None and gone.get("status") != "cancelled":
-            self._record(
-                "google",
-                "delete",
-                action.google_event_id,
-                other_key=action.ews_item_id,
-                version=None,
-                before=managed(gone),
-            )
-        log.info("%s delete Google %s (deleted in Exchange)", user.mailbox, action.google_event_id)
+        mapped = self.store.mapped(user.mailbox, action.ews_item_id)
+        if mapped is None:
+            return
+        event = google.get(action.google_event_id)
+        self.reconciler.settle_deleted(user, google, exchange, mapped, None, event, report.run)
 
     def _check(
         self, user: UserConfig, actions: list[Action], *, google: int | None, force_deletes: bool
@@ -971,20 +695,6 @@ def carried(entry: OutboxEntry, *, reconciled_at: float | None) -> bool:
 
 def _live(event: dict[str, Any] | None) -> bool:
     return event is not None and event.get("status") != "cancelled"
-
-
-def _policy(config: Config, user: UserConfig) -> Policy:
-    value = user.policy or config.sync.policy
-    return value  # type: ignore[return-value]  # checked by config
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 # --- `calsync sync` -------------------------------------------------------------------------

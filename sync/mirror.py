@@ -43,16 +43,21 @@ from typing import Any
 
 from ews_parser.errors import CalsyncError, EwsParseError
 from sync.config import Config, UserConfig
-from sync.exchange import ExchangeError, ExchangeMailbox
+from sync.core.events import (
+    apply_patch,
+    belongs_to,
+    diff,
+    short,
+    tagged,
+)
+from sync.exchange import ExchangeError
+from sync.exchange_writer import ExchangeWriter
 from sync.google import GoogleCalendar, GoogleError
+from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 
 log = logging.getLogger("calsync.mirror")
 
-#: Private extended properties that tie a Google event to its Exchange item, so the map
-#: can be rebuilt from Google alone.
-EWS_ID_PROPERTY = "calsync_ews_item_id"
-MAILBOX_PROPERTY = "calsync_mailbox"
 
 #: How many requests' bytes are kept for the worker; older ones are read from Exchange.
 HOT_LIMIT = 10_000
@@ -82,7 +87,7 @@ class Mirror:
         *,
         clock: Callable[[], float] = time.time,
         google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
-        exchange: Callable[[Config, UserConfig], Any] = ExchangeMailbox,
+        exchange: Callable[[Config, UserConfig], Any] = ExchangeWriter,
     ) -> None:
         self.config = config
         self.store = store
@@ -92,6 +97,8 @@ class Mirror:
         self._google: dict[str, Any] = {}
         self._exchange: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        #: every write goes through the one reconciler's rules (sync/reconcile.py)
+        self.reconciler = Reconciler(config, store, clock=clock)
         self._hot: OrderedDict[int, Hot] = OrderedDict()
         self._hot_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
@@ -219,19 +226,23 @@ class Mirror:
     # --- one entry (blocking: runs in a thread) --------------------------------------------------
 
     def process(self, entry: OutboxEntry) -> None:
+        """Apply one entry. Its writes are a run of their own (`calsync undo` puts them
+        back like a sync run's)."""
         user = self.config.user_named(entry.mailbox)
+        run: RunContext | None = None
         try:
             if user is None:
                 raise Skip(f"{entry.mailbox} is no longer configured")
             if not user.mirrors_to_google:
                 raise Skip(f"{entry.mailbox} does not mirror Exchange to Google")
-            self._apply(entry, user)
+            run = self.reconciler.begin(entry.mailbox)
+            self._apply(entry, user, run)
         except Skip as why:
             log.info(
                 "%s %s %s: nothing to write (%s)",
                 entry.mailbox,
                 entry.op,
-                _short(entry.ews_item_id),
+                short(entry.ews_item_id),
                 why,
             )
             self.store.complete(entry, mapping=None, now=self.clock())
@@ -246,6 +257,8 @@ class Mirror:
         else:
             self.completed.append((entry.id, self.clock()))
         finally:
+            if run is not None:
+                self.reconciler.finish(run)
             with self._hot_lock:
                 self._hot.pop(entry.id, None)
 
@@ -267,7 +280,7 @@ class Mirror:
                 "%s %s %s quarantined after %d attempt(s): %s",
                 entry.mailbox,
                 entry.op,
-                _short(entry.ews_item_id),
+                short(entry.ews_item_id),
                 attempts,
                 error,
             )
@@ -276,7 +289,7 @@ class Mirror:
                 "%s %s %s failed (attempt %d), retry in %.1f s: %s",
                 entry.mailbox,
                 entry.op,
-                _short(entry.ews_item_id),
+                short(entry.ews_item_id),
                 attempts,
                 delay,
                 error,
@@ -296,29 +309,23 @@ class Mirror:
                 client = self._exchange[user.mailbox] = self._exchange_factory(self.config, user)
             return client
 
+    def _later(self, user: UserConfig) -> Any:
+        """The user's Exchange client, made only if the reconciler needs to read or write
+        Exchange (most fast-path writes never do; a proxy without ews_url works)."""
+        return _Lazy(lambda: self._mailbox(user))
+
     # --- apply ---------------------------------------------------------------------------
 
-    def _apply(self, entry: OutboxEntry, user: UserConfig) -> None:
-        from mapping.event import event_id_for
-
+    def _apply(self, entry: OutboxEntry, user: UserConfig, run: RunContext) -> None:
         google = self._clients(user)
         mapped = self.store.mapped(entry.mailbox, entry.ews_item_id)
         now = self.clock()
         if entry.op == "delete":
-            event_id = mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
-            try:
-                google.delete(event_id)
-            except GoogleError as exc:
-                if exc.status not in (404, 410):
-                    raise
-            log.info(
-                "%s delete %s -> Google %s", entry.mailbox, _short(entry.ews_item_id), event_id
-            )
-            self.store.complete(entry, mapping=None, forget=True, now=now)
+            self._delete(google, entry, user, mapped, run)
             return
         if self.store.superseded_by_delete(entry):
             raise Skip("superseded: a later delete of the item follows")
-        payload = entry.payload
+        payload: dict[str, Any] | None = entry.payload  # the worker reads its own JSON
         if payload is None:
             payload = self._prepare(entry, user, mapped)
             self.store.set_payload(entry.id, payload)
@@ -332,7 +339,7 @@ class Mirror:
         if payload["kind"] == "skip":
             raise Skip(payload["reason"])
         if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
-            result = self._patch(google, entry, mapped, payload["patch"])
+            result = self._patch(google, entry, user, mapped, payload["patch"], run)
         else:
             event = payload.get("event")
             if event is None:  # a patch with nothing to patch: read the whole item
@@ -344,7 +351,7 @@ class Mirror:
                 if payload["kind"] == "skip":
                     raise Skip(payload["reason"])
                 event = payload["event"]
-            result = self._put(google, entry, mapped, event)
+            result = self._put(google, entry, user, mapped, event, run)
             if result is not None and payload.get("instances"):
                 self._write_instances(google, entry, payload["instances"])
         if result is None:
@@ -352,7 +359,7 @@ class Mirror:
                 "%s %s %s: the Google event was deleted there; not recreated",
                 entry.mailbox,
                 entry.op,
-                _short(entry.ews_item_id),
+                short(entry.ews_item_id),
             )
             self.store.complete(entry, mapping=None, forget=True, now=now)
             return
@@ -388,7 +395,7 @@ class Mirror:
             "%s %s %s: no longer in Exchange; %s",
             entry.mailbox,
             entry.op,
-            _short(entry.ews_item_id),
+            short(entry.ews_item_id),
             outcome,
         )
         self.store.complete(entry, mapping=None, forget=True, now=self.clock())
@@ -429,7 +436,7 @@ class Mirror:
                     "%s %s %s: %s; reading the item from Exchange",
                     entry.mailbox,
                     entry.op,
-                    _short(entry.ews_item_id),
+                    short(entry.ews_item_id),
                     exc,
                 )
         # The request is gone or cannot tell: read the item from Exchange.
@@ -510,51 +517,44 @@ class Mirror:
                 log.info(
                     "%s %s: no instance %s in Google (%s)",
                     entry.mailbox,
-                    _short(entry.ews_item_id),
+                    short(entry.ews_item_id),
                     instance_id,
                     exc.status,
                 )
 
     def _put(
-        self, google: Any, entry: OutboxEntry, mapped: MappedItem | None, event: dict[str, Any]
+        self,
+        google: Any,
+        entry: OutboxEntry,
+        user: UserConfig,
+        mapped: MappedItem | None,
+        event: dict[str, Any],
+        run: RunContext,
     ) -> MappedItem | None:
-        """Make the Google event equal `event`: insert, or patch what differs."""
-        from mapping.event import event_id_for
-
+        """Make the Google event equal `event`: a new one under the item's deterministic
+        id (a taken id follows the reconciler's one 409 rule), or a patch of what differs."""
         body = tagged(event, entry.mailbox, entry.ews_item_id)
         if mapped is not None:
             patch = diff(mapped.snapshot or {}, body)
-            return self._patch(google, entry, mapped, patch, snapshot=body)
-        event_id = event_id_for(entry.ews_item_id)
-        try:
-            result = google.insert({**body, "id": event_id})
-        except GoogleError as exc:
-            if exc.status != 409:
-                raise
-            # Already there: a retried insert (done before a crash), or an id Google keeps
-            # for a deleted event.
-            current = google.get(event_id)
-            if current is None or current.get("status") == "cancelled":
-                return None
-            private = (current.get("extendedProperties") or {}).get("private") or {}
-            if private.get(EWS_ID_PROPERTY) != entry.ews_item_id:
-                raise CalsyncError(
-                    f"Google event {event_id} exists but belongs to another item"
-                ) from None
-            patch = diff(managed(current), body)
-            result = google.patch(event_id, patch, etag=current.get("etag")) if patch else current
-        log.info("%s upsert %s -> Google %s", entry.mailbox, _short(entry.ews_item_id), event_id)
-        return self._mapped_after(entry, event_id, result, body)
+            return self._patch(google, entry, user, mapped, patch, run, snapshot=body)
+        return self.reconciler.create_google(
+            user, google, self._later(user), entry.ews_item_id, entry.change_key, event, run
+        )
 
     def _patch(
         self,
         google: Any,
         entry: OutboxEntry,
+        user: UserConfig,
         mapped: MappedItem,
         patch: dict[str, Any],
+        run: RunContext,
         *,
         snapshot: dict[str, Any] | None = None,
     ) -> MappedItem | None:
+        """The fast path: the fields Exchange changed, patched onto the version calsync
+        last wrote (If-Match). When Google changed since (412), it is the reconciler's
+        read-merge-write with the user's policy: never "Exchange wins" by default."""
         new_snapshot = (
             snapshot if snapshot is not None else apply_patch(mapped.snapshot or {}, patch)
         )
@@ -575,28 +575,66 @@ class Mirror:
                 return None
             if exc.status != 412:
                 raise
-            # Someone changed the event in Google since we wrote it: re-read, and apply the
-            # fields Exchange changed on top of the current version (the other fields keep
-            # the Google-side edit).
-            current = google.get(mapped.google_event_id)
-            if current is None or current.get("status") == "cancelled":
-                return None
             log.info(
-                "%s %s: Google changed since our last write; patching on its version",
+                "%s %s: Google changed since our last write; merging both sides",
                 entry.mailbox,
                 mapped.google_event_id,
             )
-            result = google.patch(mapped.google_event_id, patch, etag=current.get("etag"))
-            new_snapshot = apply_patch(managed(current), patch)
+            return self.reconciler.reconcile_pair(
+                user, google, self._later(user), entry.ews_item_id, run
+            )
+        self.reconciler.record(
+            run,
+            "google",
+            "patch",
+            mapped.google_event_id,
+            other_key=entry.ews_item_id,
+            version=result.get("etag"),
+            before=mapped.snapshot,
+            fields=patch,
+        )
         log.info(
             "%s %s %s -> Google %s (%s)",
             entry.mailbox,
             entry.op,
-            _short(entry.ews_item_id),
+            short(entry.ews_item_id),
             mapped.google_event_id,
             ", ".join(sorted(patch)),
         )
         return self._mapped_after(entry, mapped.google_event_id, result, new_snapshot, mapped)
+
+    def _delete(
+        self,
+        google: Any,
+        entry: OutboxEntry,
+        user: UserConfig,
+        mapped: MappedItem | None,
+        run: RunContext,
+    ) -> None:
+        """Exchange accepted a delete: the pair's Google event goes (recorded for undo).
+        An item calsync never mapped is not claimed as done: its deterministic event is
+        deleted only when it exists and carries this item's tag, else the two-way job
+        settles it."""
+        from mapping.event import event_id_for
+
+        if mapped is not None:
+            self.reconciler.delete_google(
+                user, google, entry.ews_item_id, mapped.google_event_id, run, "deleted in Exchange"
+            )
+        else:
+            event_id = event_id_for(entry.ews_item_id)
+            event = google.get(event_id)
+            if event is not None and belongs_to(event, entry.ews_item_id):
+                self.reconciler.delete_google(
+                    user, google, entry.ews_item_id, event_id, run, "deleted in Exchange"
+                )
+            else:
+                log.info(
+                    "%s delete %s: not mapped; left to the two-way job",
+                    entry.mailbox,
+                    short(entry.ews_item_id),
+                )
+        self.store.complete(entry, mapping=None, forget=True, now=self.clock())
 
     def _mapped_after(
         self,
@@ -628,59 +666,15 @@ class Mirror:
         )
 
 
-def belongs_to(event: dict[str, Any], ews_item_id: str) -> bool:
-    """Whether a Google event carries calsync's tag for this Exchange item."""
-    private = (event.get("extendedProperties") or {}).get("private") or {}
-    return bool(private.get(EWS_ID_PROPERTY) == ews_item_id)
+class _Lazy:
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
 
-
-def managed(event: dict[str, Any]) -> dict[str, Any]:
-    """The fields calsync writes, from a Google event as read. Not iCalUID: Google gives
-    every event one, calsync never writes it (see tagged), so it is no difference."""
-    from mapping.event import MANAGED_FIELDS
-
-    return {k: event[k] for k in MANAGED_FIELDS if k in event and k != "iCalUID"}
-
-
-def tagged(event: dict[str, Any], mailbox: str, ews_item_id: str) -> dict[str, Any]:
-    """The event as calsync writes it: tied to its Exchange item by private extended
-    properties, and without iCalUID (Google takes either a client id or an iCalUID at
-    creation, and iCalUID cannot be patched later; the properties rebuild the map)."""
-    body = {k: v for k, v in event.items() if k != "iCalUID"}
-    extended = dict(body.get("extendedProperties") or {})
-    private = dict(extended.get("private") or {})
-    private[EWS_ID_PROPERTY] = ews_item_id
-    private[MAILBOX_PROPERTY] = mailbox
-    extended["private"] = private
-    body["extendedProperties"] = extended
-    return body
-
-
-def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The patch that turns `old` into `new` on the managed fields (None removes one)."""
-    from mapping.event import MANAGED_FIELDS, normalised
-
-    patch: dict[str, Any] = {}
-    for key in MANAGED_FIELDS:
-        # equal values Google spells differently (offsets, RRULE part order) are equal
-        if normalised(key, old.get(key)) != normalised(key, new.get(key)):
-            patch[key] = new.get(key)
-    return patch
-
-
-def apply_patch(snapshot: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    result = dict(snapshot)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
-
-
-def _short(item_id: str) -> str:
-    """Item ids are 150+ characters: logs show the end, which is what differs."""
-    return item_id if len(item_id) <= 16 else "…" + item_id[-12:]
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
 
 
 # --- in a worker process ------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.config import load_config
-from sync.mirror import EWS_ID_PROPERTY, Mirror
+from sync.core.events import EWS_ID_PROPERTY
+from sync.mirror import Mirror
 from sync.store import MappedItem, Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account

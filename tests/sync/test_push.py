@@ -242,7 +242,7 @@ def test_a_restart_reuses_stored_channels_and_renews_those_due(
         assert {c.mailbox: c for c in store.channels()} == before  # reused, none opened
         assert open_at_google(google) == {c.channel_id for c in before.values()}
         # the reused channel still works: a Google edit reaches the new process
-        world.job.store = store
+        world.job.store = world.job.reconciler.store = store
         world.create_in_exchange("Retro")
         world.job.run([world.config.user_named(ALICE)])  # type: ignore[list-item]
         event = world.google_events()["Retro"]

@@ -1,0 +1,544 @@
+"""The one reconciler: every write to Google or Exchange, whichever source noticed the change.
+
+Sources (the proxy's outbox worker, the Exchange feed, the Google feed, push) decide *that*
+something changed; this module decides *what to write* and writes it, with one set of rules:
+
+- a pair is brought into agreement by reading both sides and merging three-way against the
+  last version both agreed on (`sync.engine.merge`), the user's policy settling a field
+  both sides changed, the conflict recorded;
+- every write is conditioned on the version read (If-Match etag, ChangeKey with
+  NeverOverwrite); a concurrent change means read again and decide again, never "one side
+  wins" by default;
+- a create on Google that finds the event id taken (409) adopts the event when it carries
+  this item's tag and merges it like any pair (never blindly overwritten, never duplicated);
+- a deletion on one side deletes the other side's version, unless `[sync]
+  modified_beats_delete` is set and the other side changed since the pair last agreed: then
+  the edited version survives and the deleted side gets it back (a new item or event);
+- the pair, the journal of our own versions (echo suppression), any conflict and the undo
+  pre-image are recorded with each write, in the `RunContext` of the run that wrote it (a
+  sync run, or the outbox worker's one-entry run), so `calsync undo` covers every write.
+
+Nothing here keeps per-run state on itself: one Reconciler serves overlapping runs (push
+and poll, several users at once); what a run needs travels in its `RunContext`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ews_parser.errors import CalsyncError
+from sync.config import Config, UserConfig
+from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed, short, tagged
+from sync.engine import Merge, Policy, merge
+from sync.exchange_writer import ExchangeConflict, _differs
+from sync.google import GoogleError
+from sync.store import MappedItem, Store
+
+log = logging.getLogger("calsync.reconcile")
+
+#: How many times a write re-reads and re-decides after a concurrent change.
+RETRIES = 3
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What one run carries: where its writes are recorded (None: not recorded, as in a
+    dry run) and what it counted. One per run, never shared between runs."""
+
+    mailbox: str
+    run_id: int | None
+    conflicts: int = 0
+    #: Exchange items this run created (the job re-reads the feed past them)
+    created_in_exchange: list[str] | None = None
+
+
+class Reconciler:
+    def __init__(
+        self, config: Config, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+
+    # --- runs and their records ------------------------------------------------------------
+
+    def begin(self, mailbox: str, *, recorded: bool = True) -> RunContext:
+        run_id = self.store.begin_run(mailbox, now=self.clock()) if recorded else None
+        return RunContext(mailbox, run_id, created_in_exchange=[])
+
+    def finish(self, run: RunContext) -> None:
+        if run.run_id is not None:
+            self.store.finish_run(run.run_id, now=self.clock())
+
+    def record(
+        self,
+        run: RunContext,
+        side: str,
+        op: str,
+        key: str,
+        *,
+        other_key: str | None,
+        version: str | None,
+        before: dict[str, Any] | None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember a write of this run and what it replaced, for `calsync undo`."""
+        if run.run_id is not None:
+            self.store.record_write(
+                run.run_id,
+                side,
+                op,
+                key,
+                other_key=other_key,
+                version=version,
+                before=before,
+                fields=fields,
+                now=self.clock(),
+            )
+
+    def policy(self, user: UserConfig) -> Policy:
+        policy: Policy = user.policy or self.config.sync.policy  # type: ignore[assignment]
+        return policy
+
+    # --- one pair, both sides read ----------------------------------------------------------
+
+    def reconcile_pair(
+        self, user: UserConfig, google: Any, exchange: Any, ews_item_id: str, run: RunContext
+    ) -> MappedItem | None:
+        """Bring one mapped pair into agreement: read both, merge three-way, write each
+        side what it lacks, conditioned on the versions read; read again on a concurrent
+        change. A side found gone is the deletion rule's business (`settle_deleted`).
+        Returns the pair as recorded (None when it is no longer mapped)."""
+        from mapping.event import MANAGED_FIELDS, content_hash, normalised, to_ews, to_google
+
+        for _ in range(RETRIES):
+            mapped = self.store.mapped(user.mailbox, ews_item_id)
+            if mapped is None:
+                return None
+            item = exchange.calendar_item(ews_item_id)
+            event = google.get(mapped.google_event_id)
+            now = self.clock()
+            if item is None or not _live(event):
+                return self.settle_deleted(user, google, exchange, mapped, item, event, run)
+            assert event is not None
+            exchange_before = to_google(item)
+            exchange_view = tagged(exchange_before, user.mailbox, ews_item_id)
+            google_view = managed(event)
+            result: Merge = merge(
+                mapped.snapshot or {},
+                exchange_view,
+                google_view,
+                fields=MANAGED_FIELDS,
+                policy=self.policy(user),
+                exchange_updated=getattr(item, "last_modified_time", None),
+                google_updated=_parse_time(event.get("updated")),
+                same=lambda name, a, b: normalised(name, a) == normalised(name, b),
+            )
+            for conflict in result.conflicts:
+                run.conflicts += 1
+                self.store.record_conflict(
+                    user.mailbox,
+                    ews_item_id,
+                    mapped.google_event_id,
+                    conflict.field,
+                    conflict.winner,
+                    conflict.reason,
+                    now=now,
+                )
+            try:
+                change_key = getattr(item, "changekey", None) or mapped.ews_change_key
+                if result.to_exchange:
+                    # only the EWS fields whose mapped value changed: the rest of the item
+                    # (an HTML body, say) is never rewritten from its Google form
+                    target = to_ews({**exchange_view, **result.merged})
+                    current = to_ews(exchange_view)
+                    values = {k: v for k, v in target.items() if _differs(v, current.get(k))}
+                    written = exchange.update(item, values)
+                    if written is not None:
+                        ews_item_id, change_key = written
+                        self.record(
+                            run,
+                            "exchange",
+                            "patch",
+                            ews_item_id,
+                            other_key=mapped.google_event_id,
+                            version=change_key,
+                            before=exchange_before,
+                            fields={name: True for name in values},
+                        )
+                        self.store.journal(
+                            user.mailbox,
+                            "exchange",
+                            ews_item_id,
+                            change_key,
+                            content_hash(result.merged),
+                            now=now,
+                        )
+                etag = event.get("etag")
+                if result.to_google:
+                    patched = google.patch(mapped.google_event_id, result.to_google, etag=etag)
+                    self.record(
+                        run,
+                        "google",
+                        "patch",
+                        mapped.google_event_id,
+                        other_key=ews_item_id,
+                        version=patched.get("etag"),
+                        before=google_view,
+                        fields=result.to_google,
+                    )
+                    etag = patched.get("etag")
+                    self.store.journal(
+                        user.mailbox,
+                        "google",
+                        mapped.google_event_id,
+                        etag,
+                        content_hash(result.merged),
+                        now=now,
+                    )
+            except ExchangeConflict:
+                continue  # the item changed while we decided: read again
+            except GoogleError as exc:
+                if exc.status == 412:
+                    continue  # the event changed while we decided: read again
+                raise
+            pair = MappedItem(
+                user.mailbox,
+                ews_item_id,
+                mapped.google_event_id,
+                change_key,
+                etag,
+                content_hash(result.merged),
+                result.merged,
+            )
+            self.store.save_mapping(pair, now=now, reconciled=True)
+            if result.to_exchange or result.to_google:
+                log.info(
+                    "%s reconciled %s: to Exchange %s, to Google %s",
+                    user.mailbox,
+                    short(ews_item_id),
+                    sorted(result.to_exchange),
+                    sorted(result.to_google),
+                )
+            return pair
+        raise CalsyncError(f"{short(ews_item_id)} kept changing on both sides; will try again")
+
+    # --- deletions ---------------------------------------------------------------------------
+
+    def settle_deleted(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: Any,
+        mapped: MappedItem,
+        item: Any | None,
+        event: dict[str, Any] | None,
+        run: RunContext,
+    ) -> MappedItem | None:
+        """One side of a pair is gone. By default the deletion wins: the other side's
+        version is deleted too. With `modified_beats_delete`, a version changed since the
+        pair last agreed survives, and the deleted side gets it back as a new item or
+        event. A deleted event is never brought back by itself otherwise."""
+        from mapping.event import content_hash, normalised, to_google
+
+        live = _live(event)
+        if item is None and not live:
+            self.store.forget(user.mailbox, mapped.ews_item_id)
+            return None
+        base = mapped.snapshot or {}
+
+        def changed(view: dict[str, Any]) -> bool:
+            return any(
+                normalised(k, view.get(k)) != normalised(k, base.get(k))
+                for k in set(view) | set(base)
+                if k != "extendedProperties"
+            )
+
+        if item is None:  # deleted in Exchange; the Google event is live
+            assert event is not None
+            if self.config.sync.modified_beats_delete and changed(managed(event)):
+                log.info(
+                    "%s: %s deleted in Exchange but edited in Google: the edit wins",
+                    user.mailbox,
+                    mapped.google_event_id,
+                )
+                self.store.forget(user.mailbox, mapped.ews_item_id)
+                return self.create_exchange(user, google, exchange, event, run)
+            self.delete_google(
+                user, google, mapped.ews_item_id, mapped.google_event_id, run, "deleted in Exchange"
+            )
+            return None
+        # deleted in Google; the Exchange item is live
+        view = tagged(to_google(item), user.mailbox, mapped.ews_item_id)
+        if self.config.sync.modified_beats_delete and changed(view):
+            log.info(
+                "%s: %s deleted in Google but edited in Exchange: the edit wins",
+                user.mailbox,
+                short(mapped.ews_item_id),
+            )
+            self.store.forget(user.mailbox, mapped.ews_item_id)
+            # the old event id is a tombstone Google keeps: a new event takes a new id
+            body = {k: v for k, v in view.items() if k != "id"}
+            created = google.insert(body)
+            self.record(
+                run,
+                "google",
+                "create",
+                created["id"],
+                other_key=mapped.ews_item_id,
+                version=created.get("etag"),
+                before=None,
+            )
+            self.store.journal(
+                user.mailbox,
+                "google",
+                created["id"],
+                created.get("etag"),
+                content_hash(body),
+                now=self.clock(),
+            )
+            pair = MappedItem(
+                user.mailbox,
+                mapped.ews_item_id,
+                created["id"],
+                getattr(item, "changekey", None),
+                created.get("etag"),
+                content_hash(body),
+                body,
+            )
+            self.store.save_mapping(pair, now=self.clock(), reconciled=True)
+            return pair
+        self.delete_exchange(user, exchange, mapped.ews_item_id, mapped.google_event_id, run)
+        return None
+
+    def delete_google(
+        self,
+        user: UserConfig,
+        google: Any,
+        ews_item_id: str,
+        event_id: str,
+        run: RunContext,
+        why: str,
+    ) -> None:
+        # the pre-image, for undo: read only when this run is recorded
+        gone = google.get(event_id) if run.run_id is not None else None
+        try:
+            google.delete(event_id)
+        except GoogleError as exc:
+            if exc.status not in (404, 410):
+                raise
+            gone = None
+        self.store.forget(user.mailbox, ews_item_id)
+        if _live(gone):
+            assert gone is not None
+            self.record(
+                run,
+                "google",
+                "delete",
+                event_id,
+                other_key=ews_item_id,
+                version=None,
+                before=managed(gone),
+            )
+        log.info("%s delete Google %s (%s)", user.mailbox, event_id, why)
+
+    def delete_exchange(
+        self, user: UserConfig, exchange: Any, ews_item_id: str, event_id: str, run: RunContext
+    ) -> None:
+        from mapping.event import to_google
+
+        gone = exchange.calendar_item(ews_item_id) if run.run_id is not None else None
+        exchange.delete(ews_item_id)
+        self.store.forget(user.mailbox, ews_item_id)
+        if gone is not None:
+            self.record(
+                run,
+                "exchange",
+                "delete",
+                ews_item_id,
+                other_key=event_id,
+                version=None,
+                before=to_google(gone),
+            )
+        log.info("%s delete Exchange %s (deleted in Google)", user.mailbox, short(ews_item_id))
+
+    # --- creations ---------------------------------------------------------------------------
+
+    def create_google(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: Any,
+        item_id: str,
+        change_key: str | None,
+        event: dict[str, Any],
+        run: RunContext,
+    ) -> MappedItem | None:
+        """The Google event for a new Exchange item, under its deterministic id."""
+        from mapping.event import event_id_for
+
+        body = tagged(event, user.mailbox, item_id)
+        event_id = event_id_for(item_id)
+        try:
+            result = google.insert({**body, "id": event_id})
+        except GoogleError as exc:
+            if exc.status != 409:
+                raise
+            return self.adopt_taken(user, google, exchange, item_id, event_id, run)
+        return self.created(user, item_id, change_key, body, event_id, result, run)
+
+    def adopt_taken(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: Any,
+        item_id: str,
+        event_id: str,
+        run: RunContext,
+        current: dict[str, Any] | None = None,
+    ) -> MappedItem | None:
+        """The 409 rule, one for every source: the event id is taken. A retried insert (done
+        before a crash) left this item's own event: map it with Google's version as the
+        base, then merge as any pair (Exchange's fields reach it; the tag is written if it
+        was missing). An id Google keeps for a deleted event is never brought back; an event
+        tagged as another item's is an error, never overwritten."""
+        from mapping.event import content_hash
+
+        if current is None:
+            current = google.get(event_id)
+        if not _live(current):
+            return None  # deleted in Google: never brought back by itself
+        assert current is not None
+        private = (current.get("extendedProperties") or {}).get("private") or {}
+        if private.get(EWS_ID_PROPERTY) not in (None, item_id):
+            raise CalsyncError(f"Google event {event_id} exists but belongs to another item")
+        base = managed(current)
+        self.store.save_mapping(
+            MappedItem(
+                user.mailbox, item_id, event_id, None, current.get("etag"), content_hash(base), base
+            ),
+            now=self.clock(),
+        )
+        return self.reconcile_pair(user, google, exchange, item_id, run)
+
+    def created(
+        self,
+        user: UserConfig,
+        item_id: str,
+        change_key: str | None,
+        body: dict[str, Any],
+        event_id: str,
+        result: dict[str, Any],
+        run: RunContext,
+    ) -> MappedItem | None:
+        """Journal, record and map a Google event just created for `item_id`."""
+        from mapping.event import content_hash
+
+        if not _live(result):
+            return None
+        now = self.clock()
+        self.record(
+            run,
+            "google",
+            "create",
+            event_id,
+            other_key=item_id,
+            version=result.get("etag"),
+            before=None,
+        )
+        self.store.journal(
+            user.mailbox, "google", event_id, result.get("etag"), content_hash(body), now=now
+        )
+        pair = MappedItem(
+            user.mailbox,
+            item_id,
+            event_id,
+            change_key,
+            result.get("etag"),
+            content_hash(body),
+            body,
+        )
+        self.store.save_mapping(pair, now=now, reconciled=True)
+        log.info("%s create Google %s (new in Exchange %s)", user.mailbox, event_id, short(item_id))
+        return pair
+
+    def create_exchange(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: Any,
+        event: dict[str, Any],
+        run: RunContext,
+    ) -> MappedItem:
+        """A new Exchange item for a Google event, then the event tagged as its."""
+        from mapping.event import content_hash, to_ews
+
+        now = self.clock()
+        item_id, change_key = exchange.create(to_ews(event))
+        if run.created_in_exchange is not None:
+            run.created_in_exchange.append(item_id)
+        self.record(
+            run,
+            "exchange",
+            "create",
+            item_id,
+            other_key=event["id"],
+            version=change_key,
+            before=None,
+        )
+        snapshot = managed(event)
+        self.store.journal(
+            user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
+        )
+        # tie the Google event to its new item (and journal that write too)
+        tag = {
+            "extendedProperties": {
+                "private": {EWS_ID_PROPERTY: item_id, MAILBOX_PROPERTY: user.mailbox}
+            }
+        }
+        tagged_event = google.patch(event["id"], tag, etag=event.get("etag"))
+        self.record(
+            run,
+            "google",
+            "patch",
+            event["id"],
+            other_key=item_id,
+            version=tagged_event.get("etag"),
+            before=managed(event),
+            fields=tag,
+        )
+        self.store.journal(
+            user.mailbox, "google", event["id"], tagged_event.get("etag"), None, now=now
+        )
+        pair = MappedItem(
+            user.mailbox,
+            item_id,
+            event["id"],
+            change_key,
+            tagged_event.get("etag"),
+            content_hash(snapshot),
+            managed(tagged_event),
+        )
+        self.store.save_mapping(pair, now=now, reconciled=True)
+        log.info(
+            "%s create Exchange %s (new in Google %s)", user.mailbox, short(item_id), event["id"]
+        )
+        return pair
+
+
+def _live(event: dict[str, Any] | None) -> bool:
+    return event is not None and event.get("status") != "cancelled"
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
