@@ -38,7 +38,7 @@ from typing import Any
 
 from ews_parser.errors import CalsyncError
 from sync.config import Config, UserConfig
-from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed, tagged
+from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, managed, tagged
 from sync.core.events import short as _short
 from sync.engine import Action, StateEmpty, check_safety
 from sync.exchange import ExchangeError
@@ -302,7 +302,6 @@ class SyncJob:
         force_deletes: bool,
         ours: set[str] | None = None,
     ) -> None:
-        from mapping.event import to_google
 
         state = self.store.sync_state(user.mailbox).get("ews_sync_state")
         changes, new_state = exchange.changes(state)
@@ -392,7 +391,7 @@ class SyncJob:
                             exchange,
                             change.item_id,
                             change.change_key,
-                            to_google(change.item),
+                            google_body(change.item),
                             report.run,
                         )
                     else:
@@ -603,12 +602,12 @@ class SyncJob:
     ) -> None:
         """The reconciler's create for many items: the inserts go as batch requests (and
         the reads after a 409 too); each item's error is its own."""
-        from mapping.event import event_id_for, to_google
+        from mapping.event import event_id_for
 
         ready: list[tuple[ItemChange, dict[str, Any], str]] = []
         for change in changes:
             try:
-                body = tagged(to_google(change.item), user.mailbox, change.item_id)
+                body = tagged(google_body(change.item), user.mailbox, change.item_id)
             except CalsyncError as exc:
                 report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
                 continue

@@ -47,6 +47,7 @@ from sync.core.events import (
     apply_patch,
     belongs_to,
     diff,
+    google_body,
     short,
     tagged,
 )
@@ -404,7 +405,7 @@ class Mirror:
         self, entry: OutboxEntry, user: UserConfig, mapped: MappedItem | None
     ) -> dict[str, Any]:
         """What to write: {"kind": "event"|"patch"|"skip"|"gone", ...}."""
-        from mapping.event import patch_for, to_google
+        from mapping.event import patch_for
 
         with self._hot_lock:
             hot = self._hot.get(entry.id)
@@ -418,7 +419,7 @@ class Mirror:
                 if entry.op == "upsert" and isinstance(request, CreateItemRequest):
                     item = request.items[hot.index]
                     if isinstance(item, ParsedItem) and item.model is not None:
-                        event = to_google(item.model, default_zone=hot.default_zone)
+                        event = google_body(item.model, default_zone=hot.default_zone)
                         return {"kind": "event", "event": event}
                 if (
                     entry.op == "update"
@@ -459,7 +460,7 @@ class Mirror:
             self.store.learn_folders(entry.mailbox, {calendar: "calendar"})
             if parent is not None and parent != calendar:
                 return {"kind": "skip", "reason": "the item is not in the calendar"}
-        event = to_google(item)
+        event = google_body(item)
         return {
             "kind": "event",
             "event": event,

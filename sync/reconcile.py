@@ -33,7 +33,16 @@ from typing import Any
 
 from ews_parser.errors import CalsyncError
 from sync.config import Config, UserConfig
-from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, managed, short, tagged
+from sync.core.events import (
+    EWS_ID_PROPERTY,
+    MAILBOX_PROPERTY,
+    ONE_WAY_FIELDS,
+    WRITTEN_FIELDS,
+    google_body,
+    managed,
+    short,
+    tagged,
+)
 from sync.engine import Merge, Policy, merge
 from sync.exchange_writer import ExchangeConflict, _differs
 from sync.google import GoogleError
@@ -114,7 +123,7 @@ class Reconciler:
         side what it lacks, conditioned on the versions read; read again on a concurrent
         change. A side found gone is the deletion rule's business (`settle_deleted`).
         Returns the pair as recorded (None when it is no longer mapped)."""
-        from mapping.event import MANAGED_FIELDS, content_hash, normalised, to_ews, to_google
+        from mapping.event import content_hash, normalised, to_ews
 
         for _ in range(RETRIES):
             mapped = self.store.mapped(user.mailbox, ews_item_id)
@@ -126,14 +135,14 @@ class Reconciler:
             if item is None or not _live(event):
                 return self.settle_deleted(user, google, exchange, mapped, item, event, run)
             assert event is not None
-            exchange_before = to_google(item)
+            exchange_before = google_body(item)
             exchange_view = tagged(exchange_before, user.mailbox, ews_item_id)
             google_view = managed(event)
             result: Merge = merge(
                 mapped.snapshot or {},
                 exchange_view,
                 google_view,
-                fields=MANAGED_FIELDS,
+                fields=WRITTEN_FIELDS,
                 policy=self.policy(user),
                 exchange_updated=getattr(item, "last_modified_time", None),
                 google_updated=_parse_time(event.get("updated")),
@@ -152,7 +161,10 @@ class Reconciler:
                 )
             try:
                 change_key = getattr(item, "changekey", None) or mapped.ews_change_key
-                if result.to_exchange:
+                to_exchange = {
+                    k: v for k, v in result.to_exchange.items() if k not in ONE_WAY_FIELDS
+                }
+                if to_exchange:
                     # only the EWS fields whose mapped value changed: the rest of the item
                     # (an HTML body, say) is never rewritten from its Google form
                     target = to_ews({**exchange_view, **result.merged})
@@ -244,7 +256,7 @@ class Reconciler:
         version is deleted too. With `modified_beats_delete`, a version changed since the
         pair last agreed survives, and the deleted side gets it back as a new item or
         event. A deleted event is never brought back by itself otherwise."""
-        from mapping.event import content_hash, normalised, to_google
+        from mapping.event import content_hash, normalised
 
         live = _live(event)
         if item is None and not live:
@@ -274,7 +286,7 @@ class Reconciler:
             )
             return None
         # deleted in Google; the Exchange item is live
-        view = tagged(to_google(item), user.mailbox, mapped.ews_item_id)
+        view = tagged(google_body(item), user.mailbox, mapped.ews_item_id)
         if self.config.sync.modified_beats_delete and changed(view):
             log.info(
                 "%s: %s deleted in Google but edited in Exchange: the edit wins",

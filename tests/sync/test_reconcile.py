@@ -75,7 +75,9 @@ class World:
         mapped = self.store.mapped(ALICE, item.id)
         assert mapped is not None
         return dict(
-            self.service.events().get(calendarId="primary", eventId=mapped.google_event_id).execute()
+            self.service.events()
+            .get(calendarId="primary", eventId=mapped.google_event_id)
+            .execute()
         )
 
     def patch_google(self, event_id: str, body: dict[str, Any]) -> None:
@@ -166,9 +168,7 @@ def test_a_taken_event_id_follows_one_rule_from_every_source(world: World, sourc
 
 
 @pytest.mark.parametrize("source", ["proxy", "job"])
-def test_an_event_id_tagged_as_another_items_is_never_taken_over(
-    world: World, source: str
-) -> None:
+def test_an_event_id_tagged_as_another_items_is_never_taken_over(world: World, source: str) -> None:
     item = world.create_in_exchange("Standup")
     _squat(world, item, "some-other-item", location="Room 1")
     if source == "proxy":
@@ -272,3 +272,50 @@ def test_overlapping_runs_of_two_users_keep_their_own_undo_records(
         mapped = store.mapped(user, writes[0].other_key or "")
         assert mapped is not None and mapped.google_event_id == writes[0].key
     store.close()
+
+
+def _with_attendees(subject: str) -> bytes:
+    people = "".join(
+        f"<t:Attendee><t:Mailbox><t:EmailAddress>{a}</t:EmailAddress></t:Mailbox></t:Attendee>"
+        for a in ("carol@example.com", "dave@example.com")
+    )
+    return create_request(subject).replace(
+        b"<t:Location>Room 4</t:Location>",
+        b"<t:Location>Room 4</t:Location><t:RequiredAttendees>"
+        + people.encode()
+        + b"</t:RequiredAttendees>",
+    )
+
+
+@pytest.mark.parametrize("source", ["proxy", "job"])
+def test_attendees_reach_google_from_every_path_without_invitations(
+    world: World, source: str
+) -> None:
+    """The real-time path writes the same fields as the job: the attendees too, with
+    sendUpdates=none (issue 13)."""
+    from exchangelib.properties import Attendee, Mailbox
+
+    people = [
+        Attendee(mailbox=Mailbox(email_address=a))
+        for a in ("carol@example.com", "dave@example.com")
+    ]
+    item = world.create_in_exchange("Planning", location="Room 4", required_attendees=people)
+    if source == "proxy":
+        world.proxy.see(_with_attendees("Planning"), response("CreateItem", item.id))
+        world.proxy.drain()
+    else:
+        world.sync()
+    event = world.event(item)
+    assert sorted(a["email"] for a in event["attendees"]) == [
+        "carol@example.com",
+        "dave@example.com",
+    ]
+    # the job carries the rest of the item, then nothing moves: the attendees compare
+    # equal as Google spells them
+    world.sync()
+    settled = world.event(item)
+    assert world.sync().applied == 0
+    assert world.event(item)["etag"] == settled["etag"]
+    with urllib.request.urlopen(world.google.url + "/_admin/calls") as reply:
+        writes = [c for c in json.load(reply) if c["method"] in ("insert", "patch", "delete")]
+    assert writes and all(c["sendUpdates"] == "none" for c in writes), writes
