@@ -24,20 +24,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 #: how long a change may take to show in Google: calsync's first mirror of a run starts its
 #: worker (~5 s here); later ones take well under a second
 TIMEOUT = 20.0
-#: how long a step marked xfail waits: long enough to XPASS once the fix lands (the module's
-#: earlier steps have warmed the worker), short so that the expected failure costs little
-EXPECTED_FAILURE_WAIT = 5.0
 
 Event = dict[str, Any]
-
-# calsync's own failures, as both client suites meet them (strict: a fix makes the test
-# XPASS, which fails, until the mark is removed).
-ATTENDEES_DROPPED = pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 part 2: the real-time path maps with the core to_google, which leaves "
-    "attendees out (Exchange holds them)",
-)
-
 
 def client_missing(reason: str | None) -> str | None:
     """At the top of a client suite, with why its client can't run (None: it can). Without

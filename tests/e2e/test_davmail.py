@@ -32,8 +32,6 @@ from tests.e2e.conftest import PASSWORD, Chain
 from tests.e2e.davmail import DavMail, missing
 from tests.e2e.steps import (
     ALICE,
-    ATTENDEES_DROPPED,
-    EXPECTED_FAILURE_WAIT,
     Google,
     berlin,
     client_missing,
@@ -216,7 +214,6 @@ def test_deleted_occurrence(calendar: Calendar, in_google: Google) -> None:
     assert in_google.wait_starts("DavMail exdate", want) == want
 
 
-@ATTENDEES_DROPPED
 def test_attendees(calendar: Calendar, in_google: Google) -> None:
     put(
         calendar,
@@ -231,7 +228,7 @@ def test_attendees(calendar: Calendar, in_google: Google) -> None:
     )
 
     want = expect("DavMail meeting", berlin(4, 10), berlin(4, 11), attendees=[BOB, CAROL])
-    assert in_google.wait_shape(want, EXPECTED_FAILURE_WAIT) == [want]
+    assert in_google.wait_shape(want) == [want]
 
 
 def test_delete_to_deleted_items(calendar: Calendar, in_google: Google) -> None:

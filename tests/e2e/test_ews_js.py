@@ -28,8 +28,6 @@ from tests.e2e.conftest import PASSWORD, Chain
 from tests.e2e.processes import clean_env
 from tests.e2e.steps import (
     ALICE,
-    ATTENDEES_DROPPED,
-    EXPECTED_FAILURE_WAIT,
     Google,
     berlin,
     client_missing,
@@ -230,7 +228,6 @@ def test_deleted_occurrence(client: ManagedApi, in_google: Google) -> None:
     assert in_google.wait_starts("Managed API deleted occurrence", want) == want
 
 
-@ATTENDEES_DROPPED
 def test_attendees(client: ManagedApi, in_google: Google) -> None:
     client.ok(
         "create",
@@ -243,7 +240,7 @@ def test_attendees(client: ManagedApi, in_google: Google) -> None:
     )
 
     want = expect("Managed API meeting", berlin(4, 10), berlin(4, 11), attendees=[BOB, CAROL])
-    assert in_google.wait_shape(want, EXPECTED_FAILURE_WAIT) == [want]
+    assert in_google.wait_shape(want) == [want]
 
 
 @pytest.mark.parametrize("mode", ["MoveToDeletedItems", "HardDelete"])
