@@ -41,7 +41,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from emulators.google import server as google_server  # noqa: E402
 from emulators.google.server import GoogleCalendarServer  # noqa: E402
 from mapping.event import event_id_for  # noqa: E402
+from sync.state.sqlite import outbox_size  # noqa: E402
 
 PYTHON = Path(sys.executable)
 MITMDUMP = PYTHON.parent / "mitmdump"
@@ -219,15 +219,7 @@ def write_config(work: Path, name: str, google_url: str, ews_url: str) -> Path:
 
 
 def pending(store: Path) -> int:
-    if not store.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
+    return outbox_size(store)
 
 
 # --- load ------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -344,16 +343,9 @@ def google_start(event: Mapping[str, Any], key: str = "start") -> dt.datetime | 
 
 def outbox_pending(store: Path) -> int:
     """Outbox entries not yet written to Google (read-only: WAL lets us in beside mitmdump)."""
-    if not store.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-    try:
-        (count,) = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-    return int(count)
+    from sync.state.sqlite import outbox_size
+
+    return outbox_size(store)
 
 
 # --- the story ----------------------------------------------------------------------------

@@ -670,8 +670,7 @@ class SyncJob:
 
     def _mapped_count(self, mailbox: str) -> int:
         # a COUNT, not mapped_items(): that unseals every snapshot in the map
-        rows = self.store.db.execute("SELECT COUNT(*) FROM items WHERE mailbox = ?", [mailbox])
-        return int(rows.fetchone()[0])
+        return self.store.mapped_count(mailbox)
 
 
 def gone_pairs(mailbox: str, pairs: dict[str, str], gone: set[str]) -> list[Action]:

@@ -1,0 +1,256 @@
+"""`Store`: the flat interface calsync's callers used before the state was split by concern.
+
+Every method is one line over `SqliteState`'s concerns (no SQL here). It goes once every
+caller takes a `State` (sync/state/base.py): new code uses `state.ids`, `state.outbox`, ...
+and `state.unit()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from sync.state.base import (
+    JsonInput,
+    MappedItem,
+    OutboxEntry,
+    RunWrite,
+    SyncRun,
+    WatchChannel,
+)
+from sync.state.sqlite import SqliteState
+
+
+class Store:
+    """One SQLite file for all users; every row carries its mailbox."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.state = SqliteState(path)
+        self.path = self.state.path
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return self.state.db
+
+    def unit(self) -> AbstractContextManager[SqliteState]:
+        """`State.unit()`: the concerns (`uow.ids`, `uow.outbox`, ...) in one transaction."""
+        return self.state.unit()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.state.unit():
+            yield
+
+    def close(self) -> None:
+        self.state.close()
+
+    # --- what the proxy learns ------------------------------------------------------------
+
+    def learn_folders(self, mailbox: str, folders: Mapping[str, str]) -> None:
+        self.state.learned.learn_folders(mailbox, folders)
+
+    def folders(self, mailbox: str) -> dict[str, str]:
+        return self.state.learned.folders(mailbox)
+
+    def learn_items(self, mailbox: str, items: Mapping[str, str]) -> None:
+        self.state.learned.learn_items(mailbox, items)
+
+    def master_of(self, mailbox: str, item_id: str) -> str | None:
+        return self.state.learned.master_of(mailbox, item_id)
+
+    def item_class(self, mailbox: str, item_id: str) -> str | None:
+        return self.state.learned.item_class(mailbox, item_id)
+
+    # --- the id map -------------------------------------------------------------------------
+
+    def mapped(self, mailbox: str, ews_item_id: str) -> MappedItem | None:
+        return self.state.ids.mapped(mailbox, ews_item_id)
+
+    def mapped_by_google(self, mailbox: str, google_event_id: str) -> MappedItem | None:
+        return self.state.ids.mapped_by_google(mailbox, google_event_id)
+
+    def is_mapped(self, mailbox: str, ews_item_id: str) -> bool:
+        return self.state.ids.is_mapped(mailbox, ews_item_id)
+
+    def mapped_ids(self, mailbox: str) -> dict[str, str]:
+        return self.state.ids.mapped_ids(mailbox)
+
+    def mapped_count(self, mailbox: str) -> int:
+        return self.state.ids.count(mailbox)
+
+    def reconciled_at(self, mailbox: str, ews_item_id: str) -> float | None:
+        return self.state.ids.reconciled_at(mailbox, ews_item_id)
+
+    def mapped_items(self, mailbox: str) -> list[MappedItem]:
+        return self.state.ids.mapped_items(mailbox)
+
+    def save_mapping(self, mapping: MappedItem, *, now: float, reconciled: bool = False) -> None:
+        self.state.ids.save(mapping, now=now, reconciled=reconciled)
+
+    def forget(self, mailbox: str, ews_item_id: str) -> None:
+        self.state.ids.forget(mailbox, ews_item_id)
+
+    # --- the outbox -------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        mailbox: str,
+        ews_item_id: str,
+        op: str,
+        *,
+        now: float,
+        change_key: str | None = None,
+        payload: Mapping[str, JsonInput] | None = None,
+    ) -> int:
+        return self.state.outbox.enqueue(
+            mailbox, ews_item_id, op, now=now, change_key=change_key, payload=payload
+        )
+
+    def enqueue_many(
+        self, entries: list[tuple[str, str, str, str | None]], *, now: float
+    ) -> list[int]:
+        return self.state.outbox.enqueue_many(entries, now=now)
+
+    def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
+        return self.state.outbox.ready(now, limit)
+
+    def next_due(self) -> float | None:
+        return self.state.outbox.next_ready()
+
+    def entry(self, entry_id: int) -> OutboxEntry | None:
+        return self.state.outbox.entry(entry_id)
+
+    def pending(self, mailbox: str | None = None) -> list[OutboxEntry]:
+        return self.state.outbox.pending(mailbox)
+
+    def quarantined(self, mailbox: str | None = None) -> list[OutboxEntry]:
+        return self.state.outbox.quarantined(mailbox)
+
+    def superseded_by_delete(self, entry: OutboxEntry) -> bool:
+        return self.state.outbox.superseded_by_delete(entry)
+
+    def heal(self, entry_id: int) -> bool:
+        return self.state.outbox.heal(entry_id)
+
+    def set_payload(self, entry_id: int, payload: Mapping[str, JsonInput]) -> None:
+        self.state.outbox.set_payload(entry_id, payload)
+
+    def retry_later(self, entry_id: int, *, error: str, at: float, quarantine: bool) -> None:
+        self.state.outbox.retry_later(entry_id, error=error, at=at, quarantine=quarantine)
+
+    def complete(
+        self, entry: OutboxEntry, *, mapping: MappedItem | None, forget: bool = False, now: float
+    ) -> None:
+        """The entry is done: record the new state of the item and drop the entry, at once."""
+        with self.state.unit() as uow:
+            if mapping is not None:
+                uow.ids.save(mapping, now=now)
+            if forget:
+                uow.ids.forget(entry.mailbox, entry.ews_item_id)
+            uow.outbox.complete(entry.id)
+
+    # --- two-way sync: feeds, journal, conflicts -----------------------------------------------
+
+    def sync_state(self, mailbox: str) -> dict[str, Any]:
+        return dataclasses.asdict(self.state.cursors.get(mailbox))
+
+    def save_sync_state(self, mailbox: str, **values: Any) -> None:
+        with self.state.unit() as uow:
+            cursor = uow.cursors.get(mailbox)
+            uow.cursors.save(dataclasses.replace(cursor, **values))
+
+    def record_error(self, mailbox: str, error: str, *, now: float) -> None:
+        self.state.cursors.record_error(mailbox, error, now=now)
+
+    def clear_error(self, mailbox: str, *, now: float) -> bool:
+        return self.state.cursors.clear_error(mailbox, now=now)
+
+    def journal(
+        self,
+        mailbox: str,
+        side: str,
+        key: str,
+        version: str | None,
+        content_hash: str | None,
+        *,
+        now: float,
+    ) -> None:
+        self.state.journal.record(mailbox, side, key, version, content_hash, now=now)
+
+    def is_echo(self, mailbox: str, side: str, key: str, version: str | None) -> bool:
+        return self.state.journal.is_echo(mailbox, side, key, version)
+
+    def prune_journal(self, older_than: float) -> None:
+        self.state.journal.prune(older_than)
+
+    def record_conflict(
+        self,
+        mailbox: str,
+        ews_item_id: str | None,
+        google_event_id: str | None,
+        field: str,
+        winner: str,
+        reason: str,
+        *,
+        now: float,
+    ) -> None:
+        self.state.conflicts.record(
+            mailbox, ews_item_id, google_event_id, field, winner, reason, now=now
+        )
+
+    def conflicts(self, mailbox: str) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(c) for c in self.state.conflicts.list(mailbox)]
+
+    # --- push channels -------------------------------------------------------------------------
+
+    def save_channel(self, channel: WatchChannel) -> None:
+        self.state.channels.save(channel)
+
+    def channel(self, channel_id: str) -> WatchChannel | None:
+        return self.state.channels.get(channel_id)
+
+    def channels(self, mailbox: str | None = None) -> list[WatchChannel]:
+        return self.state.channels.list(mailbox)
+
+    def forget_channel(self, channel_id: str) -> None:
+        self.state.channels.forget(channel_id)
+
+    # --- runs and their writes (undo) ----------------------------------------------------------
+
+    def begin_run(self, mailbox: str, *, now: float) -> int:
+        return self.state.runs.begin(mailbox, now=now)
+
+    def finish_run(self, run_id: int, *, now: float) -> None:
+        self.state.runs.finish(run_id, now=now)
+
+    def record_write(
+        self,
+        run_id: int,
+        side: str,
+        op: str,
+        key: str,
+        *,
+        other_key: str | None,
+        version: str | None,
+        before: Mapping[str, JsonInput] | None,
+        fields: Mapping[str, JsonInput] | None = None,
+        now: float,
+    ) -> None:
+        self.state.runs.record_write(
+            run_id, side, op, key, other_key=other_key, version=version, before=before,
+            fields=fields, now=now,
+        )
+
+    def last_run(self, mailbox: str) -> SyncRun | None:
+        return self.state.runs.last_run(mailbox)
+
+    def run_writes(self, run_id: int) -> list[RunWrite]:
+        return self.state.runs.run_writes(run_id)
+
+    def mark_undone(self, run_id: int, *, now: float) -> None:
+        self.state.runs.mark_undone(run_id, now=now)

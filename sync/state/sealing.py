@@ -1,0 +1,62 @@
+"""Event text at rest: sealed (Fernet) with a key kept beside the state in a 0600 file.
+
+Snapshots, outbox payloads, undo pre-images and push channel tokens are stored only
+sealed: a copy of the database alone shows ids and times, never what an event says."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from sync.state.base import JsonInput, JsonObject, JsonValue, StoreError
+
+
+def private_file(path: Path) -> None:
+    """Create `path` if missing and make it readable by its owner only."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class Sealer:
+    """Seals JSON values with the key in `key_path` (made on first use)."""
+
+    def __init__(self, key_path: Path) -> None:
+        if not key_path.exists():
+            private_file(key_path)
+            key_path.write_bytes(Fernet.generate_key())
+        os.chmod(key_path, 0o600)
+        self._fernet = Fernet(key_path.read_bytes().strip())
+
+    def seal(self, value: JsonInput) -> bytes:
+        return self._fernet.encrypt(json.dumps(value, separators=(",", ":")).encode())
+
+    def seal_optional(self, value: Mapping[str, JsonInput] | None) -> bytes | None:
+        return None if value is None else self.seal(value)
+
+    def open(self, token: bytes | None) -> JsonValue:
+        if token is None:
+            return None
+        try:
+            value: JsonValue = json.loads(self._fernet.decrypt(token))
+        except InvalidToken:
+            raise StoreError(
+                "a sealed value does not open with this store's key: was the .key file replaced?"
+            ) from None
+        return value
+
+    def open_object(self, token: bytes | None) -> JsonObject | None:
+        value = self.open(token)
+        if value is not None and not isinstance(value, dict):
+            raise StoreError(f"a sealed value is a {type(value).__name__}, not an object")
+        return value
+
+    def open_text(self, token: bytes) -> str:
+        value = self.open(token)
+        if not isinstance(value, str):
+            raise StoreError(f"a sealed value is a {type(value).__name__}, not text")
+        return value
