@@ -27,6 +27,7 @@ TIMEOUT = 20.0
 
 Event = dict[str, Any]
 
+
 def client_missing(reason: str | None) -> str | None:
     """At the top of a client suite, with why its client can't run (None: it can). Without
     the client the whole module is skipped, with one line; under CI=true it is not, and the
