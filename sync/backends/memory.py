@@ -1,0 +1,547 @@
+"""Honest in-memory calendars: the `GoogleBackend` and `ExchangeBackend` of
+sync/backends/base.py without a network, for fast tests of what decides and writes.
+
+"Honest" means they answer as the servers do wherever calsync can tell (the contract
+suite, tests/sync/backends/test_contract.py, runs the same expectations against these and
+against the real clients talking to the stand-ins):
+
+- Google: every write gives the event a new etag; If-Match with another etag is 412
+  conditionNotMet (GoogleConflict); a deleted event stays as a tombstone (status
+  "cancelled", still returned by get) and its id stays taken (insert: 409 duplicate;
+  delete again: 410 deleted); an unknown id is 404 notFound. events.list: a full list
+  leaves deleted events out, an incremental one (sync token) returns every event changed
+  since, deleted ones as minimal tombstones; a token from before `expire_sync_tokens` is
+  410 fullSyncRequired.
+  https://developers.google.com/workspace/calendar/api/guides/sync
+- Exchange: every write gives the item a new ChangeKey; UpdateItem with another ChangeKey
+  is ErrorIrresolvableConflict (ExchangeConflict); SyncFolderItems reports an item
+  created since the state as one create (whatever happened to it after), an item that
+  existed and changed as an update, one that existed and is gone as a delete, and
+  nothing for one created and deleted in between; a SyncState it did not give is
+  ErrorInvalidSyncStateData.
+  https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/syncfolderitems
+
+Not modelled: recurrence (occurrences, instances, series deletes), time zones beyond
+what `timeMin` needs, free/busy, attendees' copies. `fail_next(error)` makes the next call
+raise a given error (an outage, a throttle) for tests of what the caller does with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
+
+from sync.backends.base import (
+    READ_ONLY_ITEM_FIELDS,
+    CalendarResource,
+    Channel,
+    ChannelRequest,
+    EventsPage,
+    ExchangeBackend,
+    ExchangeConflict,
+    ExchangeError,
+    GoogleBackend,
+    GoogleConflict,
+    GoogleError,
+    ItemChange,
+    set_differences,
+)
+
+if TYPE_CHECKING:
+    from exchangelib.items import CalendarItem
+
+    from mapping.event import GoogleEvent
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+#: Google's event ids: base32hex characters, 5 to 1024 of them (events.insert, `id`).
+EVENT_ID: Final = re.compile(r"[a-v0-9]{5,1024}")
+#: Fields of an event a client cannot set (Google ignores them in a request body).
+GOOGLE_READ_ONLY: Final = frozenset(
+    {"kind", "etag", "htmlLink", "created", "updated", "creator", "recurringEventId",
+     "originalStartTime", "hangoutLink", "privateCopy", "locked"}
+)
+#: The page size of events.list (Google's default).
+PAGE_SIZE: Final = 250
+#: How long Google keeps a push channel open without an `expiration` asked for.
+CHANNEL_TTL_S: Final = 7 * 24 * 3600
+BATCH_SIZE: Final = 50
+BATCH_RETRIES: Final = 5
+
+
+def _timestamp(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")[
+        :-6
+    ] + "Z"
+
+
+def _merge_patch(target: dict[str, object], patch: Mapping[str, object]) -> None:
+    """Google's patch semantics: objects merge field by field, arrays and scalars replace,
+    null removes."""
+    for key, value in patch.items():
+        current = target.get(key)
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(current, dict):
+            _merge_patch(current, value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _end_instant(event: Mapping[str, object]) -> dt.datetime | None:
+    """The event's end as an instant (all-day ends at midnight UTC), for timeMin."""
+    end = event.get("end")
+    if not isinstance(end, dict):
+        return None
+    if isinstance(end.get("dateTime"), str):
+        when = dt.datetime.fromisoformat(end["dateTime"].replace("Z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    if isinstance(end.get("date"), str):
+        return dt.datetime.fromisoformat(end["date"]).replace(tzinfo=dt.UTC)
+    return None
+
+
+@dataclass(slots=True)
+class _Stored:
+    resource: dict[str, object]
+    changed: int  # the calendar's change counter at this event's last write
+    order: int  # creation order: events.list's order without orderBy
+
+
+class MemoryGoogle:
+    """One user's Google calendar, in memory. Thread-safe."""
+
+    def __init__(
+        self,
+        owner: str = "alice@example.com",
+        calendar_id: str = "primary",
+        *,
+        page_size: int = PAGE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.owner = owner
+        self.calendar_id = calendar_id
+        self.page_size = page_size
+        self.clock = clock
+        self.channels: dict[str, Channel] = {}
+        #: (method, event id) of every call that reached the calendar, in order
+        self.calls: list[tuple[str, str | None]] = []
+        self._events: dict[str, _Stored] = {}
+        self._counter = 0
+        self._oldest_token = 0  # tokens from before this position are 410
+        self._faults: list[GoogleError] = []
+        self._lock = threading.RLock()
+
+    # --- test controls ---------------------------------------------------------------------
+
+    def fail_next(self, *errors: GoogleError) -> None:
+        """The next calls raise these errors, one each, in order."""
+        with self._lock:
+            self._faults.extend(errors)
+
+    def expire_sync_tokens(self) -> None:
+        """Every sync token given so far is answered 410 fullSyncRequired, as Google does
+        when it invalidates them."""
+        with self._lock:
+            self._oldest_token = self._counter + 1
+
+    # --- GoogleBackend ---------------------------------------------------------------------
+
+    def get(self, event_id: str) -> GoogleEvent | None:
+        with self._lock:
+            self._call("get", event_id)
+            stored = self._events.get(event_id)
+            return copy.deepcopy(stored.resource) if stored else None
+
+    def insert(self, event: GoogleEvent) -> GoogleEvent:
+        with self._lock:
+            self._call("insert", event.get("id"))
+            return self._insert(event)
+
+    def patch(self, event_id: str, body: GoogleEvent, *, etag: str | None = None) -> GoogleEvent:
+        with self._lock:
+            self._call("patch", event_id)
+            return self._patch(event_id, body, etag)
+
+    def delete(self, event_id: str, *, etag: str | None = None) -> None:
+        with self._lock:
+            self._call("delete", event_id)
+            stored = self._events.get(event_id)
+            if stored is None:
+                raise GoogleError(404, "notFound", "Not Found")
+            if stored.resource.get("status") == "cancelled":
+                raise GoogleError(410, "deleted", "Resource has been deleted")
+            self._check_etag(stored, etag)
+            resource = copy.deepcopy(stored.resource)
+            resource["status"] = "cancelled"
+            self._store(resource, stored.order)
+
+    def list_pages(
+        self, *, sync_token: str | None, time_min: str | None = None
+    ) -> Iterator[EventsPage]:
+        with self._lock:
+            self._call("list", None)
+            since = self._read_token(sync_token) if sync_token else None
+            snapshot = self._counter
+            rows = sorted(self._events.values(), key=lambda s: s.order)
+            items: list[GoogleEvent] = []
+            after = (
+                dt.datetime.fromisoformat(time_min.replace("Z", "+00:00"))
+                if time_min and since is None
+                else None
+            )
+            for stored in rows:
+                resource = stored.resource
+                cancelled = resource.get("status") == "cancelled"
+                if since is not None:
+                    if stored.changed <= since:
+                        continue
+                    if cancelled:  # without showDeleted: only what says it is gone
+                        items.append(
+                            {k: resource[k] for k in ("kind", "etag", "id", "status")}
+                        )
+                        continue
+                elif cancelled:
+                    continue
+                elif after is not None:
+                    end = _end_instant(resource)
+                    if end is not None and end <= after:
+                        continue
+                items.append(copy.deepcopy(resource))
+        # pages of the snapshot taken above: what changes while a client pages comes back
+        # in its next incremental list, as Google's page tokens arrange
+        chunks = [items[i : i + self.page_size] for i in range(0, len(items), self.page_size)]
+        for index, chunk in enumerate(chunks or [[]]):
+            page: EventsPage = {"kind": "calendar#events", "items": chunk}
+            if index < len(chunks) - 1:
+                page["nextPageToken"] = f"page-{snapshot}-{index + 1}"
+            else:
+                page["nextSyncToken"] = f"sync-{snapshot}"
+            if index:
+                with self._lock:
+                    self._call("list", None)
+            yield page
+
+    def insert_many(
+        self,
+        events: Sequence[GoogleEvent],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[GoogleEvent | GoogleError]:
+        answers: list[GoogleEvent | GoogleError] = []
+        for first in range(0, len(events), BATCH_SIZE):
+            chunk = events[first : first + BATCH_SIZE]
+            answers.extend(self._batched(lambda e: self.insert(e), chunk))
+            if progress is not None:
+                progress(len(chunk))
+        return answers
+
+    def patch_many(
+        self, patches: Sequence[tuple[str, GoogleEvent, str | None]]
+    ) -> list[GoogleEvent | GoogleError]:
+        return self._batched(lambda p: self.patch(p[0], p[1], etag=p[2]), patches)
+
+    def get_many(self, event_ids: Sequence[str]) -> list[GoogleEvent | GoogleError | None]:
+        return list(self._batched(self.get, event_ids))
+
+    def watch(self, body: ChannelRequest) -> Channel:
+        with self._lock:
+            self._call("watch", None)
+            if not body.get("id"):
+                raise GoogleError(400, "required", "Required: id")
+            if body.get("type") not in ("web_hook", "webhook"):
+                raise GoogleError(400, "invalid", "Invalid value for: type")
+            if not str(body.get("address", "")).startswith(("http://", "https://")):
+                raise GoogleError(400, "required", "Required: address")
+            if body["id"] in self.channels:
+                raise GoogleError(409, "duplicate", "The requested identifier already exists.")
+            longest = self.clock() + CHANNEL_TTL_S
+            asked = body.get("expiration")
+            expiration = min(int(asked) / 1000, longest) if asked else longest
+            channel: Channel = {
+                "kind": "api#channel",
+                "id": body["id"],
+                "resourceId": uuid.uuid4().hex,
+                "resourceUri": f"memory://calendars/{self.calendar_id}/events",
+                "expiration": str(int(expiration * 1000)),
+            }
+            if "token" in body:
+                channel["token"] = body["token"]
+            self.channels[body["id"]] = channel
+            return copy.copy(channel)
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        with self._lock:
+            self._call("stop", None)
+            channel = self.channels.get(channel_id)
+            if channel is None or channel.get("resourceId") != resource_id:
+                raise GoogleError(404, "notFound", "Not Found")
+            del self.channels[channel_id]
+
+    def calendar(self) -> CalendarResource:
+        with self._lock:
+            self._call("calendar", None)
+            calendar_id = self.owner if self.calendar_id == "primary" else self.calendar_id
+            return {"kind": "calendar#calendar", "id": calendar_id, "summary": calendar_id,
+                    "timeZone": "UTC"}
+
+    # --- inside ----------------------------------------------------------------------------
+
+    def _call(self, method: str, event_id: object) -> None:
+        self.calls.append((method, event_id if isinstance(event_id, str) else None))
+        if self._faults:
+            raise self._faults.pop(0)
+
+    def _batched(self, call: Callable[[_T], _R], args: Sequence[_T]) -> list[_R | GoogleError]:
+        """Each call's own answer; one that met a retryable error is made again, as the
+        real client sends it again in a later batch."""
+        answers: list[_R | GoogleError] = []
+        for arg in args:
+            for attempt in itertools.count():
+                try:
+                    answers.append(call(arg))
+                except GoogleError as exc:
+                    if exc.retryable and attempt < BATCH_RETRIES:
+                        continue
+                    answers.append(exc)
+                break
+        return answers
+
+    def _insert(self, body: Mapping[str, object]) -> GoogleEvent:
+        event_id = body.get("id")
+        if event_id is not None:
+            if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+                raise GoogleError(400, "invalid", "Invalid resource id value.")
+            if event_id in self._events:  # a tombstone holds its id too
+                raise GoogleError(409, "duplicate", "The requested identifier already exists.")
+        else:
+            event_id = uuid.uuid4().hex
+        self._check_times(body)
+        now = _timestamp(self.clock())
+        resource: dict[str, object] = {
+            "kind": "calendar#event",
+            "id": event_id,
+            "status": "confirmed",
+            "created": now,
+            "updated": now,
+            "creator": {"email": self.owner, "self": True},
+            "organizer": {"email": self.owner, "self": True},
+        }
+        resource.update(
+            {k: copy.deepcopy(v) for k, v in body.items() if k not in GOOGLE_READ_ONLY}
+        )
+        resource["id"] = event_id
+        resource.setdefault("iCalUID", f"{event_id}@google.com")
+        resource.setdefault("sequence", 0)
+        return copy.deepcopy(self._store(resource, None))
+
+    def _patch(self, event_id: str, body: Mapping[str, object], etag: str | None) -> GoogleEvent:
+        stored = self._events.get(event_id)
+        if stored is None:
+            raise GoogleError(404, "notFound", "Not Found")
+        self._check_etag(stored, etag)
+        resource = copy.deepcopy(stored.resource)
+        _merge_patch(resource, {k: v for k, v in body.items() if k not in GOOGLE_READ_ONLY})
+        resource["id"] = event_id
+        self._check_times(resource)
+        resource["updated"] = _timestamp(self.clock())
+        return copy.deepcopy(self._store(resource, stored.order))
+
+    @staticmethod
+    def _check_times(resource: Mapping[str, object]) -> None:
+        for name in ("start", "end"):
+            when = resource.get(name)
+            if not isinstance(when, dict) or not ("dateTime" in when or "date" in when):
+                raise GoogleError(400, "required", f"Missing {name} time.")
+
+    def _check_etag(self, stored: _Stored, etag: str | None) -> None:
+        if etag is not None and etag != "*" and etag != stored.resource.get("etag"):
+            raise GoogleConflict(412, "conditionNotMet", "Precondition Failed")
+
+    def _store(self, resource: dict[str, object], order: int | None) -> dict[str, object]:
+        self._counter += 1
+        resource["etag"] = f'"{3_600_000_000_000_000 + self._counter}"'
+        self._events[str(resource["id"])] = _Stored(
+            resource, self._counter, self._counter if order is None else order
+        )
+        return resource
+
+    def _read_token(self, token: str) -> int:
+        prefix, _, position = token.partition("-")
+        if prefix != "sync" or not position.isdigit():
+            raise GoogleError(
+                410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required."
+            )
+        value = int(position)
+        if value > self._counter or value + 1 < self._oldest_token:
+            raise GoogleError(
+                410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required."
+            )
+        return value
+
+
+@dataclass(slots=True)
+class _Item:
+    model: CalendarItem
+    entered: int  # change counter when it entered the calendar
+    changed: int  # ... at its last write
+
+
+class MemoryExchange:
+    """One user's Exchange calendar, in memory. Thread-safe. Items are exchangelib
+    CalendarItem models without an account."""
+
+    def __init__(self, mailbox: str = "alice@example.com") -> None:
+        self.mailbox = mailbox
+        #: (operation, item id) of every call that reached the mailbox, in order
+        self.calls: list[tuple[str, str | None]] = []
+        self._items: dict[str, _Item] = {}
+        self._tombstones: dict[str, tuple[int, int]] = {}  # id -> (entered, left)
+        self._counter = 0
+        self._faults: list[ExchangeError] = []
+        self._lock = threading.RLock()
+        self._folder_id = f"memory-calendar-{uuid.uuid4().hex[:12]}"
+
+    def fail_next(self, *errors: ExchangeError) -> None:
+        """The next calls raise these errors, one each, in order."""
+        with self._lock:
+            self._faults.extend(errors)
+
+    # --- ExchangeBackend -------------------------------------------------------------------
+
+    def calendar_item(self, item_id: str) -> CalendarItem | None:
+        with self._lock:
+            self._call("GetItem", item_id)
+            stored = self._items.get(item_id)
+            return copy.deepcopy(stored.model) if stored else None
+
+    def calendar_items(self, item_ids: list[str]) -> list[CalendarItem]:
+        with self._lock:
+            self._call("GetItem", None)
+            return [copy.deepcopy(self._items[i].model) for i in item_ids if i in self._items]
+
+    def missing(self, item_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            if not item_ids:
+                return set()
+            self._call("GetItem", None)
+            return {i for i in item_ids if i not in self._items}
+
+    def master_item_id(self, occurrence: CalendarItem) -> str | None:
+        raise NotImplementedError("MemoryExchange holds no recurring series")
+
+    def calendar_folder_id(self) -> str:
+        with self._lock:
+            self._call("GetFolder", None)
+            return self._folder_id
+
+    def all_items(self) -> list[CalendarItem]:
+        with self._lock:
+            self._call("FindItem", None)
+            rows = sorted(self._items.values(), key=lambda i: i.entered)
+            return [copy.deepcopy(i.model) for i in rows]
+
+    def create(self, values: Mapping[str, object]) -> tuple[str, str]:
+        from exchangelib.items import CalendarItem
+
+        with self._lock:
+            self._call("CreateItem", None)
+            writable = {k: v for k, v in values.items() if k not in READ_ONLY_ITEM_FIELDS}
+            model = CalendarItem(**copy.deepcopy(writable))
+            item_id = f"AAMkMEM{uuid.uuid4().hex}="
+            self._counter += 1
+            self._set_id(model, item_id)
+            self._items[item_id] = _Item(model, self._counter, self._counter)
+            return item_id, model.changekey
+
+    def update(self, item: CalendarItem, values: Mapping[str, object]) -> tuple[str, str] | None:
+        with self._lock:
+            changed = set_differences(item, values)
+            if not changed:
+                return None
+            self._call("UpdateItem", item.id)
+            stored = self._items.get(item.id)
+            if stored is None:
+                raise ExchangeError(
+                    "ErrorItemNotFound", "The specified object was not found in the store."
+                )
+            if item.changekey != stored.model.changekey:
+                raise ExchangeConflict(
+                    "The send or update operation could not be performed because the change"
+                    " key passed in the request does not match the current change key for"
+                    " the item."
+                )
+            for name in changed:
+                setattr(stored.model, name, copy.deepcopy(values[name]))
+            self._counter += 1
+            stored.changed = self._counter
+            self._set_id(stored.model, item.id)
+            self._set_id(item, item.id, stored.model.changekey)
+            return item.id, stored.model.changekey
+
+    def delete(self, item_id: str, *, change_key: str | None = None) -> None:
+        with self._lock:
+            self._call("DeleteItem", item_id)
+            stored = self._items.get(item_id)
+            if stored is None:
+                return
+            if change_key is not None and change_key != stored.model.changekey:
+                raise ExchangeConflict()
+            del self._items[item_id]
+            self._counter += 1
+            self._tombstones[item_id] = (stored.entered, self._counter)
+
+    def changes(
+        self, sync_state: str | None, ignore: Iterable[str] = ()
+    ) -> tuple[list[ItemChange], str | None]:
+        with self._lock:
+            self._call("SyncFolderItems", None)
+            watermark = 0
+            if sync_state:
+                folder, _, position = sync_state.rpartition(":")
+                if folder != self._folder_id or not position.isdigit():
+                    raise ExchangeError(
+                        "ErrorInvalidSyncStateData", "Synchronization state data is corrupt."
+                    )
+                watermark = int(position)
+            skip = set(ignore)
+            pending: list[tuple[int, ItemChange]] = []
+            for item_id, item in self._items.items():
+                if item.changed > watermark and item_id not in skip:
+                    kind: Literal["create", "update"] = (
+                        "create" if item.entered > watermark else "update"
+                    )
+                    model = copy.deepcopy(item.model)
+                    change = ItemChange(kind, item_id, model.changekey, model)
+                    pending.append((item.changed, change))
+            for item_id, (entered, left) in self._tombstones.items():
+                if left > watermark and entered <= watermark and item_id not in skip:
+                    pending.append((left, ItemChange("delete", item_id, None)))
+            pending.sort(key=lambda p: p[0])
+            return [change for _, change in pending], f"{self._folder_id}:{self._counter}"
+
+    # --- inside ----------------------------------------------------------------------------
+
+    def _call(self, operation: str, item_id: str | None) -> None:
+        self.calls.append((operation, item_id))
+        if self._faults:
+            raise self._faults.pop(0)
+
+    def _set_id(self, model: CalendarItem, item_id: str, change_key: str | None = None) -> None:
+        from exchangelib.properties import ItemId
+
+        key = change_key or f"DwAAAB{self._counter:010d}"
+        model._id = ItemId(id=item_id, changekey=key)
+
+
+_google: type[GoogleBackend] = MemoryGoogle
+_exchange: type[ExchangeBackend] = MemoryExchange
