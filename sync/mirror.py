@@ -253,8 +253,10 @@ class Mirror:
             self._failed(entry, str(exc), retryable=exc.retryable)
         except (EwsParseError, CalsyncError) as exc:
             self._failed(entry, f"{type(exc).__name__}: {exc}", retryable=False)
-        except Exception as exc:  # a bug of ours or a library's: retry, then quarantine
-            self._failed(entry, f"unexpected {type(exc).__name__}: {exc}", retryable=True)
+        except Exception as exc:
+            # a bug of ours or a library's is no outage: retrying cannot help. Quarantined
+            # at once under its own name (`calsync status`), the rest of the queue goes on.
+            self._failed(entry, f"unexpected {type(exc).__name__}: {exc}", retryable=False)
         else:
             self.completed.append((entry.id, self.clock()))
         finally:
