@@ -195,9 +195,9 @@ class Setup:
             calendar = state.calendar_for(user, "primary")
             google_token = state.sync_token(user, calendar, state.counter)
         now = time.time()
-        with self.store.transaction():
+        with self.store.unit() as uow:  # one transaction for the whole map
             for row in rows:
-                self.store._upsert_mapping(row, now)
+                uow.ids.save(row, now=now)
         with self.ews.store.lock:
             ews_state = ids.sync_state(mailbox.folders["calendar"].id, mailbox._seq)
         self.store.save_sync_state(ALICE, ews_sync_state=ews_state, google_sync_token=google_token)

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
@@ -43,6 +43,7 @@ from sync.state.base import (
     MappedItem,
     OutboxEntry,
     RunWrite,
+    State,
     StoreError,
     SyncRun,
     WatchChannel,
@@ -1098,3 +1099,9 @@ def outbox_size(path: Path) -> int:
     finally:
         conn.close()
     return int(count)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_state(state: SqliteState) -> State:
+        return state  # mypy holds SqliteState to the State protocol here
