@@ -23,6 +23,7 @@ from typing import Any
 from mitmproxy import exceptions, http
 
 from ews_parser.xml import DEFAULT_MAX_BYTES
+from sync.backends.clients import Clients
 from sync.config import Config, ConfigError, load_config
 from sync.job import SyncJob
 from sync.mirror import Mirror
@@ -137,8 +138,11 @@ class CalSync:
         self.store = store
         if self.mirror is not None:
             self.mirror.close(wait=False)  # reconfigured: the next running() starts anew
-        self.mirror = Mirror(config, store)
-        self.job = SyncJob(config, store)
+        # one Google and one Exchange client per user for the worker (in threads), the
+        # job and push; worker processes keep a cache of their own
+        clients = Clients(config)
+        self.mirror = Mirror(config, store, clients=clients)
+        self.job = SyncJob(config, store, clients=clients)
         self.runs = UserRuns(self.job.run_user)
         self.observer = Observer(
             config,
@@ -179,7 +183,13 @@ class CalSync:
         if self.job is not None and self.runs is not None and self._push_task is None and port:
             assert self.config is not None and self.store is not None
             push = functools.partial(
-                PushService, self.config, self.store, self.job.run_user, port=port, runs=self.runs
+                PushService,
+                self.config,
+                self.store,
+                self.job.run_user,
+                port=port,
+                runs=self.runs,
+                clients=self.job.client_cache,
             )
             ending, self._push_ending = self._push_ending, None
             self._push_task = loop.create_task(self._push_loop(push, ending))

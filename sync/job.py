@@ -37,17 +37,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ews_parser.errors import CalsyncError
+from sync.backends.clients import Clients
 from sync.config import Config, UserConfig
 from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, managed, tagged
 from sync.core.events import short as _short
 from sync.engine import Action, StateEmpty, check_safety
 from sync.exchange import ExchangeError
 from sync.exchange_writer import ExchangeWriter, ItemChange
-from sync.google import GoogleCalendar, GoogleError
+from sync.google import GoogleError
 from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 
 log = logging.getLogger("calsync.job")
+
 
 def _nothing(count: int) -> None:
     pass
@@ -97,6 +99,7 @@ class Report:
     stopped: str | None = None
     #: a retryable error met in the Exchange feed: its SyncState is not advanced
     retry_exchange_feed: bool = False
+
     @property
     def created_in_exchange(self) -> list[str]:
         """Items the Google feed created in Exchange in this run."""
@@ -118,8 +121,7 @@ class SyncJob:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
-        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
-        exchange: Callable[[Config, UserConfig], Any] = ExchangeWriter,
+        clients: Clients | None = None,
         progress: bool = False,
     ) -> None:
         self.config = config
@@ -127,9 +129,8 @@ class SyncJob:
         self.progress = progress
         self.store = store
         self.clock = clock
-        self._google_factory = google
-        self._exchange_factory = exchange
-        self._clients: dict[str, tuple[Any, Any]] = {}
+        #: the process's one client cache (shared with the worker and push)
+        self.client_cache = clients or Clients(config)
         #: every write goes through the one reconciler (sync/reconcile.py); what a run
         #: needs travels in its own RunContext, so overlapping runs never mix
         self.reconciler = Reconciler(config, store, clock=clock)
@@ -137,12 +138,7 @@ class SyncJob:
         self._verified_at: dict[str, float] = {}
 
     def clients(self, user: UserConfig) -> tuple[Any, Any]:
-        if user.mailbox not in self._clients:
-            self._clients[user.mailbox] = (
-                self._google_factory(self.config, user),
-                self._exchange_factory(self.config, user),
-            )
-        return self._clients[user.mailbox]
+        return self.client_cache.google(user), self.client_cache.exchange(user)
 
     def run(
         self,

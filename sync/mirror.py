@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ews_parser.errors import CalsyncError, EwsParseError
+from sync.backends.clients import Clients
 from sync.config import Config, UserConfig
 from sync.core.events import (
     apply_patch,
@@ -52,8 +53,7 @@ from sync.core.events import (
     tagged,
 )
 from sync.exchange import ExchangeError
-from sync.exchange_writer import ExchangeWriter
-from sync.google import GoogleCalendar, GoogleError
+from sync.google import GoogleError
 from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 
@@ -87,17 +87,13 @@ class Mirror:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
-        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
-        exchange: Callable[[Config, UserConfig], Any] = ExchangeWriter,
+        clients: Clients | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
-        self._google_factory = google
-        self._exchange_factory = exchange
-        self._google: dict[str, Any] = {}
-        self._exchange: dict[str, Any] = {}
-        self._clients_lock = threading.Lock()
+        #: the process's one client cache (shared with the job and push when they run here)
+        self.clients = clients or Clients(config)
         #: every write goes through the one reconciler's rules (sync/reconcile.py)
         self.reconciler = Reconciler(config, store, clock=clock)
         self._hot: OrderedDict[int, Hot] = OrderedDict()
@@ -299,18 +295,10 @@ class Mirror:
             )
 
     def _clients(self, user: UserConfig) -> Any:
-        with self._clients_lock:
-            client = self._google.get(user.mailbox)
-            if client is None:
-                client = self._google[user.mailbox] = self._google_factory(self.config, user)
-            return client
+        return self.clients.google(user)
 
     def _mailbox(self, user: UserConfig) -> Any:
-        with self._clients_lock:
-            client = self._exchange.get(user.mailbox)
-            if client is None:
-                client = self._exchange[user.mailbox] = self._exchange_factory(self.config, user)
-            return client
+        return self.clients.exchange(user)
 
     def _later(self, user: UserConfig) -> Any:
         """The user's Exchange client, made only if the reconciler needs to read or write

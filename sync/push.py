@@ -40,8 +40,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ews_parser.errors import CalsyncError
+from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
-from sync.google import GoogleCalendar, GoogleError
+from sync.google import GoogleError
 from sync.store import Store, WatchChannel
 
 log = logging.getLogger("calsync.push")
@@ -72,15 +73,14 @@ class Channels:
         address: str,
         settings: PushConfig,
         clock: Callable[[], float] = time.time,
-        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
+        clients: Clients | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.address = address
         self.settings = settings
         self.clock = clock
-        self._google_factory = google
-        self._google: dict[str, Any] = {}
+        self.clients = clients or Clients(config)
         self._lock = threading.Lock()  # refresh and stop_all never interleave
 
     @property
@@ -88,9 +88,7 @@ class Channels:
         return [u for u in self.config.users if u.direction in ("both", "google-to-exchange")]
 
     def google(self, user: UserConfig) -> Any:
-        if user.mailbox not in self._google:
-            self._google[user.mailbox] = self._google_factory(self.config, user)
-        return self._google[user.mailbox]
+        return self.clients.google(user)
 
     def refresh(self) -> list[WatchChannel]:
         """Make every user's channel current: reuse a stored one that is not due for
@@ -434,7 +432,7 @@ class PushService:
         port: int | None = None,
         runs: UserRuns | None = None,
         clock: Callable[[], float] = time.time,
-        google: Callable[[Config, UserConfig], Any] = GoogleCalendar,
+        clients: Clients | None = None,
     ) -> None:
         self.settings = config.push or PushConfig()
         self.runs = runs or UserRuns(run)
@@ -446,7 +444,12 @@ class PushService:
         )
         self.address = self.settings.webhook_url or self.server.url
         self.channels = Channels(
-            config, store, address=self.address, settings=self.settings, clock=clock, google=google
+            config,
+            store,
+            address=self.address,
+            settings=self.settings,
+            clock=clock,
+            clients=clients,
         )
 
     def start(self) -> None:
