@@ -1,5 +1,5 @@
 """`calsync auth google USER`: authorize calsync for a user's Google Calendar and keep the
-token in the user's `google_token_file` (mode 0600, `sync.google.save_token_file`).
+token in the user's `google_token_file` (mode 0600, `sync.backends.google.save_token_file`).
 
 Two ways, both google-auth-oauthlib's installed-app flow with a Desktop OAuth client
 (`--client-secrets client_secret.json`, downloaded from the Google Cloud console):
@@ -69,7 +69,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def auth_google(args: Any) -> int:
-    from sync.google import SCOPES, save_token_file
+    from sync.backends.google import SCOPES, save_token_file
 
     config = config_from(args)
     user = user_from(config, args.user)

@@ -239,7 +239,8 @@ def _google_probe(config: Config, user: UserConfig) -> str:
     from google.auth.exceptions import RefreshError, TransportError
 
     from ews_parser.errors import CalsyncError
-    from sync.google import GoogleCalendar, GoogleError
+    from sync.backends.base import GoogleError
+    from sync.backends.google import GoogleCalendar
 
     try:
         calendar = GoogleCalendar(config, user)
@@ -278,7 +279,8 @@ def _google_probe(config: Config, user: UserConfig) -> str:
 def _exchange_probe(config: Config, user: UserConfig) -> str:
     from exchangelib.protocol import BaseProtocol
 
-    from sync.exchange import ExchangeError, ExchangeMailbox
+    from sync.backends.base import ExchangeError
+    from sync.backends.exchange import ExchangeMailbox
 
     BaseProtocol.TIMEOUT = TIMEOUT_S
     try:

@@ -45,8 +45,8 @@ def add_parser(subparsers: Any) -> None:
 def rebuild(args: Any) -> int:
     from ews_parser.errors import CalsyncError
     from mapping.event import MANAGED_FIELDS, content_hash
-    from sync.exchange import ExchangeMailbox
-    from sync.google import GoogleCalendar
+    from sync.backends.exchange import ExchangeMailbox
+    from sync.backends.google import GoogleCalendar
     from sync.job import progress_bar
 
     config = config_from(args)

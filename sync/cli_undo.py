@@ -56,8 +56,8 @@ def add_parser(subparsers: Any) -> None:
 
 def undo(args: Any) -> int:
     from ews_parser.errors import CalsyncError
-    from sync.exchange_writer import ExchangeWriter
-    from sync.google import GoogleCalendar
+    from sync.backends.exchange import ExchangeMailbox
+    from sync.backends.google import GoogleCalendar
 
     config = config_from(args)
     user = user_from(config, args.user)
@@ -79,7 +79,7 @@ def undo(args: Any) -> int:
                 store,
                 user.mailbox,
                 GoogleCalendar(config, user),
-                ExchangeWriter(config, user),
+                ExchangeMailbox(config, user),
                 dry_run=args.dry_run,
             )
         except CalsyncError as exc:
@@ -189,7 +189,7 @@ class _Undo:
             if mapped is not None:
                 mapped = replace(mapped, google_etag=new_version)
         else:
-            from sync.exchange_writer import ExchangeConflict
+            from sync.backends.base import ExchangeConflict
 
             target = to_ews(before)
             try:

@@ -191,7 +191,7 @@ def start_stand_ins(run: Run) -> tuple[str, str, Path]:
 def write_config(run: Run, google_url: str, ews_url: str, ca: Path) -> Path:
     """calsync.toml and the user's Google token file (0600, no access token yet: the
     addon's first call refreshes it, as after `calsync auth google`)."""
-    from sync.google import SCOPES
+    from sync.backends.google import SCOPES
 
     tokens = run.workdir / "tokens"
     tokens.mkdir(mode=0o700, exist_ok=True)
@@ -302,7 +302,7 @@ def google_service(google_url: str) -> Any:
     from google.oauth2.credentials import Credentials
     from googleapiclient.discovery import build
 
-    from sync.google import SCOPES
+    from sync.backends.google import SCOPES
 
     creds = Credentials(
         token=None,

@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ews_parser.errors import CalsyncError
+from sync.backends.base import ExchangeError, GoogleError, ItemChange
 from sync.backends.clients import Clients
+from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
 from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, managed, tagged
 from sync.core.events import short as _short
 from sync.engine import Action, StateEmpty, check_safety
-from sync.exchange import ExchangeError
-from sync.exchange_writer import ExchangeWriter, ItemChange
-from sync.google import GoogleError
 from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 
@@ -204,7 +203,7 @@ class SyncJob:
         self,
         user: UserConfig,
         google: Any,
-        exchange: ExchangeWriter,
+        exchange: ExchangeMailbox,
         report: Report,
         dry_run: bool,
         force_deletes: bool,
@@ -292,7 +291,7 @@ class SyncJob:
         self,
         user: UserConfig,
         google: Any,
-        exchange: ExchangeWriter,
+        exchange: ExchangeMailbox,
         report: Report,
         dry_run: bool,
         force_deletes: bool,
@@ -416,7 +415,7 @@ class SyncJob:
         self,
         user: UserConfig,
         google: Any,
-        exchange: ExchangeWriter,
+        exchange: ExchangeMailbox,
         report: Report,
         dry_run: bool,
         force_deletes: bool,
@@ -436,7 +435,7 @@ class SyncJob:
         self,
         user: UserConfig,
         google: Any,
-        exchange: ExchangeWriter,
+        exchange: ExchangeMailbox,
         report: Report,
         token: str | None,
         dry_run: bool,
@@ -549,7 +548,7 @@ class SyncJob:
         self,
         user: UserConfig,
         google: Any,
-        exchange: ExchangeWriter,
+        exchange: ExchangeMailbox,
         action: Action,
         event: dict[str, Any],
         report: Report,
@@ -591,7 +590,7 @@ class SyncJob:
         self,
         user: UserConfig,
         google: Any,
-        exchange: ExchangeWriter,
+        exchange: ExchangeMailbox,
         changes: list[ItemChange],
         report: Report,
         advance: Callable[[int], None] = _nothing,

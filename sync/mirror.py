@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ews_parser.errors import CalsyncError, EwsParseError
+from sync.backends.base import ExchangeError, GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, UserConfig
 from sync.core.events import (
@@ -52,8 +53,6 @@ from sync.core.events import (
     short,
     tagged,
 )
-from sync.exchange import ExchangeError
-from sync.google import GoogleError
 from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 

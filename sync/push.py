@@ -40,9 +40,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ews_parser.errors import CalsyncError
+from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
-from sync.google import GoogleError
 from sync.store import Store, WatchChannel
 
 log = logging.getLogger("calsync.push")

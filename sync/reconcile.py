@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ews_parser.errors import CalsyncError
+from sync.backends.base import ExchangeConflict, GoogleError, differs
 from sync.config import Config, UserConfig
 from sync.core.events import (
     EWS_ID_PROPERTY,
@@ -44,8 +45,6 @@ from sync.core.events import (
     tagged,
 )
 from sync.engine import Merge, Policy, merge
-from sync.exchange_writer import ExchangeConflict, _differs
-from sync.google import GoogleError
 from sync.store import MappedItem, Store
 
 log = logging.getLogger("calsync.reconcile")
@@ -169,7 +168,7 @@ class Reconciler:
                     # (an HTML body, say) is never rewritten from its Google form
                     target = to_ews({**exchange_view, **result.merged})
                     current = to_ews(exchange_view)
-                    values = {k: v for k, v in target.items() if _differs(v, current.get(k))}
+                    values = {k: v for k, v in target.items() if differs(v, current.get(k))}
                     written = exchange.update(item, values)
                     if written is not None:
                         ews_item_id, change_key = written

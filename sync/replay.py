@@ -218,7 +218,7 @@ def event_lines(config: Config) -> Iterator[str]:
 
 def google_events(config: Config, user: UserConfig) -> list[dict[str, Any]]:
     """Every event of the user's calendar, through the same client the worker writes with."""
-    from sync.google import GoogleCalendar
+    from sync.backends.google import GoogleCalendar
 
     calendar = GoogleCalendar(config, user)
     events = [

@@ -25,9 +25,6 @@ LAYERS: dict[str, int] = {
     "sync.config": 0,
     # 1: the two sides and the state, behind interfaces
     "sync.backends": 1,
-    "sync.google": 1,
-    "sync.exchange": 1,
-    "sync.exchange_writer": 1,
     "sync.state": 1,
     "sync.store": 1,
     # 2: the one writer

@@ -1,4 +1,4 @@
-"""The first sync of a big calendar goes to Google as batch requests (sync/google.py's
+"""The first sync of a big calendar goes to Google as batch requests (sync/backends/google.py's
 `insert_many`), through the Google stand-in's batch endpoint and the unmodified
 BatchHttpRequest: request counts, per-call errors, 409 adoption, and the journal and the
 id map left exactly as one request per event leaves them."""
@@ -21,7 +21,7 @@ from emulators.ews import EwsServer
 from emulators.google.api import Request
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
-from sync.google import BATCH_SIZE, GoogleCalendar, batch_uri_for
+from sync.backends.google import BATCH_SIZE, GoogleCalendar, batch_uri_for
 from tests.sync.conftest import ALICE, BERLIN
 from tests.sync.test_job import World
 
