@@ -37,8 +37,8 @@ LAYERS: dict[str, int] = {
     "sync.sources": 3,
     # 4: the operator's command, the addon
     "sync.cli": 4,
-    "sync.demo": 4,
-    "sync.replay": 4,
+    "sync.cli.demo": 4,
+    "sync.cli.replay": 4,
     "calsync": 4,
 }
 NAMES = {"ews_parser", "mapping", "sync", "calsync", "emulators"}
@@ -65,7 +65,7 @@ IO_LIBRARIES = (
 
 
 def layer_of(module: str) -> int | None:
-    if module == "sync" or module.startswith("sync.cli_"):  # the package; the command
+    if module == "sync":  # the package itself
         return 4
     best: tuple[int, int] | None = None
     for prefix, layer in LAYERS.items():

@@ -290,7 +290,7 @@ def _create_v3(db: sqlite_utils.Database) -> None:
 
 def _create_v4(db: sqlite_utils.Database) -> None:
     """Undo: each run, and per write it made the pre-image (sealed: it is event text) and
-    the version it left (sync/cli_undo.py)."""
+    the version it left (sync/cli/undo.py)."""
     db.table("runs").create(
         {"id": int, "mailbox": str, "started_at": float, "finished_at": float, "undone_at": float},
         pk="id",

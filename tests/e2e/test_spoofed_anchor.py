@@ -25,7 +25,7 @@ from exchangelib.protocol import BaseProtocol
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
-from sync.cli_users import without_user
+from sync.cli.users import without_user
 from tests.addon.conftest import basic, create_request
 from tests.e2e.clients import Route, account, google_events, outbox_counts, wait_for
 from tests.e2e.conftest import PASSWORD, write_config

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from sync.cli_common import (
+from sync.cli.common import (
     EXIT_PROBLEMS,
     CommandError,
     add_config_option,

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from sync.cli_common import (
+from sync.cli.common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     CommandError,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sync.cli_common import DEFAULT_CONFIG, EXIT_PROBLEMS, CommandError, run_guarded
+from sync.cli.common import DEFAULT_CONFIG, EXIT_PROBLEMS, CommandError, run_guarded
 
 STARTER = """\
 # calsync.toml: what calsync mirrors, and where. Paths are relative to this file.

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from sync.cli_common import (
+from sync.cli.common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     CommandError,

@@ -46,7 +46,7 @@ T = TypeVar("T")
 USER = "alice@example.com"
 #: The variable mitmdump reads the EWS password from; set it to choose the password.
 PASSWORD_ENV = "CALSYNC_DEMO_EWS_PASSWORD"  # noqa: S105 - a variable name, not a secret
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "calsync.py"
 BIN = Path(sys.executable).parent
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")

@@ -34,7 +34,7 @@ from typing import Any
 from ews_parser.errors import CalsyncError
 from sync.config import Config, UserConfig, load_config
 
-log = logging.getLogger("calsync.replay")
+log = logging.getLogger("calsync.cli.replay")
 
 #: How long replay waits for retries that are due (Google answering 429/503) before
 #: giving up on them and saying so.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync.cli_common import (
+from sync.cli.common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     add_config_option,

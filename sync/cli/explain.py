@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sync.cli_common import (
+from sync.cli.common import (
     EXIT_PROBLEMS,
     CommandError,
     add_config_option,
@@ -17,7 +17,7 @@ from sync.cli_common import (
     run_guarded,
     when,
 )
-from sync.cli_status import open_store
+from sync.cli.status import open_store
 from sync.store import Store
 
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sync.cli_common import (
+from sync.cli.common import (
     CommandError,
     add_config_option,
     config_from,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sync.cli_common import (
+from sync.cli.common import (
     EXIT_PROBLEMS,
     CommandError,
     add_config_option,
