@@ -9,7 +9,7 @@
 
 For each changed item or event: versions we wrote ourselves (journaled by exact etag /
 ChangeKey) are echoes and ignored; new ones are created on the other side; changed ones are
-merged three-way against the stored snapshot (sync/engine.py), the policy settling true
+merged three-way against the stored snapshot (sync/core/decide.py), the policy settling true
 conflicts; deletions follow the deletion rule. Every run plans first, checks the plan
 against the safety rule, and only then applies; `dry_run` stops after planning.
 
@@ -41,9 +41,9 @@ from sync.backends.base import ExchangeError, GoogleError, ItemChange
 from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
+from sync.core.decide import Action, StateEmpty, check_safety
 from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, managed, tagged
 from sync.core.events import short as _short
-from sync.engine import Action, StateEmpty, check_safety
 from sync.reconcile import Reconciler, RunContext
 from sync.store import MappedItem, OutboxEntry, Store
 

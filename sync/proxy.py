@@ -4,9 +4,9 @@ The addon's hooks run on mitmproxy's event loop and only hand over bytes: `Obser
 takes each exchange (raw bodies as they crossed the wire, their Content-Encoding, the
 connection's principal) to one thread of its own, in the order the hooks saw them, so no
 SQLite call, decode or parse ever holds up a flow. There `Observer.observe(Exchange)`
-decodes the bodies in bounded steps (`sync/decode.py`, capped at `max_body` decoded
+decodes the bodies in bounded steps (`sync/core/decode.py`, capped at `max_body` decoded
 bytes), runs a one-scan filter, `classify` of both bodies, the owner decision (the
-authenticated principal, `sync/identity.py`), the router's decision, and one SQLite
+authenticated principal, `sync/core/identity.py`), the router's decision, and one SQLite
 transaction that learns ids and records intents. The request bytes go to the worker in
 memory (`Mirror.note`); nothing here waits on the network.
 """
@@ -27,10 +27,9 @@ from ews_parser.classify import classify
 from ews_parser.errors import EwsParseError
 from ews_parser.values import Classification
 from sync.config import Config, UserConfig
-from sync.decode import BodyEncodingError, BodyTooLarge, decode
-from sync.identity import Owner, Principal, owner, principal_of, routing_hint
-from sync.mirror import Hot, Mirror
-from sync.router import (
+from sync.core.decode import BodyEncodingError, BodyTooLarge, decode
+from sync.core.identity import Owner, Principal, owner, principal_of, routing_hint
+from sync.core.routing import (
     CALENDAR,
     LISTINGS,
     OCCURRENCE,
@@ -41,6 +40,7 @@ from sync.router import (
     item_ids_named,
     may_matter,
 )
+from sync.mirror import Hot, Mirror
 from sync.store import Store
 
 log = logging.getLogger("calsync.proxy")
@@ -214,7 +214,7 @@ class Observer:
         return knowledge
 
     def _owner(self, exchange: Exchange, request: Classification) -> Owner | None:
-        """The configured user whose calendar this exchange changes (sync/identity.py):
+        """The configured user whose calendar this exchange changes (sync/core/identity.py):
         the authenticated principal's, or the one a request's Mailbox element or known item
         ids name; never the one a routing hint names."""
         principal = principal_of(exchange.request_headers.get("authorization", ""))

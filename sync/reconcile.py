@@ -4,7 +4,7 @@ Sources (the proxy's outbox worker, the Exchange feed, the Google feed, push) de
 something changed; this module decides *what to write* and writes it, with one set of rules:
 
 - a pair is brought into agreement by reading both sides and merging three-way against the
-  last version both agreed on (`sync.engine.merge`), the user's policy settling a field
+  last version both agreed on (`sync.core.decide.merge`), the user's policy settling a field
   both sides changed, the conflict recorded;
 - every write is conditioned on the version read (If-Match etag, ChangeKey with
   NeverOverwrite); a concurrent change means read again and decide again, never "one side
@@ -34,6 +34,7 @@ from typing import Any
 from ews_parser.errors import CalsyncError
 from sync.backends.base import ExchangeConflict, GoogleError, differs
 from sync.config import Config, UserConfig
+from sync.core.decide import Merge, Policy, merge
 from sync.core.events import (
     EWS_ID_PROPERTY,
     MAILBOX_PROPERTY,
@@ -44,7 +45,6 @@ from sync.core.events import (
     short,
     tagged,
 )
-from sync.engine import Merge, Policy, merge
 from sync.store import MappedItem, Store
 
 log = logging.getLogger("calsync.reconcile")

@@ -37,7 +37,7 @@ from tests.addon.conftest import (
     response,
     update_request,
 )
-from tests.sync.test_identity import bearer, ntlm_type3
+from tests.sync.core.test_identity import bearer, ntlm_type3
 
 ALICE, BOB, CAROL, DAVE = (f"{n}@example.com" for n in ("alice", "bob", "carol", "dave"))
 EVERYONE = (ALICE, BOB, CAROL, DAVE)

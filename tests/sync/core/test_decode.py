@@ -1,4 +1,4 @@
-"""Bounded Content-Encoding decoding (sync/decode.py): every coding, the errors, and bombs
+"""Bounded Content-Encoding decoding (sync/core/decode.py): every coding, the errors, and bombs
 stopped at the limit with memory to match."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import brotlicffi
 import pytest
 import zstandard
 
-from sync.decode import BodyEncodingError, BodyTooLarge, decode
+from sync.core.decode import BodyEncodingError, BodyTooLarge, decode
 
 BODY = b"<t:CalendarItem><t:Subject>Standup</t:Subject></t:CalendarItem>" * 2000
 MiB = 1024 * 1024

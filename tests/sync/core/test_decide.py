@@ -1,4 +1,4 @@
-"""Two-way decisions (sync/engine.py), as tables."""
+"""Two-way decisions (sync/core/decide.py), as tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from sync.engine import Conflict, StateEmpty, check_safety, deletion_wins, merge
+from sync.core.decide import Conflict, StateEmpty, check_safety, deletion_wins, merge
 
 FIELDS = ("summary", "location", "start")
 BASE = {"summary": "Standup", "location": "Room 4", "start": {"dateTime": "2026-03-02T09:00:00Z"}}

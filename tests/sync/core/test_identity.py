@@ -1,4 +1,4 @@
-"""Whose calendar a flow is (sync/identity.py)."""
+"""Whose calendar a flow is (sync/core/identity.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from sync.identity import (
+from sync.core.identity import (
     Principal,
     basic_user,
     bearer_user,

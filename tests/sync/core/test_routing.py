@@ -1,4 +1,4 @@
-"""What each EWS exchange means for the calendar (sync/router.py), as tables."""
+"""What each EWS exchange means for the calendar (sync/core/routing.py), as tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ews_parser import classify
-from sync.router import Intent, decide
+from sync.core.routing import Intent, decide
 from tests.ews_parser.conftest import load
 
 ENV = (
@@ -344,7 +344,7 @@ MATTERS = [
 
 @pytest.mark.parametrize(("body", "matters"), MATTERS)
 def test_mail_traffic_is_dropped_from_the_request_alone(body: str, matters: bool) -> None:
-    from sync.router import may_matter
+    from sync.core.routing import may_matter
 
     assert may_matter(classify(env(body))) is matters
 
@@ -353,8 +353,8 @@ def test_the_byte_filter_never_drops_what_the_router_would_keep() -> None:
     """The proxy's one-scan pre-filter must have no false negatives against may_matter()
     on every request of the corpus (listings excepted: a listing by FolderId only teaches
     item kinds, and is documented as skipped)."""
+    from sync.core.routing import LISTINGS, may_matter
     from sync.proxy import _MAYBE_CALENDAR
-    from sync.router import LISTINGS, may_matter
     from tests.ews_parser.conftest import FIXTURE_FILES
 
     checked = 0
