@@ -178,6 +178,20 @@ class LegacyTimeZone:
 
 
 @dataclass(frozen=True, slots=True)
+class MimeContent:
+    """An item's `t:MimeContent`, decoded: for a calendar item, the iCalendar itself.
+
+    `character_set` is the CharacterSet attribute as sent (Exchange ignores it on input:
+    base64 is ASCII, and the iCalendar names its own charset). `sent_beside` names the
+    item's other child elements: on Exchange they win over what the MimeContent says.
+    """
+
+    data: bytes = field(repr=False)
+    character_set: str | None = None
+    sent_beside: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedItem:
     """One item element: its EWS element name, its id and, for calendar items, the
     exchangelib model read from it.
@@ -185,7 +199,9 @@ class ParsedItem:
     `model` is an `exchangelib.items.CalendarItem` for `t:CalendarItem`; for other item
     kinds (Message, MeetingRequest, ...) only the ids are read, so `model` is None.
     Date-times in the model are time zone aware (UTC), except all-day `start`/`end`, which
-    are dates as exchangelib returns them (end inclusive).
+    are dates as exchangelib returns them (end inclusive). `mime_content`: the item's
+    `t:MimeContent` decoded, when it carries one (DavMail sends every event as iCalendar
+    MimeContent with no Subject, Start or End: mapping.ical reads it).
     """
 
     item_class: str
@@ -193,6 +209,7 @@ class ParsedItem:
     model: Any = None
     legacy_time_zone: LegacyTimeZone | None = None
     warnings: tuple[str, ...] = ()
+    mime_content: MimeContent | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ them (ews_parser/calendar_item.py)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -456,3 +457,75 @@ def test_xs_boolean_one_and_zero() -> None:
     assert item.model.is_all_day is True
     assert item.model.reminder_is_set is False
     assert item.model.start == dt.date(2024, 5, 9)
+
+
+# --- MimeContent ----------------------------------------------------------------------------
+
+ICALENDAR = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u1\r\nSUMMARY:Caf\u00e9\r\n"
+    "DTSTART;TZID=Europe/Berlin:20270104T090000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+).encode()
+#: DavMail's CreateItem item: the iCalendar, base64 with line breaks, then its extras
+DAVMAIL_ITEM = (
+    "<t:CalendarItem><t:MimeContent{attributes}>{data}</t:MimeContent>"
+    "<t:ReminderIsSet>false</t:ReminderIsSet>"
+    '<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag="0x10f3" PropertyType="String"/>'
+    "<t:Value>u1.EML</t:Value></t:ExtendedProperty>"
+    "<t:LegacyFreeBusyStatus>Busy</t:LegacyFreeBusyStatus></t:CalendarItem>"
+)
+
+
+def _base64_lines(data: bytes) -> str:
+    text = base64.b64encode(data).decode()
+    return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "character_set"),
+    [("", None), (' CharacterSet="UTF-8"', "UTF-8")],  # DavMail; the Managed API
+    ids=["davmail", "managed-api"],
+)
+def test_mime_content_is_decoded_with_what_was_sent_beside_it(
+    attributes: str, character_set: str | None
+) -> None:
+    item = one_item(DAVMAIL_ITEM.format(attributes=attributes, data=_base64_lines(ICALENDAR)))
+    assert item.mime_content is not None
+    assert item.mime_content.data == ICALENDAR
+    assert item.mime_content.character_set == character_set
+    assert item.mime_content.sent_beside == {
+        "ReminderIsSet",
+        "ExtendedProperty",
+        "LegacyFreeBusyStatus",
+    }
+    # the model is exchangelib's read of the other elements, and keeps the bytes
+    assert (item.model.mime_content, item.model.reminder_is_set) == (ICALENDAR, False)
+    assert item.model.subject is None and item.model.start is None
+    assert item.warnings == ()
+
+
+def test_an_item_without_mime_content_has_none() -> None:
+    item = one_item("<t:CalendarItem><t:Subject>x</t:Subject></t:CalendarItem>")
+    assert item.mime_content is None and item.model.mime_content is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["QkVH*SU46", "QkVHSU4", "not base64 at all!"],  # a stray character, bad padding
+    ids=["stray-character", "padding", "text"],
+)
+def test_mime_content_that_is_not_base64_is_a_warning(data: str) -> None:
+    # as .NET's Convert.FromBase64String reads it (Exchange answers
+    # ErrorMimeContentInvalidBase64String); exchangelib alone would skip the bad characters
+    item = one_item(DAVMAIL_ITEM.format(attributes="", data=data))
+    assert item.mime_content is None and item.model.mime_content is None
+    assert item.warnings == ("MimeContent is not base64: not read",)
+
+
+def test_mime_content_is_bounded_by_the_body_limit() -> None:
+    big = _base64_lines(ICALENDAR * 2000)  # ~330 kB of base64
+    body = envelope(DAVMAIL_ITEM.format(attributes="", data=big))
+    with pytest.raises(EwsParseError, match="over the"):
+        parse(body, max_bytes=len(body) - 1)
+    item = parse(body, max_bytes=len(body)).body.items[0]  # type: ignore[union-attr]
+    assert isinstance(item, ParsedItem) and item.mime_content is not None
+    assert len(item.mime_content.data) == len(ICALENDAR) * 2000 <= len(body) * 3 // 4

@@ -3,7 +3,8 @@ TentativelyAcceptItem, DeclineItem, CancelCalendarItem) that act on an existing 
 
 A CalendarItem may carry its content as iCalendar MimeContent instead of (or beside)
 Subject, Start, End...: DavMail sends every CalDAV PUT so. The iCalendar is converted into
-the item (emulators/ews/mime.py); elements the request also sends win over it.
+the item (mapping/ical.py, which the worker reads it with too); elements the request also
+sends win over it.
 
 https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/createitem-operation-calendar-item
 https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/how-to-cancel-a-meeting-by-using-ews-in-exchange
@@ -21,7 +22,6 @@ from exchangelib.items import CalendarItem
 from exchangelib.properties import ItemId as ModelItemId
 from lxml import etree
 
-from emulators.ews import mime
 from emulators.ews.mailbox import Mailbox
 from emulators.ews.properties import read_extended_properties
 from emulators.ews.services.context import Context, error_message
@@ -31,14 +31,10 @@ from ews_parser.calendar_item import zone_from_id
 from ews_parser.common import child_elements
 from ews_parser.values import CreateItemRequest, FieldUpdate, FieldURI, ParsedItem, ResponseObject
 from ews_parser.xml import local, parse_xml, t, text
+from mapping import ical
 
 _RESPONSES = frozenset({"AcceptItem", "TentativelyAcceptItem", "DeclineItem",
                         "CancelCalendarItem"})
-#: CalendarItem child element -> exchangelib field name (what a request sets explicitly).
-_ELEMENT_FIELDS: Final = {
-    f.field_uri.partition(":")[2]: f.name
-    for f in CalendarItem.FIELDS if getattr(f, "field_uri", None)
-}
 _FIELD_URIS: Final = {
     f.name: f.field_uri for f in CalendarItem.FIELDS if getattr(f, "field_uri", None)
 }
@@ -90,11 +86,7 @@ def _one(ctx: Context, request: CreateItemRequest, item: ParsedItem | ResponseOb
     imported = _imported(ctx, element)
     model = item.model
     if imported is not None:
-        explicit = {_ELEMENT_FIELDS[local(c.tag)] for c in child_elements(element)
-                    if local(c.tag) in _ELEMENT_FIELDS}
-        for name, value in imported.fields.items():
-            if name not in explicit:
-                setattr(model, name, value)
+        ical.merge(model, imported, (local(c.tag) for c in child_elements(element)))
     model.mime_content = None  # Exchange keeps the properties and writes MIME afresh
     stored = mailbox.create(model, folder)
     if element is not None:
@@ -112,7 +104,7 @@ def _one(ctx: Context, request: CreateItemRequest, item: ParsedItem | ResponseOb
     return message
 
 
-def _imported(ctx: Context, element: etree._Element | None) -> mime.Imported | None:
+def _imported(ctx: Context, element: etree._Element | None) -> ical.Imported | None:
     mime_elem = element.find(t("MimeContent")) if element is not None else None
     if mime_elem is None:
         return None
@@ -123,9 +115,9 @@ def _imported(ctx: Context, element: etree._Element | None) -> mime.Imported | N
         code = "ErrorMimeContentInvalidBase64String"
         raise EwsResponseError(code, _MIME_ERRORS[code]) from None
     try:
-        return mime.read_calendar(data, owner=ctx.mailbox.address,
-                                  default_zone=_request_zone(ctx, ctx.mailbox))
-    except mime.MimeConversionError:
+        return ical.read_calendar(data, owner=ctx.mailbox.address,
+                                  default_zone=_request_zone(ctx, ctx.mailbox) or ical.UTC_ZONE)
+    except ical.MimeConversionError:
         code = "ErrorMimeContentConversionFailed"
         raise EwsResponseError(code, _MIME_ERRORS[code]) from None
 

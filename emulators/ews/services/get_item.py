@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from lxml import etree
 
-from emulators.ews import mime
+from emulators.ews.mime import mime_element
 from emulators.ews.properties import asks_for_properties, insert_properties
 from emulators.ews.services.context import Context, error_message
 from emulators.ews.wire import Shape, item_element, m, success
 from ews_parser import EwsResponseError
 from ews_parser.values import FieldURI, GetItemRequest
 from ews_parser.xml import parse_xml, t, text
+from mapping.ical import write_calendar
 
 
 def handle(ctx: Context, request: GetItemRequest) -> list[etree._Element]:
@@ -40,9 +41,9 @@ def handle(ctx: Context, request: GetItemRequest) -> list[etree._Element]:
                 request.additional_properties))
         if with_mime:
             # MimeContent comes first in an item (ItemType's sequence in types.xsd)
-            data = mime.write_calendar(model, mailbox.exception_views(resolved),
-                                       now=model.last_modified_time)
-            elem.insert(0, mime.mime_element(data))
+            data = write_calendar(model, mailbox.exception_views(resolved),
+                                  now=model.last_modified_time)
+            elem.insert(0, mime_element(data))
         message = success("GetItem")
         etree.SubElement(message, m("Items")).append(elem)
         messages.append(message)
