@@ -13,6 +13,9 @@
   InstanceIndex), `occurrences`, `split_from` ("this and following").
 - `mapping.people`: attendees / resources / organizer and response statuses.
 - `mapping.online`: Teams / Meet / Zoom join URLs <-> `conferenceData`.
+- `mapping.ical`: iCalendar (EWS MimeContent) <-> calendar item fields, as Exchange
+  converts them: `read_calendar`, `write_calendar`, `merge` (elements sent beside the
+  MimeContent win), `calendar_item` (the item a CreateItem with MimeContent makes).
 - `mapping.recurrence`: EWS recurrence <-> RRULE; `mapping.zones`: Windows <-> IANA zones,
   `legacy_zone` for MeetingTimeZone rules; `mapping.body`: HTML bodies as readable text.
 

@@ -408,8 +408,30 @@ class Mirror:
                 if entry.op == "upsert" and isinstance(request, CreateItemRequest):
                     item = request.items[hot.index]
                     if isinstance(item, ParsedItem) and item.model is not None:
-                        event = google_body(item.model, default_zone=hot.default_zone)
-                        return {"kind": "event", "event": event}
+                        model = item.model
+                        deleted: tuple[Any, ...] = ()  # original starts, for an EXDATE
+                        if item.mime_content is not None:
+                            # iCalendar only (DavMail): the item as Exchange imports it;
+                            # MimeConversionError (a MappingError) when it cannot tell
+                            from mapping.ical import calendar_item
+
+                            model, deleted = calendar_item(
+                                model,
+                                item.mime_content,
+                                owner=entry.mailbox,
+                                default_zone=hot.default_zone,
+                            )
+                        event = google_body(model, default_zone=hot.default_zone)
+                        if not deleted:
+                            return {"kind": "event", "event": event}
+                        from mapping.event import event_id_for
+                        from mapping.exceptions import overrides_for
+
+                        master = (
+                            mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
+                        )
+                        cancelled = overrides_for(master, event, [], deleted)
+                        return {"kind": "event", "event": event, "instances": cancelled}
                 if (
                     entry.op == "update"
                     and isinstance(request, UpdateItemRequest)
