@@ -3,9 +3,9 @@
     mitmdump -s addon/calsync.py --set calsync_config=calsync.toml
 
 Thin and fail-open, in the manner of mitmproxy's own addons: each hook reads the flow (never
-alters it), hands plain values to `sync.proxy.Observer`, and any error of ours is logged
+alters it), hands plain values to `sync.sources.proxy.Observer`, and any error of ours is logged
 (ids and operation names only) while the traffic passes byte-for-byte. The Google writes
-happen in a background task (`sync.mirror.Mirror`), never on the request path.
+happen in a background task (`sync.sources.outbox.Mirror`), never on the request path.
 
 `pip install -e .` first: mitmdump puts only this folder on sys.path.
 """
@@ -25,10 +25,10 @@ from mitmproxy import exceptions, http
 from ews_parser.xml import DEFAULT_MAX_BYTES
 from sync.backends.clients import Clients
 from sync.config import Config, ConfigError, load_config
-from sync.job import SyncJob
-from sync.mirror import Mirror
-from sync.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
-from sync.push import RENEW_CHECK_S, PushService, UserRuns
+from sync.sources.job import SyncJob
+from sync.sources.outbox import Mirror
+from sync.sources.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
+from sync.sources.push import RENEW_CHECK_S, PushService, UserRuns
 from sync.store import Store, StoreError
 
 log = logging.getLogger("calsync")
@@ -56,7 +56,7 @@ class CalSync:
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self.job: SyncJob | None = None
-        # Google push (sync/push.py): runs of one user never overlap, polled or pushed
+        # Google push (sync/sources/push.py): runs of one user never overlap, polled or pushed
         self.runs: UserRuns | None = None
         self._push_task: asyncio.Task[None] | None = None
         self._push_ending: asyncio.Task[None] | None = None  # still stopping its channels

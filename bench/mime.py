@@ -40,7 +40,7 @@ from mapping.ical import calendar_item  # noqa: E402
 from sync.backends.exchange import ExchangeMailbox  # noqa: E402
 from sync.config import load_config  # noqa: E402
 from sync.core.events import google_body  # noqa: E402
-from tests.sync.test_mime_fast_path import (  # noqa: E402
+from tests.sync.sources.test_mime_fast_path import (  # noqa: E402
     ALL_DAY,
     TIMED,
     WEEKLY,

@@ -95,8 +95,8 @@ def main() -> int:
     from emulators.ews import start_server
     from emulators.google.server import GoogleCalendarServer
     from sync.config import load_config
-    from sync.job import SyncJob
-    from sync.push import PushService
+    from sync.sources.job import SyncJob
+    from sync.sources.push import PushService
     from sync.store import Store
 
     ews = start_server(users={USER: PASSWORD})

@@ -120,7 +120,7 @@ class Setup:
             'exchange_password_env = "CALSYNC_BENCH_PASSWORD"\n'
         )
         from sync.config import load_config
-        from sync.job import SyncJob
+        from sync.sources.job import SyncJob
         from sync.store import Store
 
         self.config = load_config(config)

@@ -30,10 +30,6 @@ LAYERS: dict[str, int] = {
     # 2: the one writer
     "sync.reconcile": 2,
     # 3: the sources of change
-    "sync.proxy": 3,
-    "sync.mirror": 3,
-    "sync.job": 3,
-    "sync.push": 3,
     "sync.sources": 3,
     # 4: the operator's command, the addon
     "sync.cli": 4,

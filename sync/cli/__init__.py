@@ -15,7 +15,7 @@ from collections.abc import Sequence
 # (module path, name of its `add_parser(subparsers)` function)
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("emulators.cli", "add_parser"),
-    ("sync.job", "add_parser"),
+    ("sync.cli.sync", "add_parser"),
     ("sync.cli.replay", "add_parser"),
     ("sync.cli.demo", "add_parser"),
     ("sync.cli.init", "add_parser"),
@@ -26,7 +26,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("sync.cli.explain", "add_parser"),
     ("sync.cli.rebuild", "add_parser"),
     ("sync.cli.undo", "add_parser"),
-    ("sync.push", "add_parser"),
+    ("sync.cli.serve", "add_parser"),
 ]
 
 

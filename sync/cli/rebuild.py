@@ -1,7 +1,7 @@
 """`calsync rebuild-mapping USER`: rebuild a user's id map from the ids both systems keep.
 
 Every Google event calsync writes carries private extended properties naming its Exchange
-item and mailbox (`calsync_ews_item_id`, `calsync_mailbox`; sync/mirror.py). This lists
+item and mailbox (`calsync_ews_item_id`, `calsync_mailbox`; sync/sources/outbox.py). This lists
 the user's Google calendar in full, and maps each tagged event whose Exchange item still
 exists (asked through exchangelib). It only writes to the state store: nothing is created
 in either calendar, so it can create no duplicate; events whose item is gone are listed,
@@ -47,7 +47,7 @@ def rebuild(args: Any) -> int:
     from mapping.event import MANAGED_FIELDS, content_hash
     from sync.backends.exchange import ExchangeMailbox
     from sync.backends.google import GoogleCalendar
-    from sync.job import progress_bar
+    from sync.sources.job import progress_bar
 
     config = config_from(args)
     user = user_from(config, args.user)

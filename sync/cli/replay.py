@@ -2,8 +2,8 @@
 
 Runs a recorded capture (a HAR file as browsers, Fiddler and mitmproxy export it, or a
 mitmproxy flow file) through the addon's own logic: each request/response pair goes to
-`sync.proxy.Observer`, as the addon's hooks hand it over, and the outbox is drained by
-`sync.mirror.Mirror` into each user's configured Google calendar. Then it prints every
+`sync.sources.proxy.Observer`, as the addon's hooks hand it over, and the outbox is drained by
+`sync.sources.outbox.Mirror` into each user's configured Google calendar. Then it prints every
 event of each configured user's calendar, read back through google-api-python-client, as
 JSON lines: `{"user": "...", "event": {...}}`.
 
@@ -154,8 +154,8 @@ def replay(
 ) -> int:
     """Observe every flow, drain the outbox; returns how many entries stay unwritten."""
     from ews_parser.xml import DEFAULT_MAX_BYTES
-    from sync.mirror import Mirror
-    from sync.proxy import Exchange, Observer, lower_headers
+    from sync.sources.outbox import Mirror
+    from sync.sources.proxy import Exchange, Observer, lower_headers
     from sync.store import Store
 
     store = Store(config.store_path)

@@ -1,6 +1,6 @@
 """`calsync undo USER [--dry-run]`: put back what the user's last sync run wrote.
 
-The two-way job records every write of a run with what it replaced (sync/job.py,
+The two-way job records every write of a run with what it replaced (sync/sources/job.py,
 `runs`/`run_writes` in the store): the Google event's managed fields or the Exchange item's
 mapped fields (as `to_google(item)`) before a patch or delete, the new ids of what it
 created, and the etag / ChangeKey each write left. Undo walks the last completed run's

@@ -269,7 +269,7 @@ def _create_v2(db: sqlite_utils.Database) -> None:
 
 
 def _create_v3(db: sqlite_utils.Database) -> None:
-    """Push: the events.watch channels open per user (sync/push.py), kept so that a restart
+    """Push: the events.watch channels open per user (sync/sources/push.py), kept so that a restart
     reuses or renews them. `if_not_exists`: a store taken back to an older version by hand
     keeps its tables."""
     db.table("channels").create(

@@ -34,7 +34,7 @@ from tests.e2e.processes import Mitmdump
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
-#: what the log says for every intent recorded for alice (sync/proxy.py)
+#: what the log says for every intent recorded for alice (sync/sources/proxy.py)
 RECORDED_FOR_ALICE = re.compile(r"alice@example\.com \w+ \w+ recorded")
 
 

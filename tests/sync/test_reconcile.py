@@ -23,7 +23,7 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.cli import main
 from sync.config import load_config
-from sync.job import SyncJob
+from sync.sources.job import SyncJob
 from sync.store import Store
 from tests.addon.conftest import create_request, response, update_request, write_config
 from tests.addon.test_calsync import Harness

@@ -43,7 +43,7 @@ from emulators.ews import start_server
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import MANAGED_FIELDS, normalised, to_ews, to_google
 from sync.config import load_config
-from sync.job import SyncJob
+from sync.sources.job import SyncJob
 from sync.store import Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import BERLIN, PASSWORDS, calendar_service

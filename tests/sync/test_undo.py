@@ -16,7 +16,7 @@ from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from sync.cli import main
 from sync.config import load_config
-from sync.job import SyncJob
+from sync.sources.job import SyncJob
 from sync.store import SCHEMA_VERSION, Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account

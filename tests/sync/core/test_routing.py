@@ -354,7 +354,7 @@ def test_the_byte_filter_never_drops_what_the_router_would_keep() -> None:
     on every request of the corpus (listings excepted: a listing by FolderId only teaches
     item kinds, and is documented as skipped)."""
     from sync.core.routing import LISTINGS, may_matter
-    from sync.proxy import _MAYBE_CALENDAR
+    from sync.sources.proxy import _MAYBE_CALENDAR
     from tests.ews_parser.conftest import FIXTURE_FILES
 
     checked = 0

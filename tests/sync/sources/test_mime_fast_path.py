@@ -1,5 +1,5 @@
 """The worker's fast path for a CreateItem whose CalendarItem is iCalendar MimeContent only,
-as DavMail sends every CalDAV PUT (sync/mirror.py `_prepare`, mapping/ical.py).
+as DavMail sends every CalDAV PUT (sync/sources/outbox.py `_prepare`, mapping/ical.py).
 
 Each event is created in the EWS stand-in twice by the same DavMail-shaped CreateItem. One
 passes the addon (taddons, as mitmdump loads it) with no `[exchange] ews_url` configured:
@@ -25,7 +25,7 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.config import load_config
 from sync.core.events import EWS_ID_PROPERTY
-from sync.mirror import Mirror
+from sync.sources.outbox import Mirror
 from sync.store import Store
 from tests.addon.conftest import write_config
 from tests.addon.test_calsync import Harness

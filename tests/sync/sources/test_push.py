@@ -1,4 +1,4 @@
-"""Google push (sync/push.py) through the unmodified google-api-python-client and the Google
+"""Google push (sync/sources/push.py) through the unmodified google-api-python-client and the Google
 stand-in, which really POSTs its notifications to the webhook on 127.0.0.1; Google-side
 edits land in the EWS stand-in, read back with exchangelib."""
 
@@ -25,12 +25,12 @@ import pytest
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from sync.config import ConfigError, PushConfig, UserConfig, parse_push
-from sync.push import PushService, UserRuns, parse_notification
+from sync.sources.push import PushService, UserRuns, parse_notification
 from sync.store import SCHEMA_VERSION, Store
 from tests.sync.conftest import ALICE, BOB
-from tests.sync.test_job import World
+from tests.sync.sources.test_job import World
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TTL, RENEW_BEFORE = 3600, 600
 PUSH = f"[push]\nlisten_port = 0\nchannel_ttl_s = {TTL}\nrenew_before_s = {RENEW_BEFORE}\n"
 

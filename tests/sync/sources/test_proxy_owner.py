@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from sync.config import parse_config
-from sync.mirror import Mirror
-from sync.proxy import Exchange, Observer
+from sync.sources.outbox import Mirror
+from sync.sources.proxy import Exchange, Observer
 from sync.store import Store
 from tests.addon.conftest import (
     basic,

@@ -23,9 +23,9 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.backends.google import BATCH_SIZE, GoogleCalendar, batch_uri_for
 from tests.sync.conftest import ALICE, BERLIN
-from tests.sync.test_job import World
+from tests.sync.sources.test_job import World
 
-pytest_plugins = ["tests.sync.test_job"]
+pytest_plugins = ["tests.sync.sources.test_job"]
 
 
 class Requests:

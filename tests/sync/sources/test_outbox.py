@@ -1,4 +1,4 @@
-"""The worker (sync/mirror.py) against both stand-ins through the unmodified clients."""
+"""The worker (sync/sources/outbox.py) against both stand-ins through the unmodified clients."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.config import load_config
 from sync.core.events import EWS_ID_PROPERTY
-from sync.mirror import Mirror
+from sync.sources.outbox import Mirror
 from sync.store import MappedItem, Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account

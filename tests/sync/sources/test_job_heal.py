@@ -1,4 +1,4 @@
-"""What the two-way job mends beside the feeds (sync/job.py), through both stand-ins and the
+"""What the two-way job mends beside the feeds (sync/sources/job.py), through both stand-ins and the
 unmodified clients: pairs whose Exchange item is gone though no feed said so, quarantined
 entries whose change the job has carried since, and a user's error once a run succeeds."""
 
@@ -17,11 +17,11 @@ import pytest
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
-from sync.job import SyncJob, carried, gone_pairs
-from sync.mirror import Mirror
+from sync.sources.job import SyncJob, carried, gone_pairs
+from sync.sources.outbox import Mirror
 from sync.store import OutboxEntry
 from tests.sync.conftest import ALICE
-from tests.sync.test_job import World
+from tests.sync.sources.test_job import World
 
 
 @pytest.fixture

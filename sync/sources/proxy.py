@@ -40,7 +40,7 @@ from sync.core.routing import (
     item_ids_named,
     may_matter,
 )
-from sync.mirror import Hot, Mirror
+from sync.sources.outbox import Hot, Mirror
 from sync.store import Store
 
 log = logging.getLogger("calsync.proxy")
