@@ -90,8 +90,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 @dataclass(frozen=True, slots=True)
 class PushConfig:
     """[push]: Google push notifications (sync/sources/push.py). Google calls `webhook_url`,
-    which
-    must be public HTTPS; TLS is terminated in front of `listen_host:listen_port`. Without
+    which must be public HTTPS; TLS is terminated in front of `listen_host:listen_port`. Without
     `webhook_url` the local listening address is used: only a local stand-in reaches it."""
 
     webhook_url: str | None = None
