@@ -10,7 +10,7 @@ by the CreateItem DavMail 6 sends for a CalDAV PUT. Then, `--rounds` times each:
 
 - fast: parse the request (ews_parser), merge the iCalendar into the item
   (mapping.ical.calendar_item), map it (sync.core.events.google_body): what
-  `Mirror._prepare` does while the request is in memory;
+  `FastPath._prepare` (sync/fast_path.py) does while the request is in memory;
 - fallback: GetItem through exchangelib (sync.backends.exchange.ExchangeMailbox, its
   models, one HTTP round trip) and the same mapping: what it does after a restart or when
   the request cannot tell.

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ews_parser.errors import CalsyncError
 from sync.backends.base import ExchangeConflict, GoogleError, differs
@@ -46,6 +46,11 @@ from sync.core.events import (
     tagged,
 )
 from sync.store import MappedItem, Store
+
+if TYPE_CHECKING:
+    from sync.backends.base import ExchangeBackend, GoogleBackend
+    from sync.core.notice import ChangeNotice
+    from sync.fast_path import FastPath
 
 log = logging.getLogger("calsync.reconcile")
 
@@ -72,6 +77,7 @@ class Reconciler:
         self.config = config
         self.store = store
         self.clock = clock
+        self._fast_path: FastPath | None = None
 
     # --- runs and their records ------------------------------------------------------------
 
@@ -541,6 +547,46 @@ class Reconciler:
         )
         return pair
 
+
+    # --- change notices ---------------------------------------------------------------------
+
+    def apply(
+        self,
+        notice: ChangeNotice,
+        run: RunContext,
+        *,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        remember: Callable[[dict[str, Any]], None] = lambda prepared: None,
+    ) -> Outcome:
+        """Apply one change notice with the user's policy; every write is recorded in
+        `run`. The caller records the returned pair together with its own bookkeeping.
+
+        Proxy notices take the fast path (sync/fast_path.py): the request says what
+        changed. They are never skipped by version: calsync's own writes never pass the
+        proxy, so a proxy notice is no echo. (The feeds skip a version the pair already
+        holds before they notice anything: sync/sources/job.py.)"""
+        from sync.fast_path import FastPath
+
+        if notice.side != "exchange" or notice.origin != "proxy":
+            raise NotImplementedError(f"no rule for {notice.origin} {notice.side} notices")
+        if self._fast_path is None:
+            self._fast_path = FastPath(self.config, self.store, self, clock=self.clock)
+        return self._fast_path.apply(notice, user, run, google, exchange, remember)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What applying a notice left: the pair as it now is (None: no pair), and whether
+    the pair is to be forgotten (the item or its event is gone)."""
+
+    mapping: MappedItem | None
+    forget: bool = False
+
+
+class Skip(CalsyncError):
+    """Nothing to write: said why, and the change is done."""
 
 def _live(event: dict[str, Any] | None) -> bool:
     return event is not None and event.get("status") != "cancelled"

@@ -38,23 +38,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ews_parser.errors import CalsyncError, EwsParseError
-from sync.backends.base import ExchangeError, GoogleError
+from sync.backends.base import ExchangeBackend, ExchangeError, GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, UserConfig
-from sync.core.events import (
-    apply_patch,
-    belongs_to,
-    diff,
-    google_body,
-    short,
-    tagged,
-)
-from sync.reconcile import Reconciler, RunContext
-from sync.store import MappedItem, OutboxEntry, Store
+from sync.core.events import short
+from sync.core.notice import ChangeNotice, Kind, RequestHint
+from sync.reconcile import Reconciler, RunContext, Skip
+from sync.store import OutboxEntry, Store
 
 log = logging.getLogger("calsync.mirror")
 
@@ -62,21 +55,8 @@ log = logging.getLogger("calsync.mirror")
 #: How many requests' bytes are kept for the worker; older ones are read from Exchange.
 HOT_LIMIT = 10_000
 
-#: What `_prepare` says of an item Exchange no longer has: its Google event goes too.
-GONE: dict[str, Any] = {"kind": "gone"}
-
-
-@dataclass(frozen=True, slots=True)
-class Hot:
-    """The request a change came in, kept in memory (never on disk) for the worker."""
-
-    request: bytes
-    index: int | None
-    default_zone: str | None = None
-
-
-class Skip(CalsyncError):
-    """Nothing to write: said why, and the entry is done."""
+#: The request a change came in, kept in memory (never on disk) for the worker.
+Hot = RequestHint
 
 
 class Mirror:
@@ -231,8 +211,20 @@ class Mirror:
                 raise Skip(f"{entry.mailbox} is no longer configured")
             if not user.mirrors_to_google:
                 raise Skip(f"{entry.mailbox} does not mirror Exchange to Google")
+            if entry.op != "delete" and self.store.superseded_by_delete(entry):
+                raise Skip("superseded: a later delete of the item follows")
             run = self.reconciler.begin(entry.mailbox)
-            self._apply(entry, user, run)
+            outcome = self.reconciler.apply(
+                self.notice(entry),
+                run,
+                user=user,
+                google=self.clients.google(user),
+                exchange=self._later(user),
+                remember=lambda prepared: self.store.set_payload(entry.id, prepared),
+            )
+            self.store.complete(
+                entry, mapping=outcome.mapping, forget=outcome.forget, now=self.clock()
+            )
         except Skip as why:
             log.info(
                 "%s %s %s: nothing to write (%s)",
@@ -293,390 +285,27 @@ class Mirror:
                 error,
             )
 
-    def _clients(self, user: UserConfig) -> Any:
-        return self.clients.google(user)
-
-    def _mailbox(self, user: UserConfig) -> Any:
-        return self.clients.exchange(user)
-
-    def _later(self, user: UserConfig) -> Any:
-        """The user's Exchange client, made only if the reconciler needs to read or write
-        Exchange (most fast-path writes never do; a proxy without ews_url works)."""
-        return _Lazy(lambda: self._mailbox(user))
-
-    # --- apply ---------------------------------------------------------------------------
-
-    def _apply(self, entry: OutboxEntry, user: UserConfig, run: RunContext) -> None:
-        google = self._clients(user)
-        mapped = self.store.mapped(entry.mailbox, entry.ews_item_id)
-        now = self.clock()
-        if entry.op == "delete":
-            self._delete(google, entry, user, mapped, run)
-            return
-        if self.store.superseded_by_delete(entry):
-            raise Skip("superseded: a later delete of the item follows")
-        payload: dict[str, Any] | None = entry.payload  # the worker reads its own JSON
-        if payload is None:
-            payload = self._prepare(entry, user, mapped)
-            self.store.set_payload(entry.id, payload)
-        elif payload["kind"] in ("event", "patch") and self._gone_from_exchange(entry, user):
-            # prepared by an earlier attempt: the item may have been deleted since, by a
-            # delete calsync never recorded (lost in a kill of the proxy)
-            payload = GONE
-        if payload["kind"] == "gone":
-            self._forget_gone(google, entry, mapped)
-            return
-        if payload["kind"] == "skip":
-            raise Skip(payload["reason"])
-        if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
-            result = self._patch(google, entry, user, mapped, payload["patch"], run)
-        else:
-            event = payload.get("event")
-            if event is None:  # a patch with nothing to patch: read the whole item
-                payload = self._prepare(entry, user, None)
-                self.store.set_payload(entry.id, payload)
-                if payload["kind"] == "gone":
-                    self._forget_gone(google, entry, mapped)
-                    return
-                if payload["kind"] == "skip":
-                    raise Skip(payload["reason"])
-                event = payload["event"]
-            result = self._put(google, entry, user, mapped, event, run)
-            if result is not None and payload.get("instances"):
-                self._write_instances(google, entry, payload["instances"])
-        if result is None:
-            log.info(
-                "%s %s %s: the Google event was deleted there; not recreated",
-                entry.mailbox,
-                entry.op,
-                short(entry.ews_item_id),
-            )
-            self.store.complete(entry, mapping=None, forget=True, now=now)
-            return
-        self.store.complete(entry, mapping=result, now=now)
-
-    def _gone_from_exchange(self, entry: OutboxEntry, user: UserConfig) -> bool:
-        """One cheap GetItem (IdOnly): True only when Exchange answers ErrorItemNotFound.
-        Without an `[exchange] ews_url` nothing can be asked, and the payload is trusted."""
-        if not self.config.exchange_ews_url:
-            return False
-        return entry.ews_item_id in self._mailbox(user).missing([entry.ews_item_id])
-
-    def _forget_gone(self, google: Any, entry: OutboxEntry, mapped: MappedItem | None) -> None:
-        """The item is gone from Exchange: delete the Google event this entry or an earlier
-        one made for it (the mapped event, else the item's deterministic id), but only
-        when that event is tagged as this item's, and forget the pair."""
-        from mapping.event import event_id_for
-
-        event_id = mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
-        event = google.get(event_id)
-        if event is None or event.get("status") == "cancelled":
-            outcome = "no Google event to delete"
-        elif not belongs_to(event, entry.ews_item_id):
-            outcome = f"Google {event_id} is not tagged as its event: left alone"
-        else:
-            try:
-                google.delete(event_id)
-            except GoogleError as exc:
-                if exc.status not in (404, 410):
-                    raise
-            outcome = f"Google {event_id} deleted"
-        log.info(
-            "%s %s %s: no longer in Exchange; %s",
-            entry.mailbox,
-            entry.op,
-            short(entry.ews_item_id),
-            outcome,
-        )
-        self.store.complete(entry, mapping=None, forget=True, now=self.clock())
-
-    def _prepare(
-        self, entry: OutboxEntry, user: UserConfig, mapped: MappedItem | None
-    ) -> dict[str, Any]:
-        """What to write: {"kind": "event"|"patch"|"skip"|"gone", ...}."""
-        from mapping.event import patch_for
-
+    def notice(self, entry: OutboxEntry) -> ChangeNotice:
+        """The change notice an outbox entry stands for: a change Exchange accepted, the
+        request it came in (while still in memory) its hint."""
         with self._hot_lock:
             hot = self._hot.get(entry.id)
-        if hot is not None and hot.index is not None:
-            from ews_parser.envelope import parse
-            from ews_parser.values import CreateItemRequest, ParsedItem, UpdateItemRequest
-            from mapping.errors import MappingError
-
-            request = parse(hot.request, default_zone=hot.default_zone).body
-            try:
-                if entry.op == "upsert" and isinstance(request, CreateItemRequest):
-                    item = request.items[hot.index]
-                    if isinstance(item, ParsedItem) and item.model is not None:
-                        model = item.model
-                        deleted: tuple[Any, ...] = ()  # original starts, for an EXDATE
-                        if item.mime_content is not None:
-                            # iCalendar only (DavMail): the item as Exchange imports it;
-                            # MimeConversionError (a MappingError) when it cannot tell
-                            from mapping.ical import calendar_item
-
-                            model, deleted = calendar_item(
-                                model,
-                                item.mime_content,
-                                owner=entry.mailbox,
-                                default_zone=hot.default_zone,
-                            )
-                        event = google_body(model, default_zone=hot.default_zone)
-                        if not deleted:
-                            return {"kind": "event", "event": event}
-                        from mapping.event import event_id_for
-                        from mapping.exceptions import overrides_for
-
-                        master = (
-                            mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
-                        )
-                        cancelled = overrides_for(master, event, [], deleted)
-                        return {"kind": "event", "event": event, "instances": cancelled}
-                if (
-                    entry.op == "update"
-                    and isinstance(request, UpdateItemRequest)
-                    and mapped is not None
-                    and mapped.snapshot is not None
-                ):
-                    updates = request.changes[hot.index].updates
-                    patch = patch_for(updates, mapped.snapshot)
-                    if patch is not None:
-                        return {"kind": "patch", "patch": patch}
-            except MappingError as exc:
-                # the request alone cannot say (an item without times, say): read it whole
-                log.info(
-                    "%s %s %s: %s; reading the item from Exchange",
-                    entry.mailbox,
-                    entry.op,
-                    short(entry.ews_item_id),
-                    exc,
-                )
-        # The request is gone or cannot tell: read the item from Exchange.
-        mailbox = self._mailbox(user)
-        item = mailbox.calendar_item(entry.ews_item_id)
-        if item is None:
-            return GONE
-        if getattr(item, "type", None) in ("Occurrence", "Exception"):
-            # A client that read an occurrence (GetItem on an OccurrenceItemId, or a
-            # CalendarView) edits it by its own ItemId: it is no event of its own, and rides
-            # with its series master, as OccurrenceItemId edits do.
-            master = mailbox.master_item_id(item)
-            if master is not None and master != entry.ews_item_id:
-                self.store.enqueue(entry.mailbox, master, "refresh", now=self.clock())
-            return {"kind": "skip", "reason": "an occurrence: its series master is refreshed"}
-        if entry.op == "refresh" and mapped is None:
-            parent = getattr(item.parent_folder_id, "id", None)
-            calendar = mailbox.calendar_folder_id()
-            # remember it: later CreateItems naming this FolderId need no question
-            self.store.learn_folders(entry.mailbox, {calendar: "calendar"})
-            if parent is not None and parent != calendar:
-                return {"kind": "skip", "reason": "the item is not in the calendar"}
-        event = google_body(item)
-        return {
-            "kind": "event",
-            "event": event,
-            "instances": self._instances(entry, mailbox, item, event, mapped),
-        }
-
-    def _instances(
-        self,
-        entry: OutboxEntry,
-        mailbox: Any,
-        item: Any,
-        event: dict[str, Any],
-        mapped: MappedItem | None,
-    ) -> list[dict[str, Any]]:
-        """A series' exceptions as Google instances: each modified occurrence an override,
-        each deleted one a cancelled instance (mapping/exceptions.py)."""
-        from mapping.event import MANAGED_FIELDS, event_id_for
-        from mapping.exceptions import overrides_for
-
-        if getattr(item, "type", None) != "RecurringMaster":
-            return []
-        modified_ids = [o.id for o in item.modified_occurrences or [] if getattr(o, "id", None)]
-        deleted = [d.start for d in item.deleted_occurrences or [] if d.start is not None]
-        if not modified_ids and not deleted:
-            return []
-        master_id = mapped.google_event_id if mapped else event_id_for(entry.ews_item_id)
-        zone = getattr(item._start_timezone, "key", None)
-        overrides = overrides_for(
-            master_id, event, mailbox.calendar_items(modified_ids), deleted, default_zone=zone
-        )
-        keep = {*MANAGED_FIELDS, "id", "status", "recurringEventId", "originalStartTime"}
-        # instances carry what their master carries (the core fields), never an iCalUID
-        return [
-            {k: v for k, v in o.items() if k in keep and k not in ("iCalUID", "recurrence")}
-            for o in overrides
-        ]
-
-    def _write_instances(
-        self, google: Any, entry: OutboxEntry, instances: list[dict[str, Any]]
-    ) -> None:
-        """Patch each override onto its instance, delete each cancelled one; both are
-        idempotent, so a retry does no harm and nothing per instance is stored."""
-        for instance in instances:
-            instance_id = instance["id"]
-            try:
-                if instance.get("status") == "cancelled":
-                    google.delete(instance_id)
-                else:
-                    body = {k: v for k, v in instance.items() if k != "id"}
-                    google.patch(instance_id, body)
-            except GoogleError as exc:
-                if exc.status not in (404, 410):
-                    raise
-                # not an occurrence of the series as Google expands it: say so, go on
-                log.info(
-                    "%s %s: no instance %s in Google (%s)",
-                    entry.mailbox,
-                    short(entry.ews_item_id),
-                    instance_id,
-                    exc.status,
-                )
-
-    def _put(
-        self,
-        google: Any,
-        entry: OutboxEntry,
-        user: UserConfig,
-        mapped: MappedItem | None,
-        event: dict[str, Any],
-        run: RunContext,
-    ) -> MappedItem | None:
-        """Make the Google event equal `event`: a new one under the item's deterministic
-        id (a taken id follows the reconciler's one 409 rule), or a patch of what differs."""
-        body = tagged(event, entry.mailbox, entry.ews_item_id)
-        if mapped is not None:
-            patch = diff(mapped.snapshot or {}, body)
-            return self._patch(google, entry, user, mapped, patch, run, snapshot=body)
-        return self.reconciler.create_google(
-            user, google, self._later(user), entry.ews_item_id, entry.change_key, event, run
-        )
-
-    def _patch(
-        self,
-        google: Any,
-        entry: OutboxEntry,
-        user: UserConfig,
-        mapped: MappedItem,
-        patch: dict[str, Any],
-        run: RunContext,
-        *,
-        snapshot: dict[str, Any] | None = None,
-    ) -> MappedItem | None:
-        """The fast path: the fields Exchange changed, patched onto the version calsync
-        last wrote (If-Match). When Google changed since (412), it is the reconciler's
-        read-merge-write with the user's policy: never "Exchange wins" by default."""
-        new_snapshot = (
-            snapshot if snapshot is not None else apply_patch(mapped.snapshot or {}, patch)
-        )
-        if not patch:
-            return MappedItem(
-                mailbox=mapped.mailbox,
-                ews_item_id=mapped.ews_item_id,
-                google_event_id=mapped.google_event_id,
-                ews_change_key=entry.change_key or mapped.ews_change_key,
-                google_etag=mapped.google_etag,
-                content_hash=mapped.content_hash,
-                snapshot=new_snapshot,
-            )
-        try:
-            result = google.patch(mapped.google_event_id, patch, etag=mapped.google_etag)
-        except GoogleError as exc:
-            if exc.status in (404, 410):
-                return None
-            if exc.status != 412:
-                raise
-            log.info(
-                "%s %s: Google changed since our last write; merging both sides",
-                entry.mailbox,
-                mapped.google_event_id,
-            )
-            return self.reconciler.reconcile_pair(
-                user, google, self._later(user), entry.ews_item_id, run
-            )
-        self.reconciler.record(
-            run,
-            "google",
-            "patch",
-            mapped.google_event_id,
-            other_key=entry.ews_item_id,
-            version=result.get("etag"),
-            before=mapped.snapshot,
-            fields=patch,
-        )
-        log.info(
-            "%s %s %s -> Google %s (%s)",
-            entry.mailbox,
-            entry.op,
-            short(entry.ews_item_id),
-            mapped.google_event_id,
-            ", ".join(sorted(patch)),
-        )
-        return self._mapped_after(entry, mapped.google_event_id, result, new_snapshot, mapped)
-
-    def _delete(
-        self,
-        google: Any,
-        entry: OutboxEntry,
-        user: UserConfig,
-        mapped: MappedItem | None,
-        run: RunContext,
-    ) -> None:
-        """Exchange accepted a delete: the pair's Google event goes (recorded for undo).
-        An item calsync never mapped is not claimed as done: its deterministic event is
-        deleted only when it exists and carries this item's tag, else the two-way job
-        settles it."""
-        from mapping.event import event_id_for
-
-        if mapped is not None:
-            self.reconciler.delete_google(
-                user, google, entry.ews_item_id, mapped.google_event_id, run, "deleted in Exchange"
-            )
-        else:
-            event_id = event_id_for(entry.ews_item_id)
-            event = google.get(event_id)
-            if event is not None and belongs_to(event, entry.ews_item_id):
-                self.reconciler.delete_google(
-                    user, google, entry.ews_item_id, event_id, run, "deleted in Exchange"
-                )
-            else:
-                log.info(
-                    "%s delete %s: not mapped; left to the two-way job",
-                    entry.mailbox,
-                    short(entry.ews_item_id),
-                )
-        self.store.complete(entry, mapping=None, forget=True, now=self.clock())
-
-    def _mapped_after(
-        self,
-        entry: OutboxEntry,
-        event_id: str,
-        result: dict[str, Any],
-        snapshot: dict[str, Any],
-        previous: MappedItem | None = None,
-    ) -> MappedItem:
-        from mapping.event import content_hash
-
-        # the two-way job must know this version for ours when Google's feed returns it
-        self.store.journal(
-            entry.mailbox,
-            "google",
-            event_id,
-            result.get("etag"),
-            content_hash(snapshot),
-            now=self.clock(),
-        )
-        return MappedItem(
+        kind: Kind = entry.op  # type: ignore[assignment]
+        return ChangeNotice(
             mailbox=entry.mailbox,
-            ews_item_id=entry.ews_item_id,
-            google_event_id=event_id,
-            ews_change_key=entry.change_key or (previous.ews_change_key if previous else None),
-            google_etag=result.get("etag"),
-            content_hash=content_hash(snapshot),
-            snapshot=snapshot,
+            side="exchange",
+            key=entry.ews_item_id,
+            version=entry.change_key,
+            kind=kind,
+            origin="proxy",
+            hint=hot,
+            prepared=entry.payload,
         )
 
+    def _later(self, user: UserConfig) -> ExchangeBackend:
+        """The user's Exchange client, made only if the reconciler needs to read or write
+        Exchange (most fast-path writes never do; a proxy without ews_url works)."""
+        return cast("ExchangeBackend", _Lazy(lambda: self.clients.exchange(user)))
 
 class _Lazy:
     def __init__(self, make: Callable[[], Any]) -> None:

@@ -1,0 +1,432 @@
+"""The reconciler's fast path for a change the proxy saw (layer 2, beside reconcile.py).
+
+A change notice from the proxy carries the request Exchange accepted (its hint). From it
+the change is prepared without asking Exchange: the new event (CreateItem; iCalendar
+MimeContent merged as Exchange imports it) or the fields changed (UpdateItem); after a
+restart, or when the request cannot tell (occurrence edits, unknown folders, floating
+times), the item is read from Exchange instead. Then:
+
+- create under the item's deterministic id (a taken id follows the reconciler's one 409
+  rule), or patch what changed with If-Match on the version calsync last wrote. A 412
+  means Google changed meanwhile: the reconciler's read-merge-write with the user's
+  policy, never "Exchange wins";
+- delete (404/410: already gone); an unmapped item's event is deleted only when it is
+  tagged as that item's, else the two-way job settles it;
+- no orphans: a payload an earlier attempt prepared is written only once one GetItem
+  confirms the item still exists; an item Exchange no longer has takes along the event
+  made for it (only one tagged as its).
+
+Every write is recorded in the run's RunContext (`calsync undo`); the source records the
+outcome (the pair) in the same transaction as its own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sync.backends.base import ExchangeBackend, GoogleBackend, GoogleError
+from sync.config import Config, UserConfig
+from sync.core.events import apply_patch, belongs_to, diff, google_body, short, tagged
+from sync.core.notice import ChangeNotice
+from sync.reconcile import Outcome, Reconciler, RunContext, Skip
+from sync.store import MappedItem, Store
+
+log = logging.getLogger("calsync.mirror")
+
+#: What `_prepare` says of an item Exchange no longer has: its Google event goes too.
+GONE: dict[str, Any] = {"kind": "gone"}
+
+
+class FastPath:
+    """Applies the proxy's change notices for the one reconciler."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        reconciler: Reconciler,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.reconciler = reconciler
+        self.clock = clock
+
+    def apply(
+        self,
+        notice: ChangeNotice,
+        user: UserConfig,
+        run: RunContext,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        remember: Callable[[dict[str, Any]], None],
+    ) -> Outcome:
+        """Apply one change the proxy saw. `remember` keeps what was prepared (the outbox
+        seals it into the entry, so a retry never prepares twice)."""
+        mapped = self.store.mapped(notice.mailbox, notice.key)
+        if notice.kind == "delete":
+            return self._delete(google, notice, user, mapped, run)
+        payload: dict[str, Any] | None = notice.prepared  # the worker reads its own JSON
+        if payload is None:
+            payload = self._prepare(notice, exchange, mapped)
+            remember(payload)
+        elif payload["kind"] in ("event", "patch") and self._gone_from_exchange(notice, exchange):
+            # prepared by an earlier attempt: the item may have been deleted since, by a
+            # delete calsync never recorded (lost in a kill of the proxy)
+            payload = GONE
+        if payload["kind"] == "gone":
+            return self._forget_gone(google, notice, mapped)
+        if payload["kind"] == "skip":
+            raise Skip(payload["reason"])
+        if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
+            result = self._patch(google, exchange, notice, user, mapped, payload["patch"], run)
+        else:
+            event = payload.get("event")
+            if event is None:  # a patch with nothing to patch: read the whole item
+                payload = self._prepare(notice, exchange, None)
+                remember(payload)
+                if payload["kind"] == "gone":
+                    return self._forget_gone(google, notice, mapped)
+                if payload["kind"] == "skip":
+                    raise Skip(payload["reason"])
+                event = payload["event"]
+            result = self._put(google, exchange, notice, user, mapped, event, run)
+            if result is not None and payload.get("instances"):
+                self._write_instances(google, notice, payload["instances"])
+        if result is None:
+            log.info(
+                "%s %s %s: the Google event was deleted there; not recreated",
+                notice.mailbox,
+                notice.kind,
+                short(notice.key),
+            )
+            return Outcome(None, forget=True)
+        return Outcome(result)
+
+    def _gone_from_exchange(self, notice: ChangeNotice, exchange: ExchangeBackend) -> bool:
+        """One cheap GetItem (IdOnly): True only when Exchange answers ErrorItemNotFound.
+        Without an `[exchange] ews_url` nothing can be asked, and the payload is trusted."""
+        if not self.config.exchange_ews_url:
+            return False
+        return notice.key in exchange.missing([notice.key])
+
+    def _forget_gone(
+        self, google: GoogleBackend, notice: ChangeNotice, mapped: MappedItem | None
+    ) -> Outcome:
+        """The item is gone from Exchange: delete the Google event this entry or an earlier
+        one made for it (the mapped event, else the item's deterministic id), but only
+        when that event is tagged as this item's, and forget the pair."""
+        from mapping.event import event_id_for
+
+        event_id = mapped.google_event_id if mapped else event_id_for(notice.key)
+        event = google.get(event_id)
+        if event is None or event.get("status") == "cancelled":
+            outcome = "no Google event to delete"
+        elif not belongs_to(event, notice.key):
+            outcome = f"Google {event_id} is not tagged as its event: left alone"
+        else:
+            try:
+                google.delete(event_id)
+            except GoogleError as exc:
+                if exc.status not in (404, 410):
+                    raise
+            outcome = f"Google {event_id} deleted"
+        log.info(
+            "%s %s %s: no longer in Exchange; %s",
+            notice.mailbox,
+            notice.kind,
+            short(notice.key),
+            outcome,
+        )
+        return Outcome(None, forget=True)
+
+    def _prepare(
+        self, notice: ChangeNotice, exchange: ExchangeBackend, mapped: MappedItem | None
+    ) -> dict[str, Any]:
+        """What to write: {"kind": "event"|"patch"|"skip"|"gone", ...}."""
+        from mapping.event import patch_for
+
+        hot = notice.hint
+        if hot is not None and hot.index is not None:
+            from ews_parser.envelope import parse
+            from ews_parser.values import CreateItemRequest, ParsedItem, UpdateItemRequest
+            from mapping.errors import MappingError
+
+            request = parse(hot.request, default_zone=hot.default_zone).body
+            try:
+                if notice.kind == "upsert" and isinstance(request, CreateItemRequest):
+                    item = request.items[hot.index]
+                    if isinstance(item, ParsedItem) and item.model is not None:
+                        model = item.model
+                        deleted: tuple[Any, ...] = ()  # original starts, for an EXDATE
+                        if item.mime_content is not None:
+                            # iCalendar only (DavMail): the item as Exchange imports it;
+                            # MimeConversionError (a MappingError) when it cannot tell
+                            from mapping.ical import calendar_item
+
+                            model, deleted = calendar_item(
+                                model,
+                                item.mime_content,
+                                owner=notice.mailbox,
+                                default_zone=hot.default_zone,
+                            )
+                        event = google_body(model, default_zone=hot.default_zone)
+                        if not deleted:
+                            return {"kind": "event", "event": event}
+                        from mapping.event import event_id_for
+                        from mapping.exceptions import overrides_for
+
+                        master = (
+                            mapped.google_event_id if mapped else event_id_for(notice.key)
+                        )
+                        cancelled = overrides_for(master, event, [], deleted)
+                        return {"kind": "event", "event": event, "instances": cancelled}
+                if (
+                    notice.kind == "update"
+                    and isinstance(request, UpdateItemRequest)
+                    and mapped is not None
+                    and mapped.snapshot is not None
+                ):
+                    updates = request.changes[hot.index].updates
+                    patch = patch_for(updates, mapped.snapshot)
+                    if patch is not None:
+                        return {"kind": "patch", "patch": patch}
+            except MappingError as exc:
+                # the request alone cannot say (an item without times, say): read it whole
+                log.info(
+                    "%s %s %s: %s; reading the item from Exchange",
+                    notice.mailbox,
+                    notice.kind,
+                    short(notice.key),
+                    exc,
+                )
+        # The request is gone or cannot tell: read the item from Exchange.
+        full = exchange.calendar_item(notice.key)
+        if full is None:
+            return GONE
+        if getattr(full, "type", None) in ("Occurrence", "Exception"):
+            # A client that read an occurrence (GetItem on an OccurrenceItemId, or a
+            # CalendarView) edits it by its own ItemId: it is no event of its own, and rides
+            # with its series master, as OccurrenceItemId edits do.
+            series = exchange.master_item_id(full)
+            if series is not None and series != notice.key:
+                self.store.enqueue(notice.mailbox, series, "refresh", now=self.clock())
+            return {"kind": "skip", "reason": "an occurrence: its series master is refreshed"}
+        if notice.kind == "refresh" and mapped is None:
+            parent = getattr(full.parent_folder_id, "id", None)
+            calendar = exchange.calendar_folder_id()
+            # remember it: later CreateItems naming this FolderId need no question
+            self.store.learn_folders(notice.mailbox, {calendar: "calendar"})
+            if parent is not None and parent != calendar:
+                return {"kind": "skip", "reason": "the item is not in the calendar"}
+        event = google_body(full)
+        return {
+            "kind": "event",
+            "event": event,
+            "instances": self._instances(notice, exchange, full, event, mapped),
+        }
+
+    def _instances(
+        self,
+        notice: ChangeNotice,
+        mailbox: Any,
+        item: Any,
+        event: dict[str, Any],
+        mapped: MappedItem | None,
+    ) -> list[dict[str, Any]]:
+        """A series' exceptions as Google instances: each modified occurrence an override,
+        each deleted one a cancelled instance (mapping/exceptions.py)."""
+        from mapping.event import MANAGED_FIELDS, event_id_for
+        from mapping.exceptions import overrides_for
+
+        if getattr(item, "type", None) != "RecurringMaster":
+            return []
+        modified_ids = [o.id for o in item.modified_occurrences or [] if getattr(o, "id", None)]
+        deleted = [d.start for d in item.deleted_occurrences or [] if d.start is not None]
+        if not modified_ids and not deleted:
+            return []
+        master_id = mapped.google_event_id if mapped else event_id_for(notice.key)
+        zone = getattr(item._start_timezone, "key", None)
+        overrides = overrides_for(
+            master_id, event, mailbox.calendar_items(modified_ids), deleted, default_zone=zone
+        )
+        keep = {*MANAGED_FIELDS, "id", "status", "recurringEventId", "originalStartTime"}
+        # instances carry what their master carries (the core fields), never an iCalUID
+        return [
+            {k: v for k, v in o.items() if k in keep and k not in ("iCalUID", "recurrence")}
+            for o in overrides
+        ]
+
+    def _write_instances(
+        self, google: GoogleBackend, notice: ChangeNotice, instances: list[dict[str, Any]]
+    ) -> None:
+        """Patch each override onto its instance, delete each cancelled one; both are
+        idempotent, so a retry does no harm and nothing per instance is stored."""
+        for instance in instances:
+            instance_id = instance["id"]
+            try:
+                if instance.get("status") == "cancelled":
+                    google.delete(instance_id)
+                else:
+                    body = {k: v for k, v in instance.items() if k != "id"}
+                    google.patch(instance_id, body)
+            except GoogleError as exc:
+                if exc.status not in (404, 410):
+                    raise
+                # not an occurrence of the series as Google expands it: say so, go on
+                log.info(
+                    "%s %s: no instance %s in Google (%s)",
+                    notice.mailbox,
+                    short(notice.key),
+                    instance_id,
+                    exc.status,
+                )
+
+    def _put(
+        self,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        notice: ChangeNotice,
+        user: UserConfig,
+        mapped: MappedItem | None,
+        event: dict[str, Any],
+        run: RunContext,
+    ) -> MappedItem | None:
+        """Make the Google event equal `event`: a new one under the item's deterministic
+        id (a taken id follows the reconciler's one 409 rule), or a patch of what differs."""
+        body = tagged(event, notice.mailbox, notice.key)
+        if mapped is not None:
+            patch = diff(mapped.snapshot or {}, body)
+            return self._patch(google, exchange, notice, user, mapped, patch, run, snapshot=body)
+        return self.reconciler.create_google(
+            user, google, exchange, notice.key, notice.version, event, run
+        )
+
+    def _patch(
+        self,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        notice: ChangeNotice,
+        user: UserConfig,
+        mapped: MappedItem,
+        patch: dict[str, Any],
+        run: RunContext,
+        *,
+        snapshot: dict[str, Any] | None = None,
+    ) -> MappedItem | None:
+        """The fast path: the fields Exchange changed, patched onto the version calsync
+        last wrote (If-Match). When Google changed since (412), it is the reconciler's
+        read-merge-write with the user's policy: never "Exchange wins" by default."""
+        new_snapshot = (
+            snapshot if snapshot is not None else apply_patch(mapped.snapshot or {}, patch)
+        )
+        if not patch:
+            return MappedItem(
+                mailbox=mapped.mailbox,
+                ews_item_id=mapped.ews_item_id,
+                google_event_id=mapped.google_event_id,
+                ews_change_key=notice.version or mapped.ews_change_key,
+                google_etag=mapped.google_etag,
+                content_hash=mapped.content_hash,
+                snapshot=new_snapshot,
+            )
+        try:
+            result = google.patch(mapped.google_event_id, patch, etag=mapped.google_etag)
+        except GoogleError as exc:
+            if exc.status in (404, 410):
+                return None
+            if exc.status != 412:
+                raise
+            log.info(
+                "%s %s: Google changed since our last write; merging both sides",
+                notice.mailbox,
+                mapped.google_event_id,
+            )
+            return self.reconciler.reconcile_pair(
+                user, google, exchange, notice.key, run
+            )
+        self.reconciler.record(
+            run,
+            "google",
+            "patch",
+            mapped.google_event_id,
+            other_key=notice.key,
+            version=result.get("etag"),
+            before=mapped.snapshot,
+            fields=patch,
+        )
+        log.info(
+            "%s %s %s -> Google %s (%s)",
+            notice.mailbox,
+            notice.kind,
+            short(notice.key),
+            mapped.google_event_id,
+            ", ".join(sorted(patch)),
+        )
+        return self._mapped_after(notice, mapped.google_event_id, result, new_snapshot, mapped)
+
+    def _delete(
+        self,
+        google: GoogleBackend,
+        notice: ChangeNotice,
+        user: UserConfig,
+        mapped: MappedItem | None,
+        run: RunContext,
+    ) -> Outcome:
+        """Exchange accepted a delete: the pair's Google event goes (recorded for undo).
+        An item calsync never mapped is not claimed as done: its deterministic event is
+        deleted only when it exists and carries this item's tag, else the two-way job
+        settles it."""
+        from mapping.event import event_id_for
+
+        if mapped is not None:
+            self.reconciler.delete_google(
+                user, google, notice.key, mapped.google_event_id, run, "deleted in Exchange"
+            )
+        else:
+            event_id = event_id_for(notice.key)
+            event = google.get(event_id)
+            if event is not None and belongs_to(event, notice.key):
+                self.reconciler.delete_google(
+                    user, google, notice.key, event_id, run, "deleted in Exchange"
+                )
+            else:
+                log.info(
+                    "%s delete %s: not mapped; left to the two-way job",
+                    notice.mailbox,
+                    short(notice.key),
+                )
+        return Outcome(None, forget=True)
+
+    def _mapped_after(
+        self,
+        notice: ChangeNotice,
+        event_id: str,
+        result: dict[str, Any],
+        snapshot: dict[str, Any],
+        previous: MappedItem | None = None,
+    ) -> MappedItem:
+        from mapping.event import content_hash
+
+        # the two-way job must know this version for ours when Google's feed returns it
+        self.store.journal(
+            notice.mailbox,
+            "google",
+            event_id,
+            result.get("etag"),
+            content_hash(snapshot),
+            now=self.clock(),
+        )
+        return MappedItem(
+            mailbox=notice.mailbox,
+            ews_item_id=notice.key,
+            google_event_id=event_id,
+            ews_change_key=notice.version or (previous.ews_change_key if previous else None),
+            google_etag=result.get("etag"),
+            content_hash=content_hash(snapshot),
+            snapshot=snapshot,
+        )
