@@ -55,9 +55,6 @@ log = logging.getLogger("calsync.mirror")
 #: How many requests' bytes are kept for the worker; older ones are read from Exchange.
 HOT_LIMIT = 10_000
 
-#: The request a change came in, kept in memory (never on disk) for the worker.
-Hot = RequestHint
-
 
 class Mirror:
     def __init__(
@@ -75,7 +72,7 @@ class Mirror:
         self.clients = clients or Clients(config)
         #: every write goes through the one reconciler's rules (sync/reconcile.py)
         self.reconciler = Reconciler(config, store, clock=clock)
-        self._hot: OrderedDict[int, Hot] = OrderedDict()
+        self._hot: OrderedDict[int, RequestHint] = OrderedDict()
         self._hot_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,7 +83,7 @@ class Mirror:
 
     # --- what the hook calls -----------------------------------------------------------------
 
-    def note(self, entry_id: int, hot: Hot) -> None:
+    def note(self, entry_id: int, hot: RequestHint) -> None:
         with self._hot_lock:
             self._hot[entry_id] = hot
             while len(self._hot) > HOT_LIMIT:
@@ -351,7 +348,7 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(0)
 
 
-def process_in_worker(entry_id: int, hot: Hot | None) -> float | None:
+def process_in_worker(entry_id: int, hot: RequestHint | None) -> float | None:
     """Apply one outbox entry in this worker process; when it completed, the time."""
     worker = _worker
     if worker is None:

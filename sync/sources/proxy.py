@@ -29,6 +29,7 @@ from ews_parser.values import Classification
 from sync.config import Config, UserConfig
 from sync.core.decode import BodyEncodingError, BodyTooLarge, decode
 from sync.core.identity import Owner, Principal, owner, principal_of, routing_hint
+from sync.core.notice import RequestHint
 from sync.core.routing import (
     CALENDAR,
     LISTINGS,
@@ -40,7 +41,7 @@ from sync.core.routing import (
     item_ids_named,
     may_matter,
 )
-from sync.sources.outbox import Hot, Mirror
+from sync.sources.outbox import Mirror
 from sync.store import Store
 
 log = logging.getLogger("calsync.proxy")
@@ -276,7 +277,7 @@ class Observer:
             )
             self.mirror.note(
                 entry_id,
-                Hot(request_body, intent.index, request.time_zone_context),
+                RequestHint(request_body, intent.index, request.time_zone_context),
             )
         if ids:
             self.mirror.wake()
