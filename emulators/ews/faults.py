@@ -6,6 +6,12 @@
   Unavailable, as a load balancer in front of Exchange answers while a server restarts
 - `latency`: the answer comes `latency_ms` later; `outage`: the connection is closed
   without an answer, as when Exchange is unreachable.
+- `lostAnswer` and `heldAnswer` hit writes only (CreateItem, UpdateItem, DeleteItem,
+  MoveItem, CopyItem, CreateFolder, DeleteFolder): the request is carried out, then the
+  connection is closed without an answer, at once (Exchange or the network failed after
+  the write; exchangelib reports it as ErrorTimeoutExpired "Reraised from ...") or once the
+  faults are cleared (`heldAnswer`: a client killed while its answer is held died between
+  a write and its record of it). Every fault counts its `hits` (GET /_admin/faults).
 
 A fault applies to one user's requests or everyone's, for the next `count` requests or to
 a `rate` share of them drawn from `random.Random(seed)` (the same requests fail on every
@@ -19,7 +25,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-KINDS: Final = ("ErrorServerBusy", "http500", "http503", "latency", "outage")
+KINDS: Final = ("ErrorServerBusy", "http500", "http503", "latency", "outage", "lostAnswer",
+                "heldAnswer")
+#: the kinds that hit writes only, after carrying them out
+AFTER_WRITE: Final = frozenset({"lostAnswer", "heldAnswer"})
+#: the operations that change a mailbox
+WRITES: Final = frozenset({"CreateItem", "UpdateItem", "DeleteItem", "MoveItem", "CopyItem",
+                           "CreateFolder", "DeleteFolder"})
 
 
 class FaultSpecError(ValueError):
@@ -37,11 +49,15 @@ class Fault:
     back_off_ms: int = 1000
     latency_ms: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    #: how many requests it has hit
+    hits: int = 0
+    #: set when the faults are cleared: a held answer is let go (and dropped)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "user": self.user, "count": self.count,
                 "rate": self.rate, "seed": self.seed, "backOffMilliseconds": self.back_off_ms,
-                "latencyMs": self.latency_ms}
+                "latencyMs": self.latency_ms, "hits": self.hits}
 
 
 def _int(spec: dict[str, Any], name: str, default: int | None, minimum: int) -> int | None:
@@ -89,6 +105,7 @@ class FaultSwitch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._held: list[Fault] = []
         self._next_id = 1
 
     def add(self, spec: Any) -> Fault:
@@ -96,17 +113,23 @@ class FaultSwitch:
             fault = parse_fault(spec, self._next_id)
             self._next_id += 1
             self._faults.append(fault)
+            if fault.kind == "heldAnswer":
+                self._held.append(fault)
             return fault
 
     def clear(self) -> None:
         with self._lock:
+            # held answers are let go, also those of faults whose count is used up
+            for fault in self._held:
+                fault.released.set()
+            self._held.clear()
             self._faults.clear()
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
             return [f.to_json() for f in self._faults]
 
-    def draw(self, users: set[str]) -> list[Fault]:
+    def draw(self, users: set[str], operation: str = "") -> list[Fault]:
         """The faults that hit a request made by or for `users` (lower-case addresses):
         latency first, then at most one failure."""
         hits: list[Fault] = []
@@ -114,12 +137,15 @@ class FaultSwitch:
             for fault in list(self._faults):
                 if fault.user is not None and fault.user not in users:
                     continue
+                if fault.kind in AFTER_WRITE and operation not in WRITES:
+                    continue
                 if fault.rate is not None and fault.rng.random() >= fault.rate:
                     continue
                 if fault.count is not None:
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)
+                fault.hits += 1
                 hits.append(fault)
         hits.sort(key=lambda f: f.kind != "latency")
         failures = [f for f in hits if f.kind != "latency"]

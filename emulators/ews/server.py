@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from emulators.ews import tls
-from emulators.ews.faults import FaultSpecError, FaultSwitch
+from emulators.ews.faults import AFTER_WRITE, Fault, FaultSpecError, FaultSwitch
 from emulators.ews.mailbox import Store
 from emulators.ews.ntlm import SCHEMES, NtlmAcceptor
 from emulators.ews.service import Answer, EwsService, fault_answer
@@ -38,6 +38,8 @@ log = logging.getLogger("calsync.emulators.ews")
 EWS_PATH: Final = "/EWS/Exchange.asmx"
 #: Larger bodies are refused before reading (EWS calendar traffic is far smaller).
 MAX_BODY: Final = 32 * 1024 * 1024
+#: the longest a "heldAnswer" fault holds an answer when nobody clears it
+HELD_ANSWER_MAX_S: Final = 60.0
 #: IIS's page for an unhandled error in the EWS application.
 _IIS_500: Final = (b"<html><head><title>Runtime Error</title></head><body>"
                    b"<h1>Server Error in '/EWS' Application.</h1></body></html>")
@@ -52,6 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keep-alive, as IIS speaks: exchangelib treats "Connection: close" as
     # ErrorServerBusy and retries.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without this a keep-alive client's next
+    # request waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     server: _HttpServer
     # One handler serves one connection: NTLM's state lives here, so it is bound to the
     # connection (MS-NTHT 3.2.5.1.2).
@@ -173,7 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         users = {user}
         if parsed.header.impersonation is not None and parsed.header.impersonation.mailbox:
             users.add(parsed.header.impersonation.mailbox.lower())
-        for fault in self.server.faults.draw(users):
+        after_write: Fault | None = None
+        for fault in self.server.faults.draw(users, parsed.operation or ""):
             log.info("injected fault %s (%s)", fault.kind, parsed.operation)
             if fault.kind == "latency":
                 time.sleep(fault.latency_ms / 1000)
@@ -191,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
                 # No answer at all: drop the connection.
                 self.close_connection = True
                 return
+            elif fault.kind in AFTER_WRITE:
+                after_write = fault
         try:
             answer = service.handle(user, parsed, body)
         except Exception:  # a bug here must still answer, as Exchange's 500 does
@@ -198,6 +206,12 @@ class _Handler(BaseHTTPRequestHandler):
             answer = fault_answer("ErrorInternalServerError",
                                   text="An internal server error occurred. The operation failed.")
         log.info("%s -> %d", parsed.operation, answer.status)
+        if after_write is not None:
+            # carried out; the client never learns it
+            if after_write.kind == "heldAnswer":
+                after_write.released.wait(HELD_ANSWER_MAX_S)
+            self.close_connection = True
+            return
         self._send(answer.status, answer.body)
 
     def _admin(self, verb: str, path: str, body: bytes) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote
 
 from emulators.google import batch, errors
 from emulators.google.auth import OAuthError, User
-from emulators.google.faults import FaultInjector, FaultSpecError
+from emulators.google.faults import AFTER_WRITE, KINDS, FaultInjector, FaultSpecError
 from emulators.google.push import PushNotifier
 from emulators.google.state import GoogleCalendarState
 
@@ -36,6 +36,8 @@ BATCH_PATHS = ("/batch/calendar/v3", "/batch")
 # No Google path starts with an underscore; nothing under it takes a bearer token.
 ADMIN_PREFIX = "/_admin"
 JSON_TYPE = "application/json; charset=UTF-8"
+#: the longest a "heldAnswer" fault holds an answer when nobody clears it
+HELD_ANSWER_MAX_S = 60.0
 
 
 @dataclass(slots=True)
@@ -120,8 +122,10 @@ class Api:
         if path in BATCH_PATHS and not in_batch:
             if request.method != "POST":
                 return error_response(errors.not_found())
-            # The envelope can be slowed or dropped; each part meets the error faults.
-            return self._with_faults(request, self._batch, kinds=("latency", "outage"))
+            # The envelope can be slowed or dropped (before or after its parts are carried
+            # out); each part meets the error faults.
+            return self._with_faults(request, self._batch,
+                                     kinds=("latency", "outage", "lostAnswer", "heldAnswer"))
         if path.startswith(API_PREFIX + "/"):
             kinds = ("403", "429", "500", "503") if in_batch else None
             return self._with_faults(request, self._api, kinds=kinds)
@@ -139,12 +143,16 @@ class Api:
                      kinds: tuple[str, ...] | None = None) -> Response:
         delay = 0
         user = self._user_of(request)
-        all_kinds = ("403", "429", "500", "503", "latency", "outage")
-        wanted = kinds or all_kinds
-        fault = self.faults.pick(user, wanted)
+        wanted = kinds or KINDS
+        fault = self.faults.pick(user, wanted, write=request.method != "GET")
         if fault is not None:
             log.info("injecting fault %s (id %d)", fault.kind, fault.id)
             if fault.kind == "outage":
+                return Response(0, drop=True)
+            if fault.kind in AFTER_WRITE:
+                handler(request)  # carried out; the client never learns it
+                if fault.kind == "heldAnswer":
+                    fault.released.wait(HELD_ANSWER_MAX_S)
                 return Response(0, drop=True)
             if fault.kind == "latency":
                 delay = fault.latency_ms

@@ -6,6 +6,14 @@ https://developers.google.com/workspace/calendar/api/guides/errors (403/429
 503). "latency" delays an answer; "outage" closes the connection without answering, which
 is what a client sees when Google is unreachable.
 
+Two kinds hit writes only (any request but a GET; a batch envelope's parts are all carried
+out): "lostAnswer" carries the request out, then closes the connection without answering,
+as when Google or the network fails after the write; "heldAnswer" carries it out, then holds
+the answer until the faults are cleared (and closes the connection without one). A client
+killed while its answer is held died between a write and its record of it: the state the
+next run of a crashed process starts from. Every fault counts its `hits` (GET
+/_admin/faults), so a test sees when a write is held.
+
 A fault applies to every request (or one user's requests) until cleared, for the next
 `count` requests, or to a `rate` share of them drawn from `random.Random(seed)`, so a test
 that injects "30 % of requests fail" sees the same requests fail on every run.
@@ -20,7 +28,9 @@ from typing import Any
 
 from emulators.google import errors
 
-KINDS = ("403", "429", "500", "503", "latency", "outage")
+KINDS = ("403", "429", "500", "503", "latency", "outage", "lostAnswer", "heldAnswer")
+#: the kinds that hit writes only, after carrying them out
+AFTER_WRITE = frozenset({"lostAnswer", "heldAnswer"})
 
 
 class FaultSpecError(ValueError):
@@ -38,11 +48,15 @@ class Fault:
     retry_after: int | None = None
     latency_ms: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    #: how many requests it has hit
+    hits: int = 0
+    #: set when the faults are cleared: a held answer is let go (and dropped)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "user": self.user, "count": self.count,
                 "rate": self.rate, "seed": self.seed, "retryAfter": self.retry_after,
-                "latencyMs": self.latency_ms}
+                "latencyMs": self.latency_ms, "hits": self.hits}
 
     def error(self) -> errors.GoogleApiError | None:
         if self.kind == "403":
@@ -89,6 +103,7 @@ class FaultInjector:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._held: list[Fault] = []
         self._next_id = 1
 
     def add(self, spec: Any) -> Fault:
@@ -96,23 +111,33 @@ class FaultInjector:
             fault = parse_fault(spec, self._next_id)
             self._next_id += 1
             self._faults.append(fault)
+            if fault.kind == "heldAnswer":
+                self._held.append(fault)
             return fault
 
     def clear(self) -> None:
         with self._lock:
+            # held answers are let go, also those of faults whose count is used up
+            for fault in self._held:
+                fault.released.set()
+            self._held.clear()
             self._faults.clear()
 
     def active(self) -> list[Fault]:
         with self._lock:
             return list(self._faults)
 
-    def pick(self, user: str | None, kinds: tuple[str, ...] = KINDS) -> Fault | None:
-        """The first fault that fires for this request, consuming one use of it."""
+    def pick(self, user: str | None, kinds: tuple[str, ...] = KINDS, *,
+             write: bool = False) -> Fault | None:
+        """The first fault that fires for this request, consuming one use of it. `write`:
+        the request changes something (the after-write kinds skip the others)."""
         with self._lock:
             for fault in self._faults:
                 if fault.kind not in kinds:
                     continue
                 if fault.user is not None and fault.user != user:
+                    continue
+                if fault.kind in AFTER_WRITE and not write:
                     continue
                 if fault.rate is not None and fault.rng.random() >= fault.rate:
                     continue
@@ -120,5 +145,6 @@ class FaultInjector:
                     fault.count -= 1
                     if fault.count == 0:
                         self._faults.remove(fault)
+                fault.hits += 1
                 return fault
             return None

@@ -6,10 +6,12 @@ https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-service
 from __future__ import annotations
 
 import http.client
+import threading
 
 import pytest
-from exchangelib import Account
-from exchangelib.errors import ErrorServerBusy
+from exchangelib import UTC, Account, EWSDateTime
+from exchangelib.errors import ErrorServerBusy, ErrorTimeoutExpired
+from exchangelib.items import CalendarItem
 from exchangelib.protocol import FaultTolerance
 from lxml import etree
 
@@ -22,6 +24,13 @@ from tests.emulators.ews.conftest import (
     admin,
     make_account,
     raw_post,
+    soap,
+)
+
+FIND_CALENDAR = soap(
+    '<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>Default</t:BaseShape>'
+    "</m:ItemShape><m:ParentFolderIds><t:DistinguishedFolderId Id=\"calendar\"/>"
+    "</m:ParentFolderIds></m:FindItem>"
 )
 
 
@@ -95,6 +104,59 @@ def test_a_fault_for_one_user_spares_the_others(server: EwsServer,
     admin(server.base_url, "POST", "/_admin/faults", {"kind": "http503", "user": "bob@example.com"})
     assert raw_post(server.url, GET_CALENDAR)[0] == 200
     assert raw_post(server.url, GET_CALENDAR, "bob@example.com", "bob-secret")[0] == 503
+
+
+def _create(alice: Account, subject: str) -> None:
+    CalendarItem(account=alice, folder=alice.calendar, subject=subject,
+                 start=EWSDateTime(2026, 3, 2, 9, tzinfo=UTC),
+                 end=EWSDateTime(2026, 3, 2, 10, tzinfo=UTC)).save()
+
+
+def test_a_lost_answer_carries_the_write_out(server: EwsServer, alice: Account) -> None:
+    # Reads pass untouched (and use none of the count); the CreateItem is done and its
+    # answer lost, which exchangelib re-raises as ErrorTimeoutExpired.
+    admin(server.base_url, "POST", "/_admin/faults", {"kind": "lostAnswer", "count": 1})
+    assert raw_post(server.url, GET_CALENDAR)[0] == 200
+    with pytest.raises(ErrorTimeoutExpired, match="Reraised from ConnectionError"):
+        _create(alice, "Lost")
+    assert admin(server.base_url, "GET", "/_admin/faults") == (200, [])
+    assert [i.subject for i in alice.calendar.all()] == ["Lost"]
+
+
+def test_a_held_answer_waits_for_the_faults_to_be_cleared(server: EwsServer,
+                                                          alice: Account) -> None:
+    # The write is done while its client still waits: a test can kill the client there.
+    alice.calendar  # noqa: B018  # resolve the folder before the fault
+    admin(server.base_url, "POST", "/_admin/faults", {"kind": "heldAnswer", "count": 1})
+    outcome: list[BaseException | None] = []
+
+    def create() -> None:
+        try:
+            _create(alice, "Held")
+            outcome.append(None)
+        except ErrorTimeoutExpired as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=create)
+    writer.start()
+    for _ in range(500):  # a fault whose count is used up leaves the list
+        if admin(server.base_url, "GET", "/_admin/faults") == (200, []):
+            break
+        writer.join(0.01)
+    assert writer.is_alive()
+    # (not through exchangelib: the writer holds the session its protocol would use)
+    assert b"<t:Subject>Held</t:Subject>" in raw_post(server.url, FIND_CALENDAR)[2]
+    admin(server.base_url, "DELETE", "/_admin/faults")
+    writer.join(5)
+    assert not writer.is_alive() and isinstance(outcome[0], ErrorTimeoutExpired)
+
+
+def test_hits_are_counted(server: EwsServer) -> None:
+    admin(server.base_url, "POST", "/_admin/faults", {"kind": "latency", "latencyMs": 0})
+    for _ in range(3):
+        raw_post(server.url, GET_CALENDAR)
+    _, (fault,) = admin(server.base_url, "GET", "/_admin/faults")  # type: ignore[misc]
+    assert fault["hits"] == 3
 
 
 def _pattern(rate: float, seed: int) -> list[int]:

@@ -4,6 +4,7 @@ fails or disappears (errors guide: 403/429 rateLimitExceeded, 500 backendError, 
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 from typing import Any
 
@@ -13,12 +14,14 @@ from googleapiclient.errors import HttpError
 
 from emulators.google import GoogleCalendarServer
 from tests.emulators.google.conftest import (
+    ALICE,
     BOB,
     admin,
     credentials,
     error_body,
     fixture_error,
     service,
+    timed_event,
 )
 
 
@@ -123,3 +126,52 @@ def test_admin_is_not_under_the_api_path(calendar: Any, server: GoogleCalendarSe
     response, content = calendar._http.request(f"{server.url}/calendar/v3/_admin/faults")
     assert response.status == 404
     assert json.loads(content) == fixture_error("404_notFound")
+
+
+def test_a_lost_answer_carries_the_write_out(calendar: Any, server: GoogleCalendarServer) -> None:
+    # Reads pass untouched (and use none of the count); the insert is done, its answer
+    # lost. httplib2 sends a request once more after a dropped connection: both answers
+    # are lost here, and the resent insert finds its id taken.
+    admin(server, "/faults", {"kind": "lostAnswer", "count": 2})
+    assert _status(calendar) == 200
+    body = {**timed_event("Lost"), "id": "dropped0001"}
+    with pytest.raises((httplib2.HttpLib2Error, ConnectionError, OSError)):
+        calendar.events().insert(calendarId="primary", body=body).execute()
+    _, active = admin(server, "/faults", method="GET")
+    assert active == []
+    listed = calendar.events().list(calendarId="primary").execute()["items"]
+    assert [(e["id"], e["summary"]) for e in listed] == [("dropped0001", "Lost")]
+
+
+def test_a_held_answer_waits_for_the_faults_to_be_cleared(
+    calendar: Any, server: GoogleCalendarServer
+) -> None:
+    # The write is done while its client still waits: a test can kill the client there.
+    admin(server, "/faults", {"kind": "heldAnswer", "count": 1})
+    outcome: list[BaseException | None] = []
+
+    def insert() -> None:
+        try:
+            calendar.events().insert(calendarId="primary", body=timed_event("Held")).execute()
+            outcome.append(None)
+        except (httplib2.HttpLib2Error, ConnectionError, OSError) as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=insert)
+    writer.start()
+    other = service(server, credentials(server, ALICE))
+    for _ in range(500):  # a fault whose count is used up leaves the list
+        _, active = admin(server, "/faults", method="GET")
+        if not active:
+            break
+        writer.join(0.01)
+    assert active == [] and writer.is_alive()
+    assert [e["summary"] for e in other.events().list(calendarId="primary").execute()["items"]] == [
+        "Held"
+    ]
+    # cleared: the answer is dropped; httplib2 sends the insert again, and it is answered
+    admin(server, "/faults", method="DELETE")
+    writer.join(5)
+    assert not writer.is_alive() and outcome == [None]
+    held = other.events().list(calendarId="primary").execute()["items"]
+    assert sorted(e["summary"] for e in held) == ["Held", "Held"]
