@@ -161,6 +161,29 @@ class SyncResult:
     includes_last_item_in_range: bool
 
 
+#: (FolderId, ChangeKey) of a folder, as an event names it
+FolderRef = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the mailbox's event table, what notification subscriptions are told
+    (`subscriptions.py`): an item or folder Created, Modified, Deleted or Moved, or a
+    calendar item's free/busy time changed (FreeBusyChanged). `change_key` is the one the
+    object has after the change (for Deleted, its last). A move names the new id and
+    parent and the old ones."""
+
+    kind: str
+    id: str
+    change_key: str
+    parent: FolderRef
+    at: dt.datetime
+    is_folder: bool = False
+    old_id: str | None = None
+    old_change_key: str | None = None
+    old_parent: FolderRef | None = None
+
+
 # --- values --------------------------------------------------------------------------
 
 
@@ -266,8 +289,43 @@ class Mailbox:
                 created=now, commit_time=now,
             )
         self._folders_by_id = {f.id: f for f in self.folders.values()}
+        #: told of every change (the Store sets it; notifications are made from it)
+        self.observer: Callable[[Change], None] | None = None
 
     # -- bookkeeping
+
+    def _emit(self, kind: str, item: StoredItem, *, old: tuple[str, str, str] | None = None,
+              free_busy: bool = False) -> None:
+        """An item event (and FreeBusyChanged beside it); `old`: id, change key and folder
+        name before a move."""
+        if self.observer is None:
+            return
+        folder = self.folders[item.folder]
+        parent = (folder.id, folder.change_key)
+        now = self._now()
+        old_parent = None
+        if old is not None:
+            was = self.folders.get(old[2])
+            old_parent = (was.id, was.change_key) if was is not None else None
+        self.observer(Change(kind, item.id, item.change_key, parent, now,
+                             old_id=old[0] if old else None,
+                             old_change_key=old[1] if old else None, old_parent=old_parent))
+        if free_busy:
+            # The free/busy time is the calendar's, also when the item just left it.
+            calendar = old_parent if old_parent and item.folder != "calendar" else parent
+            self.observer(Change("FreeBusyChanged", item.id, item.change_key, calendar, now))
+
+    def _emit_folder(self, kind: str, folder: Folder, old_parent: Folder | None = None) -> None:
+        """A folder event: Modified when what it holds changed (its counts), Created,
+        Deleted or Moved (from `old_parent`) for the folder itself."""
+        if self.observer is None:
+            return
+        parent = self.parent(folder) or folder
+        self.observer(Change(
+            kind, folder.id, folder.change_key, (parent.id, parent.change_key), self._now(),
+            is_folder=True, old_id=folder.id if old_parent else None,
+            old_change_key=folder.change_key if old_parent else None,
+            old_parent=(old_parent.id, old_parent.change_key) if old_parent else None))
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -570,6 +628,8 @@ class Mailbox:
         )
         self.items[item.id] = item
         self._enter(item, folder.spec.name)
+        self._emit("Created", item, free_busy=_busy(item))
+        self._emit_folder("Modified", folder)
         return item
 
     def _check_recurrence(self, model: Any) -> None:
@@ -608,6 +668,7 @@ class Mailbox:
             normalise(model)
             if model.recurrence is not None:
                 self._check_recurrence(model)
+            before = _free_busy(item)
             if (model.start, model.recurrence) != old:
                 # Changing a series' pattern or time discards its exceptions (Exchange
                 # regenerates the series).
@@ -616,6 +677,7 @@ class Mailbox:
             item.model = model
             _set_properties(item.extended, extended)
             self._touch(item)
+            self._emit("Modified", item, free_busy=_free_busy(item) != before)
             return target
         base = self._occurrence_view(item, target.index)
         for name in ("recurrence", "uid"):
@@ -625,6 +687,7 @@ class Mailbox:
         _apply(base, updates)
         normalise(base)
         original = base.original_start
+        before = _free_busy(item)
         self._touch(item)  # the master's ModifiedOccurrences changed too
         previous = item.exceptions.get(target.index)
         item.exceptions[target.index] = ExceptionItem(
@@ -633,6 +696,8 @@ class Mailbox:
             extended=dict(previous.extended) if previous is not None else {},
         )
         _set_properties(item.exceptions[target.index].extended, extended)
+        # An occurrence is part of its master's item: the event names the master.
+        self._emit("Modified", item, free_busy=_free_busy(item) != before)
         return target
 
     def import_occurrences(
@@ -661,9 +726,11 @@ class Mailbox:
         item = target.item
         if target.index is not None:
             # Deleting one occurrence turns it into a DeletedOccurrence of the master.
+            before = _free_busy(item)
             item.exceptions.pop(target.index, None)
             item.deleted.add(target.index)
             self._touch(item)
+            self._emit("Modified", item, free_busy=_free_busy(item) != before)
             return
         if delete_type == "MoveToDeletedItems" and item.folder != "deleteditems":
             self.move(target, self.folders["deleteditems"])
@@ -672,6 +739,8 @@ class Mailbox:
         # second delete from Deleted Items.
         self._leave(item)
         del self.items[item.id]
+        self._emit("Deleted", item, free_busy=_busy(item))
+        self._emit_folder("Modified", self.folders[item.folder])
 
     def move(self, target: Target, folder: Folder) -> StoredItem:
         if target.index is not None:
@@ -679,6 +748,7 @@ class Mailbox:
         item = target.item
         if not holds_calendar_items(folder.spec):
             raise error("ErrorInvalidRequest", "This stand-in stores calendar items only.")
+        old = (item.id, item.change_key, item.folder)
         self._leave(item)
         del self.items[item.id]
         # A moved item gets a new ItemId (ews-identifiers-in-exchange).
@@ -687,6 +757,11 @@ class Mailbox:
         item.modified = self._now()
         self.items[item.id] = item
         self._enter(item, folder.spec.name)
+        # Free/busy time is the calendar's: it changes when an item leaves or enters one.
+        crossed = (old[2] == "calendar") != (folder.spec.name == "calendar")
+        self._emit("Moved", item, old=old, free_busy=crossed and _busy(item))
+        self._emit_folder("Modified", self.folders[old[2]])
+        self._emit_folder("Modified", folder)
         return item
 
     def respond(self, target: Target, response: str) -> StoredItem | None:
@@ -707,6 +782,7 @@ class Mailbox:
             "DeclineItem": "Decline",
         }[response]
         self._touch(item)
+        self._emit("Modified", item)
         if response == "DeclineItem":
             # A declined meeting leaves the attendee's calendar for Deleted Items.
             self.move(target, self.folders["deleteditems"])
@@ -898,6 +974,8 @@ class Mailbox:
         self.folders[key] = folder
         self._folders_by_id[folder.id] = folder
         self._committed(parent)
+        self._emit_folder("Created", folder)
+        self._emit_folder("Modified", parent)
         return folder
 
     def delete_folder(self, folder: Folder, delete_type: str) -> None:
@@ -913,15 +991,18 @@ class Mailbox:
             if parent is not None:
                 self._committed(parent)
             self._committed(trash)
+            self._emit_folder("Moved", folder, parent)
             return
         for gone in [folder, *self.descendants(folder)]:
             for item_id in list(gone.entries):
                 del self.items[item_id]
+            self._emit_folder("Deleted", gone)
             del self.folders[gone.spec.name]
             del self._folders_by_id[gone.id]
             self.folder_tombstones[gone.id] = self._next_seq()
         if parent is not None:
             self._committed(parent)
+            self._emit_folder("Modified", parent)
 
     def _ancestors(self, folder: Folder) -> list[Folder]:
         out = []
@@ -935,6 +1016,25 @@ class Mailbox:
     def seq(self) -> int:
         """The last change's sequence number (SyncFolderHierarchy's watermark)."""
         return self._seq
+
+
+def _busy(item: StoredItem) -> bool:
+    """Whether the item (or one of its exceptions) takes time on the calendar."""
+    states = [item.model.legacy_free_busy_status] + [
+        e.model.legacy_free_busy_status for e in item.exceptions.values()]
+    # An appointment without LegacyFreeBusyStatus is Busy (Exchange's default).
+    return any(state != "Free" for state in states)
+
+
+def _free_busy(item: StoredItem) -> tuple[Any, ...] | None:
+    """What the item contributes to free/busy: None when it takes no time."""
+    if not _busy(item):
+        return None
+    model = item.model
+    return (model.start, model.end, model.legacy_free_busy_status, str(model.recurrence),
+            sorted(item.deleted),
+            sorted((i, e.model.start, e.model.end, e.model.legacy_free_busy_status)
+                   for i, e in item.exceptions.items()))
 
 
 def _overlaps(a_start: dt.datetime, a_end: dt.datetime, start: dt.datetime, end: dt.datetime,
@@ -1082,14 +1182,33 @@ class Store:
         self.clock = clock
         self.lock = threading.RLock()
         self._mailboxes = {a.lower(): Mailbox(a, clock, self.by_tag) for a in addresses}
+        self._observer: Callable[[str, Change], None] | None = None
 
     def mailbox(self, address: str) -> Mailbox | None:
         return self._mailboxes.get(address.lower())
 
     def add_mailbox(self, address: str) -> Mailbox:
         with self.lock:
-            return self._mailboxes.setdefault(address.lower(),
-                                              Mailbox(address, self.clock, self.by_tag))
+            mailbox = self._mailboxes.setdefault(address.lower(),
+                                                 Mailbox(address, self.clock, self.by_tag))
+            self._watch(mailbox)
+            return mailbox
+
+    def observe(self, callback: Callable[[str, Change], None]) -> None:
+        """Tell `callback` (address, change) of every change in every mailbox."""
+        with self.lock:
+            self._observer = callback
+            for mailbox in self._mailboxes.values():
+                self._watch(mailbox)
+
+    def _watch(self, mailbox: Mailbox) -> None:
+        callback = self._observer
+        if callback is not None:
+            address = mailbox.address.lower()
+            mailbox.observer = lambda change: callback(address, change)
+
+    def addresses(self) -> list[str]:
+        return list(self._mailboxes)
 
     def by_tag(self, tag: bytes) -> Mailbox | None:
         """The mailbox whose ids carry `tag` (ids.mailbox_tag)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +26,8 @@ from emulators.ews import wire
 from emulators.ews.mailbox import Mailbox, Store
 from emulators.ews.schema import Violation, schema, syntax_violation
 from emulators.ews.services import HANDLERS, Context
+from emulators.ews.services.get_streaming_events import Stream, open_stream, schema_form
+from emulators.ews.subscriptions import Hub, Policy
 from ews_parser import EwsParseError, EwsResponseError, parse
 from ews_parser.values import Envelope
 from ews_parser.xml import parse_xml, t
@@ -49,6 +52,8 @@ _FAULT_TEXT: Final = {
 class Answer:
     status: int
     body: bytes
+    #: HTTP headers beside the body (Set-Cookie)
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def fault_answer(code: str, *, back_off_ms: int | None = None, text: str | None = None) -> Answer:
@@ -96,8 +101,10 @@ class EwsService:
     """The EWS endpoint without the HTTP: users, who may impersonate, the store."""
 
     def __init__(self, store: Store, passwords: dict[str, str], impersonators: set[str], *,
-                 strict_responses: bool | None = None) -> None:
+                 strict_responses: bool | None = None, policy: Policy | None = None) -> None:
         self.store = store
+        #: notification subscriptions and streaming connections (Subscribe, GetEvents, ...)
+        self.hub = Hub(store, policy)
         #: Check each response against the schema (None: from CALSYNC_EWS_STRICT_RESPONSES).
         self.strict_responses = (strict_from_env() if strict_responses is None
                                  else strict_responses)
@@ -168,16 +175,11 @@ class EwsService:
             return fault_answer("ErrorInvalidRequest")
         return envelope
 
-    def handle(self, user: str, envelope: Envelope, body: bytes) -> Answer:
-        operation = envelope.operation
-        assert operation is not None
-        handler = HANDLERS.get(operation)
-        if handler is None:
-            log.info("unsupported operation %s", operation)
-            return fault_answer("ErrorInvalidRequest")
+    def _context(self, user: str, envelope: Envelope, body: bytes,
+                 headers: Mapping[str, str] | None, secure: bool) -> Context | Answer:
         acting = self.acting_mailbox(user, envelope)
         if isinstance(acting, Answer):
-            log.info("%s refused for the requested mailbox", operation)
+            log.info("%s refused for the requested mailbox", envelope.operation)
             return acting
         mailbox = acting
 
@@ -185,21 +187,63 @@ class EwsService:
             with self._records_lock:
                 self._records.append(SendRecord(op, mailbox.address, attribute, value))
 
-        ctx = Context(mailbox=mailbox, envelope=envelope, body=body, record=record)
+        return Context(mailbox=mailbox, envelope=envelope, body=body, record=record,
+                       caller=user.lower(), hub=self.hub, headers=dict(headers or {}),
+                       secure=secure)
+
+    def handle(self, user: str, envelope: Envelope, body: bytes,
+               headers: Mapping[str, str] | None = None, *, secure: bool = False) -> Answer:
+        """Answer one request; `headers`: its HTTP headers by lower-case name."""
+        operation = envelope.operation
+        assert operation is not None
+        handler = HANDLERS.get(operation)
+        if handler is None:
+            log.info("unsupported operation %s", operation)
+            return fault_answer("ErrorInvalidRequest")
+        answer = self._run(user, envelope, body, headers, secure,
+                           lambda ctx: handler(ctx, envelope.body))
+        assert isinstance(answer, Answer)
+        return answer
+
+    def open_stream(self, user: str, envelope: Envelope, body: bytes,
+                    headers: Mapping[str, str] | None = None, *,
+                    secure: bool = False) -> Answer | Stream:
+        """GetStreamingEvents: the stream to serve, or the answer that refuses it."""
+        return self._run(user, envelope, body, headers, secure,
+                         lambda ctx: open_stream(ctx, self.check))
+
+    def _run(self, user: str, envelope: Envelope, body: bytes,
+             headers: Mapping[str, str] | None, secure: bool,
+             act: Callable[[Context], list[etree._Element] | Stream]) -> Answer | Stream:
+        operation = envelope.operation
+        assert operation is not None
+        ctx = self._context(user, envelope, body, headers, secure)
+        if isinstance(ctx, Answer):
+            return ctx
         with self.store.lock:
             try:
-                messages = handler(ctx, envelope.body)
+                messages = act(ctx)
             except EwsResponseError as exc:
                 return fault_answer(exc.code, text=exc.message)
+        if isinstance(messages, Stream):
+            return messages
         log.debug("%s answered with %d message(s)", operation, len(messages))
         payload = wire.response(operation, messages)
-        if self.strict_responses:
-            errors = schema().response_errors(payload)
-            if errors:
-                log.error("%s response fails the EWS schema:\n%s", operation, "\n".join(errors))
-                raise InvalidResponseError(f"{operation} response fails the EWS schema: "
-                                           + "; ".join(errors))
-        return Answer(200, wire.envelope(payload))
+        self.check(payload)
+        return Answer(200, wire.envelope(payload), tuple(ctx.response_headers))
+
+    def check(self, payload: etree._Element) -> None:
+        """Strict mode: raise InvalidResponseError for a response that fails the schema
+        (GetStreamingEvents' as its schema reads it: see get_streaming_events.py)."""
+        if not self.strict_responses:
+            return
+        operation = etree.QName(payload).localname.removesuffix("Response")
+        checked = schema_form(payload) if operation == "GetStreamingEvents" else payload
+        errors = schema().response_errors(checked)
+        if errors:
+            log.error("%s response fails the EWS schema:\n%s", operation, "\n".join(errors))
+            raise InvalidResponseError(f"{operation} response fails the EWS schema: "
+                                       + "; ".join(errors))
 
 
 #: Calendar item elements typed xs:boolean.

@@ -62,7 +62,7 @@ def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str
     return child
 
 
-def envelope(payload: etree._Element) -> bytes:
+def envelope(payload: etree._Element, *, declaration: bool = True) -> bytes:
     root = etree.Element(s("Envelope"), nsmap={"s": SOAP})
     header = _sub(root, s("Header"))
     info = etree.SubElement(header, t("ServerVersionInfo"), nsmap={"h": TYPES})
@@ -70,7 +70,7 @@ def envelope(payload: etree._Element) -> bytes:
         info.set(name, value)
     body = _sub(root, s("Body"))
     body.append(payload)
-    data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    data: bytes = etree.tostring(root, xml_declaration=declaration, encoding="utf-8")
     return data
 
 

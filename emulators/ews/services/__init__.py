@@ -18,8 +18,10 @@ from emulators.ews.services import (
     delete_item,
     find_item,
     folders,
+    get_events,
     get_item,
     move_item,
+    subscribe,
     sync_folder_items,
     update_item,
     user_configuration,
@@ -43,6 +45,11 @@ HANDLERS: Final[dict[str, Handler]] = {
     "DeleteFolder": folders.handle_delete_folder,
     "ConvertId": convert_id.handle,
     "GetUserConfiguration": user_configuration.handle,
+    "Subscribe": subscribe.handle_subscribe,
+    "Unsubscribe": subscribe.handle_unsubscribe,
+    "GetEvents": get_events.handle,
+    # GetStreamingEvents keeps its response open: the HTTP layer serves it
+    # (get_streaming_events.py, EwsService.open_stream).
 }
 
 __all__ = ["HANDLERS", "Context", "Handler"]

@@ -4,12 +4,13 @@ the meeting-message options each request carried."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from lxml import etree
 
 from emulators.ews.mailbox import Mailbox
+from emulators.ews.subscriptions import Hub
 from emulators.ews.wire import Shape, failure
 from ews_parser import EwsParseError, EwsResponseError
 from ews_parser.services.get_item import read_shape
@@ -26,6 +27,29 @@ class Context:
     envelope: Envelope
     body: bytes
     record: Recorder
+    #: the authenticated account (lower case): a subscription's owner
+    caller: str = ""
+    #: the notification subscriptions (None: the operations that need it refuse)
+    hub: Hub | None = None
+    #: the request's HTTP headers by lower-case name (affinity)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: whether the request came over TLS (a cookie's `secure`)
+    secure: bool = False
+    #: HTTP headers the response carries (Set-Cookie)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def budget(self) -> str:
+        """Whose throttling budget the request spends: the impersonated mailbox's copy
+        when impersonating, else the caller's own."""
+        if self.envelope.header.impersonation is not None:
+            return f"impersonated:{self.mailbox.address.lower()}"
+        return self.caller
+
+    def notifications(self) -> Hub:
+        if self.hub is None:
+            raise EwsResponseError("ErrorInvalidRequest", "The request is invalid.")
+        return self.hub
 
     def item_shape(self, operation: str) -> Shape:
         """The request's ItemShape with its AdditionalProperties.
