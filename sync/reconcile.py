@@ -27,19 +27,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ews_parser.errors import CalsyncError
 from sync.backends.base import ExchangeConflict, GoogleError, differs
 from sync.config import Config, UserConfig
-from sync.core.decide import Merge, Policy, merge
+from sync.core.decide import Merge, Policy, deletion_wins, merge
 from sync.core.events import (
     EWS_ID_PROPERTY,
     MAILBOX_PROPERTY,
     ONE_WAY_FIELDS,
     WRITTEN_FIELDS,
+    belongs_to,
     google_body,
     managed,
     short,
@@ -164,6 +165,7 @@ class Reconciler:
                     conflict.reason,
                     now=now,
                 )
+            wrote_exchange = wrote_google = False
             try:
                 change_key = getattr(item, "changekey", None) or mapped.ews_change_key
                 to_exchange = {
@@ -178,6 +180,8 @@ class Reconciler:
                     written = exchange.update(item, values)
                     if written is not None:
                         ews_item_id, change_key = written
+                        wrote_exchange = True
+                        # for undo at once, whatever happens next
                         self.record(
                             run,
                             "exchange",
@@ -188,17 +192,17 @@ class Reconciler:
                             before=exchange_before,
                             fields={name: True for name in values},
                         )
-                        self.store.journal(
-                            user.mailbox,
-                            "exchange",
-                            ews_item_id,
-                            change_key,
-                            content_hash(result.merged),
-                            now=now,
-                        )
                 etag = event.get("etag")
-                if result.to_google:
-                    patched = google.patch(mapped.google_event_id, result.to_google, etag=etag)
+                to_google = dict(result.to_google)
+                if "extendedProperties" not in to_google and not belongs_to(event, ews_item_id):
+                    # the tag a create could not write (a failed patch), or an adopted
+                    # event never had: the map can be rebuilt from Google again
+                    to_google["extendedProperties"] = {
+                        "private": {EWS_ID_PROPERTY: ews_item_id, MAILBOX_PROPERTY: user.mailbox}
+                    }
+                if to_google:
+                    patched = google.patch(mapped.google_event_id, to_google, etag=etag)
+                    wrote_google = True
                     self.record(
                         run,
                         "google",
@@ -207,33 +211,38 @@ class Reconciler:
                         other_key=ews_item_id,
                         version=patched.get("etag"),
                         before=google_view,
-                        fields=result.to_google,
+                        fields=to_google,
                     )
                     etag = patched.get("etag")
-                    self.store.journal(
-                        user.mailbox,
-                        "google",
-                        mapped.google_event_id,
-                        etag,
-                        content_hash(result.merged),
-                        now=now,
-                    )
             except ExchangeConflict:
                 continue  # the item changed while we decided: read again
             except GoogleError as exc:
                 if exc.status == 412:
                     continue  # the event changed while we decided: read again
                 raise
+            merged_hash = content_hash(result.merged)
             pair = MappedItem(
                 user.mailbox,
                 ews_item_id,
                 mapped.google_event_id,
                 change_key,
                 etag,
-                content_hash(result.merged),
+                merged_hash,
                 result.merged,
             )
-            self.store.save_mapping(pair, now=now, reconciled=True)
+            # Our versions are journaled (the feeds skip them as echoes) together with the
+            # pair that agrees with them: when the second write fails, the first is not
+            # taken for an echo, and the next run reads both sides and merges again.
+            with self.store.transaction():
+                if wrote_exchange:
+                    self.store.journal(
+                        user.mailbox, "exchange", ews_item_id, change_key, merged_hash, now=now
+                    )
+                if wrote_google:
+                    self.store.journal(
+                        user.mailbox, "google", mapped.google_event_id, etag, merged_hash, now=now
+                    )
+                self.store.save_mapping(pair, now=now, reconciled=True)
             if result.to_exchange or result.to_google:
                 log.info(
                     "%s reconciled %s: to Exchange %s, to Google %s",
@@ -260,8 +269,9 @@ class Reconciler:
         """One side of a pair is gone. By default the deletion wins: the other side's
         version is deleted too. With `modified_beats_delete`, a version changed since the
         pair last agreed survives, and the deleted side gets it back as a new item or
-        event. A deleted event is never brought back by itself otherwise."""
-        from mapping.event import content_hash, normalised
+        event (`sync.core.decide.deletion_wins` decides). A deleted event is never brought
+        back by itself otherwise."""
+        from mapping.event import normalised
 
         live = _live(event)
         if item is None and not live:
@@ -276,62 +286,98 @@ class Reconciler:
                 if k != "extendedProperties"
             )
 
+        modified_beats_delete = self.config.sync.modified_beats_delete
         if item is None:  # deleted in Exchange; the Google event is live
             assert event is not None
-            if self.config.sync.modified_beats_delete and changed(managed(event)):
+            if not deletion_wins(
+                deleted_on="exchange",
+                other_changed=changed(managed(event)),
+                modified_beats_delete=modified_beats_delete,
+            ):
                 log.info(
                     "%s: %s deleted in Exchange but edited in Google: the edit wins",
                     user.mailbox,
                     mapped.google_event_id,
                 )
-                self.store.forget(user.mailbox, mapped.ews_item_id)
-                return self.create_exchange(user, google, exchange, event, run)
+                return self.create_exchange(
+                    user, google, exchange, event, run, replaces=mapped.ews_item_id
+                )
             self.delete_google(
                 user, google, mapped.ews_item_id, mapped.google_event_id, run, "deleted in Exchange"
             )
             return None
         # deleted in Google; the Exchange item is live
         view = tagged(google_body(item), user.mailbox, mapped.ews_item_id)
-        if self.config.sync.modified_beats_delete and changed(view):
+        if not deletion_wins(
+            deleted_on="google",
+            other_changed=changed(view),
+            modified_beats_delete=modified_beats_delete,
+        ):
             log.info(
                 "%s: %s deleted in Google but edited in Exchange: the edit wins",
                 user.mailbox,
                 short(mapped.ews_item_id),
             )
-            self.store.forget(user.mailbox, mapped.ews_item_id)
-            # the old event id is a tombstone Google keeps: a new event takes a new id
-            body = {k: v for k, v in view.items() if k != "id"}
-            created = google.insert(body)
+            return self.recreate_google(user, google, exchange, mapped, item, view, run)
+        self.delete_exchange(user, exchange, mapped.ews_item_id, mapped.google_event_id, run)
+        return None
+
+    def recreate_google(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: Any,
+        mapped: MappedItem,
+        item: Any,
+        view: dict[str, Any],
+        run: RunContext,
+    ) -> MappedItem | None:
+        """The Exchange version survives a deletion in Google: a new event for the item.
+        The old id is a tombstone Google keeps, so the new one is derived from the item's
+        and the old event's: a retried insert (its answer lost) meets 409 and takes the
+        event the earlier attempt made, never a second one. The pair moves to it in one
+        step, so a failed insert leaves the old pair for the next run to settle again."""
+        from mapping.event import content_hash, event_id_for
+
+        body = {k: v for k, v in view.items() if k != "id"}
+        event_id = event_id_for(f"{mapped.ews_item_id} after {mapped.google_event_id}")
+        try:
+            created: dict[str, Any] | None = google.insert({**body, "id": event_id})
+        except GoogleError as exc:
+            if exc.status != 409:
+                raise
+            created = google.get(event_id)
+            if not _live(created) or not belongs_to(created or {}, mapped.ews_item_id):
+                # that event was made and deleted since: the deletion stands
+                self.delete_exchange(user, exchange, mapped.ews_item_id, event_id, run)
+                return None
+        assert created is not None
+        now = self.clock()
+        pair = MappedItem(
+            user.mailbox,
+            mapped.ews_item_id,
+            event_id,
+            getattr(item, "changekey", None),
+            created.get("etag"),
+            content_hash(body),
+            body,
+        )
+        with self.store.transaction():
             self.record(
                 run,
                 "google",
                 "create",
-                created["id"],
+                event_id,
                 other_key=mapped.ews_item_id,
                 version=created.get("etag"),
                 before=None,
             )
             self.store.journal(
-                user.mailbox,
-                "google",
-                created["id"],
-                created.get("etag"),
-                content_hash(body),
-                now=self.clock(),
+                user.mailbox, "google", event_id, created.get("etag"), content_hash(body), now=now
             )
-            pair = MappedItem(
-                user.mailbox,
-                mapped.ews_item_id,
-                created["id"],
-                getattr(item, "changekey", None),
-                created.get("etag"),
-                content_hash(body),
-                body,
-            )
-            self.store.save_mapping(pair, now=self.clock(), reconciled=True)
-            return pair
-        self.delete_exchange(user, exchange, mapped.ews_item_id, mapped.google_event_id, run)
-        return None
+            self.store.forget(user.mailbox, mapped.ews_item_id)
+            self.store.save_mapping(pair, now=now, reconciled=True)
+        return pair
 
     def delete_google(
         self,
@@ -491,62 +537,144 @@ class Reconciler:
         exchange: Any,
         event: dict[str, Any],
         run: RunContext,
-    ) -> MappedItem:
-        """A new Exchange item for a Google event, then the event tagged as its."""
+        *,
+        found: Mapping[str, str] | None = None,
+        replaces: str | None = None,
+    ) -> MappedItem | None:
+        """A new Exchange item for a Google event, then the event tagged as its.
+
+        Idempotent across retries: the item carries the event's id from its CreateItem on,
+        and before creating, the item an earlier attempt made (its answer lost, the process
+        killed before the record) is looked for (`found`: the caller's lookup for many
+        events; else one FindItem here) and adopted. The item is recorded with its
+        create, before the tag is written: a failure of that patch leaves a pair the next
+        run settles (and tags), never an item nobody knows. `replaces`: the pair's old
+        item (deleted in Exchange, the Google edit winning), forgotten in the same step."""
         from mapping.event import content_hash, to_ews
 
+        event_id = event["id"]
+        earlier = (found if found is not None else exchange.created_for([event_id])).get(event_id)
+        if earlier is not None and earlier != replaces:
+            adopted = self.adopt_created(user, google, exchange, earlier, event_id, run, replaces)
+            if adopted is not None:
+                return adopted
+        item_id, change_key = exchange.create(to_ews(event), google_event_id=event_id)
         now = self.clock()
-        item_id, change_key = exchange.create(to_ews(event))
         if run.created_in_exchange is not None:
             run.created_in_exchange.append(item_id)
-        self.record(
-            run,
-            "exchange",
-            "create",
-            item_id,
-            other_key=event["id"],
-            version=change_key,
-            before=None,
-        )
         snapshot = managed(event)
-        self.store.journal(
-            user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
+        pair = MappedItem(
+            user.mailbox,
+            item_id,
+            event_id,
+            change_key,
+            event.get("etag"),
+            content_hash(snapshot),
+            snapshot,
         )
+        with self.store.transaction():
+            self.record(
+                run,
+                "exchange",
+                "create",
+                item_id,
+                other_key=event_id,
+                version=change_key,
+                before=None,
+            )
+            self.store.journal(
+                user.mailbox, "exchange", item_id, change_key, content_hash(snapshot), now=now
+            )
+            if replaces is not None:
+                self.store.forget(user.mailbox, replaces)
+            self.store.save_mapping(pair, now=now)
+        log.info("%s create Exchange %s (new in Google %s)", user.mailbox, short(item_id), event_id)
         # tie the Google event to its new item (and journal that write too)
         tag = {
             "extendedProperties": {
                 "private": {EWS_ID_PROPERTY: item_id, MAILBOX_PROPERTY: user.mailbox}
             }
         }
-        tagged_event = google.patch(event["id"], tag, etag=event.get("etag"))
-        self.record(
-            run,
-            "google",
-            "patch",
-            event["id"],
-            other_key=item_id,
-            version=tagged_event.get("etag"),
-            before=managed(event),
-            fields=tag,
-        )
-        self.store.journal(
-            user.mailbox, "google", event["id"], tagged_event.get("etag"), None, now=now
-        )
+        tagged_event = google.patch(event_id, tag, etag=event.get("etag"))
+        now = self.clock()
         pair = MappedItem(
             user.mailbox,
             item_id,
-            event["id"],
+            event_id,
             change_key,
             tagged_event.get("etag"),
             content_hash(snapshot),
             managed(tagged_event),
         )
-        self.store.save_mapping(pair, now=now, reconciled=True)
-        log.info(
-            "%s create Exchange %s (new in Google %s)", user.mailbox, short(item_id), event["id"]
-        )
+        with self.store.transaction():
+            self.record(
+                run,
+                "google",
+                "patch",
+                event_id,
+                other_key=item_id,
+                version=tagged_event.get("etag"),
+                before=managed(event),
+                fields=tag,
+            )
+            self.store.journal(
+                user.mailbox, "google", event_id, tagged_event.get("etag"), None, now=now
+            )
+            self.store.save_mapping(pair, now=now, reconciled=True)
         return pair
 
+    def adopt_created(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: Any,
+        item_id: str,
+        event_id: str,
+        run: RunContext,
+        replaces: str | None = None,
+    ) -> MappedItem | None:
+        """An Exchange item calsync created for a Google event (it carries the event's id)
+        that the map does not hold: an earlier attempt's, its record lost. Map it, with the
+        item as the base (it was made from the event, so what Google changed since goes to
+        it), then settle the pair as any other: merged when both live, the deletion rule
+        when the event is gone. None when the item is gone too, or the event is another
+        item's."""
+        from mapping.event import content_hash
+
+        item = exchange.calendar_item(item_id)
+        if item is None:
+            return None
+        if self.store.is_mapped(user.mailbox, item_id):
+            return self.reconcile_pair(user, google, exchange, item_id, run)
+        mapped = self.store.mapped_by_google(user.mailbox, event_id)
+        if mapped is not None and mapped.ews_item_id != replaces:
+            raise CalsyncError(
+                f"Exchange item {short(item_id)} was made for Google event {event_id}, "
+                f"which is mapped to another item ({short(mapped.ews_item_id)})"
+            )
+        base = tagged(google_body(item), user.mailbox, item_id)
+        log.info(
+            "%s: Exchange %s was created for Google %s earlier: adopted",
+            user.mailbox,
+            short(item_id),
+            event_id,
+        )
+        with self.store.transaction():
+            if replaces is not None:
+                self.store.forget(user.mailbox, replaces)
+            self.store.save_mapping(
+                MappedItem(
+                    user.mailbox,
+                    item_id,
+                    event_id,
+                    getattr(item, "changekey", None),
+                    None,
+                    content_hash(base),
+                    base,
+                ),
+                now=self.clock(),
+            )
+        return self.reconcile_pair(user, google, exchange, item_id, run)
 
     # --- change notices ---------------------------------------------------------------------
 

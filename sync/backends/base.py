@@ -25,6 +25,7 @@ Nothing here imports exchangelib or googleapiclient at run time (mitmdump's star
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, NotRequired, Protocol, TypedDict
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from exchangelib.items import CalendarItem
 
     from mapping.event import GoogleEvent
+
+_register_lock = threading.Lock()
 
 # --- Google's resources ----------------------------------------------------------------------
 
@@ -110,6 +113,41 @@ def differs(a: object, b: object) -> bool:
 
 #: to_ews keys Exchange does not let a client write.
 READ_ONLY_ITEM_FIELDS: Final = frozenset({"is_cancelled", "uid"})
+
+#: The extended property an item calsync creates for a Google event carries from its
+#: CreateItem on: the event's id, so that a retried create finds the item an earlier
+#: attempt made (an answer lost, a crash before the record) instead of making another.
+#: A named MAPI property of calsync's own property set (PS_PUBLIC_STRINGS is shared).
+#: https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/properties-and-extended-properties-in-ews-in-exchange
+GOOGLE_EVENT_PROPERTY_SET: Final = "eca1b18d-11d5-4757-8c56-ab3c2af8b441"
+GOOGLE_EVENT_PROPERTY_NAME: Final = "calsync-google-event-id"
+#: Its name on exchangelib's CalendarItem once registered (`register_google_event_field`).
+GOOGLE_EVENT_FIELD: Final = "calsync_google_event_id"
+
+
+def register_google_event_field() -> None:
+    """Register calsync's extended property on exchangelib's CalendarItem (once per
+    process; exchangelib keeps registrations on the class), so items read carry it as
+    `item.calsync_google_event_id` and FindItem can be restricted on it."""
+    from exchangelib.extended_properties import ExtendedProperty
+    from exchangelib.items import CalendarItem
+
+    with _register_lock:
+        if any(f.name == GOOGLE_EVENT_FIELD for f in CalendarItem.FIELDS):
+            return
+
+        class GoogleEventId(ExtendedProperty):  # type: ignore[misc]
+            property_set_id = GOOGLE_EVENT_PROPERTY_SET
+            property_name = GOOGLE_EVENT_PROPERTY_NAME
+            property_type = "String"
+
+        CalendarItem.register(GOOGLE_EVENT_FIELD, GoogleEventId)
+
+
+def google_event_of(item: CalendarItem) -> str | None:
+    """The Google event id an item calsync created carries (None for any other item)."""
+    value = getattr(item, GOOGLE_EVENT_FIELD, None)
+    return str(value) if value else None
 
 
 def set_differences(item: CalendarItem, values: Mapping[str, object]) -> list[str]:
@@ -362,9 +400,17 @@ class ExchangeBackend(Protocol):
         """FindItem: every item of the calendar (masters, not occurrences)."""
         ...
 
-    def create(self, values: Mapping[str, object]) -> tuple[str, str]:
+    def create(
+        self, values: Mapping[str, object], *, google_event_id: str | None = None
+    ) -> tuple[str, str]:
         """CreateItem (SendToNone) of a calendar item with `values` (exchangelib field
-        names): its (ItemId, ChangeKey)."""
+        names): its (ItemId, ChangeKey). With `google_event_id`, the item carries it in
+        calsync's extended property from its creation on (`created_for` finds it)."""
+        ...
+
+    def created_for(self, google_event_ids: Sequence[str]) -> dict[str, str]:
+        """FindItem on the calendar restricted on calsync's extended property: Google event
+        id -> ItemId of an item created for it, for the ids Exchange holds one for."""
         ...
 
     def update(self, item: CalendarItem, values: Mapping[str, object]) -> tuple[str, str] | None:

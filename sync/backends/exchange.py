@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync.backends.base import (
+    GOOGLE_EVENT_FIELD,
     READ_ONLY_ITEM_FIELDS,
     ExchangeBackend,
     ExchangeConflict,
     ExchangeError,
     ItemChange,
+    google_event_of,
+    register_google_event_field,
     set_differences,
 )
 from sync.config import Config, UserConfig
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
     from exchangelib.items import CalendarItem
 
 log = logging.getLogger("calsync.exchange")
+
+#: Event ids per FindItem of `created_for` (an Or of IsEqualTo restrictions).
+FIND_CHUNK = 50
 
 _adapter_lock = threading.Lock()
 _ca_files: dict[str, str] = {}  # host:port -> CA file, for the one adapter class
@@ -151,6 +157,7 @@ class ExchangeMailbox:
         from exchangelib.version import EXCHANGE_2016
 
         _install_adapter(config.exchange_ews_url, config.exchange_ca_file)
+        register_google_event_field()
         if config.exchange_impersonation_username:
             username = config.exchange_impersonation_username
             password = _secret(config.exchange_impersonation_password_env, "impersonation")
@@ -250,10 +257,14 @@ class ExchangeMailbox:
 
     # --- writes --------------------------------------------------------------------------
 
-    def create(self, values: Mapping[str, object]) -> tuple[str, str]:
+    def create(
+        self, values: Mapping[str, object], *, google_event_id: str | None = None
+    ) -> tuple[str, str]:
         from exchangelib.items import SEND_TO_NONE, CalendarItem
 
         writable = {k: v for k, v in values.items() if k not in READ_ONLY_ITEM_FIELDS}
+        if google_event_id is not None:
+            writable[GOOGLE_EVENT_FIELD] = google_event_id
         # resolving the calendar is a GetFolder: its failures are Exchange's too
         with _answers():
             folder = self.account.calendar
@@ -262,6 +273,24 @@ class ExchangeMailbox:
         with _answers():
             item.save(send_meeting_invitations=SEND_TO_NONE)
         return str(item.id), str(item.changekey)
+
+    def created_for(self, google_event_ids: Sequence[str]) -> dict[str, str]:
+        """FindItem restricted on calsync's extended property (IsEqualTo, or an Or of them
+        for several ids, FIND_CHUNK at a time), ids and the property only."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(google_event_ids))
+        if not wanted:
+            return found
+        with _answers():
+            folder = self.account.calendar
+            for first in range(0, len(wanted), FIND_CHUNK):
+                chunk = wanted[first : first + FIND_CHUNK]
+                query = folder.filter(**{f"{GOOGLE_EVENT_FIELD}__in": chunk})
+                for item in query.only("id", "changekey", GOOGLE_EVENT_FIELD):
+                    event_id = google_event_of(item)
+                    if event_id is not None and item.id:
+                        found.setdefault(event_id, str(item.id))
+        return found
 
     def update(self, item: CalendarItem, values: Mapping[str, object]) -> tuple[str, str] | None:
         """Set the fields of `values` that differ on `item` and save them, conditioned on

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from sync.backends.base import (
+    GOOGLE_EVENT_FIELD,
     READ_ONLY_ITEM_FIELDS,
     CalendarResource,
     Channel,
@@ -52,6 +53,8 @@ from sync.backends.base import (
     GoogleConflict,
     GoogleError,
     ItemChange,
+    google_event_of,
+    register_google_event_field,
     set_differences,
 )
 
@@ -410,6 +413,7 @@ class MemoryExchange:
         self._faults: list[ExchangeError] = []
         self._lock = threading.RLock()
         self._folder_id = f"memory-calendar-{uuid.uuid4().hex[:12]}"
+        register_google_event_field()  # items carry calsync's extended property
 
     def fail_next(self, *errors: ExchangeError) -> None:
         """The next calls raise these errors, one each, in order."""
@@ -450,18 +454,35 @@ class MemoryExchange:
             rows = sorted(self._items.values(), key=lambda i: i.entered)
             return [copy.deepcopy(i.model) for i in rows]
 
-    def create(self, values: Mapping[str, object]) -> tuple[str, str]:
+    def create(
+        self, values: Mapping[str, object], *, google_event_id: str | None = None
+    ) -> tuple[str, str]:
         from exchangelib.items import CalendarItem
 
         with self._lock:
             self._call("CreateItem", None)
             writable = {k: v for k, v in values.items() if k not in READ_ONLY_ITEM_FIELDS}
+            if google_event_id is not None:
+                writable[GOOGLE_EVENT_FIELD] = google_event_id
             model = CalendarItem(**copy.deepcopy(writable))
             item_id = f"AAMkMEM{uuid.uuid4().hex}="
             self._counter += 1
             self._set_id(model, item_id)
             self._items[item_id] = _Item(model, self._counter, self._counter)
             return item_id, model.changekey
+
+    def created_for(self, google_event_ids: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            if not google_event_ids:
+                return {}
+            self._call("FindItem", None)
+            wanted = set(google_event_ids)
+            found: dict[str, str] = {}
+            for item_id, stored in sorted(self._items.items(), key=lambda i: i[1].entered):
+                event_id = google_event_of(stored.model)
+                if event_id in wanted:
+                    found.setdefault(event_id, item_id)
+            return found
 
     def update(self, item: CalendarItem, values: Mapping[str, object]) -> tuple[str, str] | None:
         with self._lock:

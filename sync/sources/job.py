@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ews_parser.errors import CalsyncError
-from sync.backends.base import ExchangeError, GoogleError, ItemChange
+from sync.backends.base import ExchangeError, GoogleError, ItemChange, google_event_of
 from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
@@ -337,7 +337,23 @@ class SyncJob:
                 continue
             if getattr(change.item, "type", None) not in (None, "Single", "RecurringMaster"):
                 continue  # occurrences and exceptions ride with their master
-            if mapped is None:
+            made_for = google_event_of(change.item) if change.item is not None else None
+            if mapped is None and made_for is not None:
+                # calsync made this item for a Google event and lost the record (a kill
+                # between CreateItem and the store): the pair again, never a second event
+                planned.append(
+                    (
+                        Action(
+                            "forget",
+                            user.mailbox,
+                            change.item_id,
+                            made_for,
+                            "made for a Google event, map lost: adopt",
+                        ),
+                        change,
+                    )
+                )
+            elif mapped is None:
                 planned.append(
                     (
                         Action(
@@ -379,6 +395,16 @@ class SyncJob:
                 try:
                     if action.kind == "delete-google":
                         self._delete_google(user, google, exchange, action, report)
+                    elif action.kind == "forget":  # adopt the item made for a Google event
+                        assert action.google_event_id is not None
+                        self.reconciler.adopt_created(
+                            user,
+                            google,
+                            exchange,
+                            change.item_id,
+                            action.google_event_id,
+                            report.run,
+                        )
                     elif action.kind == "create-google":
                         self.reconciler.create_google(
                             user,
@@ -462,12 +488,23 @@ class SyncJob:
         report.actions.extend(a for a, _ in planned)
         if dry_run:
             return
+        # the items earlier attempts made for these events (answers lost): one FindItem
+        # for many, so that no create is made twice
+        found: dict[str, str] | None = None
+        creates = [event["id"] for action, event in planned if action.kind == "create-exchange"]
+        if creates:
+            try:
+                found = exchange.created_for(creates)
+            except ExchangeError as exc:  # each create looks on its own then
+                log.info("%s: items made for Google events not looked up: %s", user.mailbox, exc)
         with progress_bar(
             full and bool(planned), f"{user.mailbox}: Google -> Exchange", len(planned)
         ) as advance:
             for action, event in planned:
                 try:
-                    self._apply_google_action(user, google, exchange, action, event, report)
+                    self._apply_google_action(
+                        user, google, exchange, action, event, report, found=found
+                    )
                     report.applied += 1
                 except (GoogleError, CalsyncError) as exc:
                     report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
@@ -552,6 +589,8 @@ class SyncJob:
         action: Action,
         event: dict[str, Any],
         report: Report,
+        *,
+        found: dict[str, str] | None = None,
     ) -> None:
         from mapping.event import content_hash
 
@@ -565,7 +604,7 @@ class SyncJob:
             item = exchange.calendar_item(action.ews_item_id)
             self.reconciler.settle_deleted(user, google, exchange, mapped, item, event, run)
         elif action.kind == "create-exchange":
-            self.reconciler.create_exchange(user, google, exchange, event, run)
+            self.reconciler.create_exchange(user, google, exchange, event, run, found=found)
         elif action.kind == "forget":  # adopt: the map is rebuilt from Google's own tag
             assert action.ews_item_id is not None
             if exchange.calendar_item(action.ews_item_id) is not None:

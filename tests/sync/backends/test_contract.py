@@ -18,6 +18,7 @@ from sync.backends.base import (
     GoogleBackend,
     GoogleConflict,
     GoogleError,
+    google_event_of,
 )
 from tests.sync.conftest import ALICE
 
@@ -327,6 +328,39 @@ def test_exchange_missing_and_several_items(exchange_backend: ExchangeBackend) -
     assert sorted(i.subject for i in exchange_backend.all_items()) == ["A", "B"]
     folder = exchange_backend.calendar_folder_id()
     assert folder and folder == exchange_backend.calendar_folder_id()
+
+
+def test_exchange_an_item_created_for_a_google_event_is_found_by_its_id(
+    exchange_backend: ExchangeBackend,
+) -> None:
+    made, _ = exchange_backend.create(values("From Google"), google_event_id="evt0001abc")
+    other, _ = exchange_backend.create(values("Made in Outlook", 11))
+    dropped, _ = exchange_backend.create(values("Deleted", 12), google_event_id="evt0002abc")
+    exchange_backend.delete(dropped)
+    found = exchange_backend.created_for(["evt0001abc", "evt0002abc", "evt9999abc"])
+    assert found == {"evt0001abc": made}
+    assert exchange_backend.created_for(["evt0001abc"]) == {"evt0001abc": made}
+    assert exchange_backend.created_for([]) == {}
+    # the item read back carries it; one made otherwise carries nothing
+    item = exchange_backend.calendar_item(made)
+    assert item is not None and google_event_of(item) == "evt0001abc"
+    plain = exchange_backend.calendar_item(other)
+    assert plain is not None and google_event_of(plain) is None
+    changes, _ = exchange_backend.changes(None)
+    assert {c.item_id: google_event_of(c.item) for c in changes if c.item} == {
+        made: "evt0001abc",
+        other: None,
+    }
+
+
+def test_exchange_created_for_many_ids(exchange_backend: ExchangeBackend) -> None:
+    made = {
+        f"evt{n:04d}many": exchange_backend.create(
+            values(f"E{n}", 8 + n % 8), google_event_id=f"evt{n:04d}many"
+        )[0]
+        for n in range(60)  # more than one FindItem's worth of restrictions
+    }
+    assert exchange_backend.created_for([*made, "evtnonemany"]) == made
 
 
 # --- Exchange: the change feed ----------------------------------------------------------------
