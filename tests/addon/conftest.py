@@ -1,10 +1,14 @@
-"""Shared pieces for the addon tests: the Google stand-in, a config that points at it, and
-EWS flows built from request/response bodies."""
+"""Shared pieces for the addon tests: the Google stand-in, a config that points at it, EWS
+flows built from request/response bodies, and a guard that fails any addon test in which
+calsync reported an error the test did not declare (`calsync_log`)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,81 @@ from emulators.google.server import GoogleCalendarServer
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "calsync.py"
 USERS = ("alice@example.com", "bob@example.com")
+
+# --- a test fails when calsync reports an error it did not expect ---------------------------
+# The addon is fail-open: a hook that raises, or an exchange the observing thread cannot
+# handle, is logged and the flow passes. A test that only looks at what was (not) mirrored
+# would then pass whatever calsync did, so every addon test also fails on such a record.
+
+#: calsync's loggers (the addon, the observing thread, the worker, push), and mitmproxy's
+#: addon manager, which logs "Addon error" for a hook that raised inside its event chain
+WATCHED_LOGGERS = ("calsync", "mitmproxy.addonmanager")
+
+
+class CalsyncLog(logging.Handler):
+    """The ERROR (and worse) records of the watched loggers during one test, from any
+    thread, and exceptions uncaught in threads. `expect_error(pattern)` declares an error
+    the test causes."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self.thread_errors: list[str] = []
+        self._expected: list[re.Pattern[str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)  # Handler.handle holds the handler's lock
+
+    def expect_error(self, pattern: str) -> None:
+        """This test makes calsync log an ERROR whose message matches `pattern` (re.search);
+        it must: an expected error that never came fails the test as well."""
+        self._expected.append(re.compile(pattern))
+
+    def problems(self) -> list[str]:
+        records = list(self.records)
+        errors = [r.getMessage() for r in records]
+        found = [
+            f"{record.levelname} {record.name}: {record.getMessage()}"
+            for record in records
+            if not any(p.search(record.getMessage()) for p in self._expected)
+        ]
+        found += [f"uncaught in thread {e}" for e in self.thread_errors]
+        found += [
+            f"expected an error matching {p.pattern!r}; none was logged"
+            for p in self._expected
+            if not any(p.search(message) for message in errors)
+        ]
+        return found
+
+
+@pytest.fixture(autouse=True)
+def calsync_log() -> Iterator[CalsyncLog]:
+    """Autouse, so set up before the test's other fixtures and torn down after them: the
+    records of an addon's shutdown count too."""
+    handler = CalsyncLog()
+    # no logger's level is lowered: an ERROR record passes the default ones, and a record
+    # mitmproxy's root handler takes after its test's event loop has closed would raise in
+    # the thread that logged it
+    loggers = [logging.getLogger(name) for name in WATCHED_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    previous_hook = threading.excepthook
+
+    def thread_died(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        handler.thread_errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
+        previous_hook(args)
+
+    threading.excepthook = thread_died
+    try:
+        yield handler
+    finally:
+        threading.excepthook = previous_hook
+        for logger in loggers:
+            logger.removeHandler(handler)
+    problems = handler.problems()
+    if problems:
+        pytest.fail("calsync reported errors this test did not expect:\n" + "\n".join(problems))
 
 
 @pytest.fixture

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from tests.addon.conftest import (
     ADDON,
+    CalsyncLog,
     create_request,
     delete_request,
     envelope,
@@ -61,11 +66,26 @@ def load(tctx: Any, config: Path) -> Any:
 
 
 class Harness:
-    """The addon inside a taddons context, configured for the stand-in."""
+    """The addon inside a taddons context, configured for the stand-in.
+
+    `observed` holds what `Observer.observe` returned for each exchange the hooks handed to
+    the observing thread (the outbox ids it recorded), in order: the evidence that a flow
+    was read and judged, not merely left alone. (A pass-through recorder: observe runs as
+    it is.)"""
 
     def __init__(self, tctx: Any, config: Path) -> None:
         self.tctx = tctx
         self.addon = load(tctx, config)
+        self.observed: list[list[int]] = []
+        observer = self.addon.observer
+        observe = observer.observe
+
+        def recorded(exchange: Any) -> list[int]:
+            ids: list[int] = observe(exchange)
+            self.observed.append(ids)
+            return ids
+
+        observer.observe = recorded
 
     def see(self, request: bytes, reply: bytes, **kwargs: Any) -> Any:
         flow = ews_flow(request, reply, **kwargs)
@@ -80,11 +100,34 @@ class Harness:
     def drain(self) -> int:
         return asyncio.run(self.addon.mirror.drain())
 
+    def control(self, google: GoogleCalendarServer) -> list[str]:
+        """alice creates "Control" after the flows under test: it must be recorded and reach
+        her Google calendar (the observing thread is alive and took everything before it in
+        order). Her calendar's summaries, sorted."""
+        item = long_id("control")
+        self.see(create_request("Control"), response("CreateItem", item))
+        assert self.observed[-1] != [], "the control flow was not recorded"
+        assert self.drain() == 1
+        return sorted(e["summary"] for e in events(google, "alice@example.com"))
+
+    def close(self) -> None:
+        """Shut the addon down as mitmdump does (its threads end with the test), unless the
+        test did. A bug in the worker is quarantined, not raised: one quarantined entry
+        fails the test too."""
+        if self.addon.store is None:
+            return
+        try:
+            assert self.addon.store.quarantined() == []
+        finally:
+            asyncio.run(self.addon.done())
+
 
 @pytest.fixture
-def harness(google: GoogleCalendarServer, tmp_path: Path) -> Any:
+def harness(google: GoogleCalendarServer, tmp_path: Path) -> Iterator[Harness]:
     with taddons.context() as tctx:
-        yield Harness(tctx, write_config(tmp_path, google))
+        harness = Harness(tctx, write_config(tmp_path, google))
+        yield harness
+        harness.close()
 
 
 def test_create_update_delete_reach_google(harness: Harness, google: GoogleCalendarServer) -> None:
@@ -150,8 +193,9 @@ def test_other_users_and_mail_are_left_alone(
         b"t:CalendarItem", b"t:Message"
     )
     harness.see(mail_update, response("UpdateItem", long_id("unknown-mail")))
+    assert harness.observed == [[], [], []]  # each one read and judged: nothing to record
     assert harness.drain() == 0
-    assert events(google, "alice@example.com") == []
+    assert harness.control(google) == ["Control"]  # alice's own create, after them, is
 
 
 def test_each_user_gets_only_their_own_events(
@@ -178,19 +222,39 @@ def test_impersonation_names_the_owner(harness: Harness, google: GoogleCalendarS
     assert events(google, "alice@example.com") == []
 
 
+#: alice's create with a document type declaration (and an entity) in it
+DTD_CREATE = create_request("&a;").replace(b"?>", b'?><!DOCTYPE s:Envelope [<!ENTITY a "a">]>', 1)
+
+
 @pytest.mark.parametrize(
-    ("request_body", "reply"),
+    ("request_body", "reply", "observed", "said"),
     [
-        (b"\x00garbage", b"<not xml"),
-        (create_request("x"), b"<s:Envelope/>"),
-        (b'<!DOCTYPE x [<!ENTITY a "a">]><x>&a;</x>', response("CreateItem", "X")),
-        (create_request("x"), b""),
+        # no calendar word in it: the observer's one-scan filter drops it unparsed
+        (b"\x00garbage", b"<not xml", [[]], None),
+        # parsed, and refused by the parser
+        (create_request("x"), b"<s:Envelope/>", [[]], "not an EWS exchange calsync can read"),
+        (DTD_CREATE, response("CreateItem", "X"), [[]], "document type declarations are not"),
+        # an empty (or streamed) body is never handed to the observing thread
+        (create_request("x"), b"", [], None),
     ],
     ids=["garbage", "not-soap", "dtd", "empty-response"],
 )
-def test_bad_traffic_passes_untouched(harness: Harness, request_body: bytes, reply: bytes) -> None:
+def test_bad_traffic_passes_untouched(
+    harness: Harness,
+    google: GoogleCalendarServer,
+    caplog: pytest.LogCaptureFixture,
+    request_body: bytes,
+    reply: bytes,
+    observed: list[list[int]],
+    said: str | None,
+) -> None:
+    caplog.set_level(logging.INFO, logger="calsync.proxy")
     harness.see(request_body, reply)  # asserts the flow is unchanged
+    assert harness.observed == observed
+    if said is not None:
+        assert any(said in m for m in caplog.messages), caplog.messages
     assert harness.drain() == 0
+    assert harness.control(google) == ["Control"]  # and the flow after it is mirrored
 
 
 def test_faults_and_non_ews_traffic_are_not_read(
@@ -198,7 +262,9 @@ def test_faults_and_non_ews_traffic_are_not_read(
 ) -> None:
     harness.see(create_request("x"), response("CreateItem", long_id("f")), status=500)
     harness.see(create_request("x"), response("CreateItem", long_id("g")), path="/owa/service.svc")
+    assert harness.observed == []  # the response hook's cheap filter hands neither over
     assert harness.drain() == 0
+    assert harness.control(google) == ["Control"]  # the same create, as EWS and accepted, is
 
 
 def test_google_down_then_back_loses_nothing(
@@ -215,6 +281,37 @@ def test_google_down_then_back_loses_nothing(
     harness.drain()  # attempt 1 and 2 fail (backoff 0 s in this config), 3 succeeds
     assert [e["summary"] for e in events(google, "alice@example.com")] == ["Resilient"]
     assert harness.addon.store.pending() == []
+
+
+def test_a_busy_push_port_is_one_error_and_mirroring_goes_on(
+    harness: Harness, google: GoogleCalendarServer, calsync_log: CalsyncLog
+) -> None:
+    """The push webhook cannot listen: calsync says so once (the error this test expects)
+    and the proxy goes on mirroring; polling carries Google's changes meanwhile."""
+    calsync_log.expect_error(r"push webhook cannot listen: Address already in use")
+    addon = harness.addon
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        harness.tctx.options.update(
+            calsync_push_port=taken.getsockname()[1], calsync_worker_processes=0
+        )
+
+        async def go() -> None:
+            addon.running()  # the worker, the job and push, as in mitmdump
+            await asyncio.wait_for(addon._push_task, 10)  # it ends: no webhook
+            created = long_id("while-push-is-down")
+            harness.see(create_request("Mirrored"), response("CreateItem", created))
+            deadline = time.monotonic() + 10
+            while event_id_for(created) not in {
+                e["id"] for e in await asyncio.to_thread(events, google, "alice@example.com")
+            }:
+                assert time.monotonic() < deadline, "the worker stopped with push"
+                await asyncio.sleep(0.05)
+            assert addon.store.quarantined() == []
+            await addon.done()
+
+        asyncio.run(go())
 
 
 def test_bad_config_is_one_line(tmp_path: Path) -> None:
@@ -271,6 +368,7 @@ def test_a_create_in_an_unknown_folder_asks_exchange_once(
             )
             assert [e.op for e in harness.addon.store.pending()] == ["upsert"]  # learned
             harness.drain()
+            harness.close()
         assert sorted(e["summary"] for e in events(google, "alice@example.com")) == [
             "First",
             "Second",
@@ -339,6 +437,7 @@ def test_series_exceptions_reach_google_as_instances(
             )
             harness.see(occurrence_update, response("UpdateItem", long_id("occurrence-4")))
             harness.drain()
+            harness.close()
         service = build(
             "calendar",
             "v3",
