@@ -1,6 +1,9 @@
-"""`scripts/demo`, run as CI runs it (`CI=true`, no terminal): it converges, prints both
-calendars side by side with the latencies, leaves no process behind and no secret in its
-output or logs. One full run is shared by the tests of this module (it takes seconds)."""
+"""`calsync demo` (what `scripts/demo` runs once it has set up .venv), run as CI runs it
+(`CI=true`, no terminal): it converges, prints both calendars side by side with the
+latencies, leaves no process behind and no secret in its output or logs. One full run is
+shared by the tests of this module (it takes seconds). The command is the one installed
+beside the interpreter running the tests: `scripts/demo` would use (and set up)
+<repo>/.venv, whichever environment the tests run in."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import ROOT, clean_env, processes_in
+from tests.cli.conftest import CALSYNC, ROOT, clean_env, processes_in
 
 PASSWORD = "demo-Pa55word-7f3a9c"  # the test's own, looked for in the logs
 
@@ -34,7 +37,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     env = clean_env({"CI": "true", "CALSYNC_DEMO_EWS_PASSWORD": PASSWORD})
     started = time.monotonic()
     done = subprocess.run(
-        [str(ROOT / "scripts" / "demo"), "--workdir", str(workdir), "--zone", "Europe/Berlin"],
+        [str(CALSYNC), "demo", "--workdir", str(workdir), "--zone", "Europe/Berlin"],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -92,7 +95,7 @@ def test_no_secret_reaches_the_output_or_the_logs(demo: DemoRun) -> None:
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     process = subprocess.Popen(
-        [str(ROOT / "scripts" / "demo"), "--workdir", str(workdir)],
+        [str(CALSYNC), "demo", "--workdir", str(workdir)],
         env=clean_env({"CI": "true"}),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
