@@ -425,6 +425,20 @@ class ExchangeBackend(Protocol):
         check ChangeKeys: the item is read first)."""
         ...
 
+    def occurrence(self, master_id: str, index: int) -> CalendarItem | None:
+        """GetItem on an OccurrenceItemId: the `index`-th occurrence of a series (1-based,
+        deleted ones counted, as EWS's InstanceIndex), with its own ItemId and ChangeKey and
+        its OriginalStart: an Occurrence, or an Exception once modified. `update` writes it
+        (it becomes an Exception; its master's ChangeKey changes too). None when it was
+        deleted from the series, the index is past the series' end, or the master is gone."""
+        ...
+
+    def delete_occurrence(self, occurrence: CalendarItem) -> None:
+        """DeleteItem (SendToNone, SpecifiedOccurrenceOnly) of one occurrence as read by
+        `occurrence`, conditioned on its ChangeKey (another is ExchangeConflict): it becomes
+        one of its master's DeletedOccurrences. One already deleted is no error."""
+        ...
+
     def changes(
         self, sync_state: str | None, ignore: Iterable[str] = ()
     ) -> tuple[list[ItemChange], str | None]:

@@ -186,17 +186,24 @@ class ExchangeMailbox:
         """The full CalendarItem, or None when Exchange has no such item (or it is not a
         calendar item)."""
         from exchangelib.errors import ErrorItemNotFound
+
+        return self._get_one((item_id, None), (ErrorItemNotFound,))
+
+    def _get_one(self, asked: Any, gone: tuple[type[Exception], ...]) -> CalendarItem | None:
+        """GetItem of one id: the calendar item; None when Exchange answers one of `gone`
+        (raised, or returned inline as exchangelib does for an id's own error) or the item
+        is no calendar item."""
         from exchangelib.items import CalendarItem
 
         with _answers():
             try:
-                items = list(self.account.fetch(ids=[(item_id, None)]))
-            except ErrorItemNotFound:
+                items = list(self.account.fetch(ids=[asked]))
+            except gone:
                 return None
         item = items[0] if items else None
-        if isinstance(item, ErrorItemNotFound):
+        if isinstance(item, gone):
             return None
-        if isinstance(item, Exception):  # exchangelib returns an id's own error inline
+        if isinstance(item, Exception):
             error = exchange_error(item)
             raise error if error is not None else item
         return item if isinstance(item, CalendarItem) else None
@@ -320,6 +327,43 @@ class ExchangeMailbox:
         with _answers():
             try:
                 item.delete(send_meeting_cancellations=SEND_TO_NONE)
+            except ErrorItemNotFound:
+                return
+
+    # --- occurrences -------------------------------------------------------------------
+
+    def occurrence(self, master_id: str, index: int) -> CalendarItem | None:
+        from exchangelib.errors import (
+            ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange,
+            ErrorCalendarOccurrenceIsDeletedFromRecurrence,
+            ErrorItemNotFound,
+        )
+        from exchangelib.properties import OccurrenceItemId
+
+        return self._get_one(
+            OccurrenceItemId(id=master_id, instance_index=index),
+            (
+                ErrorCalendarOccurrenceIsDeletedFromRecurrence,
+                ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange,
+                ErrorItemNotFound,
+            ),
+        )
+
+    def delete_occurrence(self, occurrence: CalendarItem) -> None:
+        from exchangelib.errors import ErrorItemNotFound
+        from exchangelib.items import SEND_TO_NONE, SPECIFIED_OCCURRENCE_ONLY
+
+        current = self.calendar_item(str(occurrence.id))  # its own ItemId
+        if current is None:
+            return
+        if occurrence.changekey and current.changekey != occurrence.changekey:
+            raise ExchangeConflict()
+        with _answers():
+            try:
+                current.delete(
+                    send_meeting_cancellations=SEND_TO_NONE,
+                    affected_task_occurrences=SPECIFIED_OCCURRENCE_ONLY,
+                )
             except ErrorItemNotFound:
                 return
 

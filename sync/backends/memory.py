@@ -21,8 +21,16 @@ against the real clients talking to the stand-ins):
   ErrorInvalidSyncStateData.
   https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/syncfolderitems
 
-Not modelled: recurrence (occurrences, instances, series deletes), time zones beyond
-what `timeMin` needs, free/busy, attendees' copies. `fail_next(error)` makes the next call
+  Series: a master's occurrences come from its pattern (as mapping/exceptions.py expands
+  it), each with an ItemId of its own; GetItem takes it, UpdateItem makes it an Exception
+  (its own ChangeKey; the master's changes too, and SyncFolderItems reports the master),
+  DeleteItem makes it a DeletedOccurrence; the master lists both (ModifiedOccurrences,
+  DeletedOccurrences); a change of the series' start or pattern discards them.
+  https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/calendars-and-ews-in-exchange
+
+Not modelled: Google's instances (series deletes included), a series whose first start its
+pattern skips (Exchange moves it onto the first occurrence), time zones beyond what
+`timeMin` needs, free/busy, attendees' copies. `fail_next(error)` makes the next call
 raise a given error (an outage, a throttle) for tests of what the caller does with it.
 """
 
@@ -36,7 +44,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from sync.backends.base import (
@@ -59,6 +67,7 @@ from sync.backends.base import (
 )
 
 if TYPE_CHECKING:
+    from exchangelib.ewsdatetime import EWSDateTime
     from exchangelib.items import CalendarItem
 
     from mapping.event import GoogleEvent
@@ -393,10 +402,22 @@ class MemoryGoogle:
 
 
 @dataclass(slots=True)
+class _Exception:
+    model: CalendarItem  # the occurrence as modified, with its own ChangeKey
+
+
+@dataclass(slots=True)
 class _Item:
     model: CalendarItem
     entered: int  # change counter when it entered the calendar
     changed: int  # ... at its last write
+    #: a series' modified occurrences by InstanceIndex, and its deleted ones
+    exceptions: dict[int, _Exception] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+
+
+#: An occurrence's own ItemId here: its index and its master's ItemId.
+_OCCURRENCE_ID: Final = re.compile(r"AAMkOCC(\d+)\.(.+)")
 
 
 class MemoryExchange:
@@ -425,23 +446,27 @@ class MemoryExchange:
     def calendar_item(self, item_id: str) -> CalendarItem | None:
         with self._lock:
             self._call("GetItem", item_id)
-            stored = self._items.get(item_id)
-            return copy.deepcopy(stored.model) if stored else None
+            return self._view(item_id)
 
     def calendar_items(self, item_ids: list[str]) -> list[CalendarItem]:
         with self._lock:
             self._call("GetItem", None)
-            return [copy.deepcopy(self._items[i].model) for i in item_ids if i in self._items]
+            views = [self._view(i) for i in item_ids]
+            return [v for v in views if v is not None]
 
     def missing(self, item_ids: Sequence[str]) -> set[str]:
         with self._lock:
             if not item_ids:
                 return set()
             self._call("GetItem", None)
-            return {i for i in item_ids if i not in self._items}
+            return {i for i in item_ids if self._view(i) is None}
 
     def master_item_id(self, occurrence: CalendarItem) -> str | None:
-        raise NotImplementedError("MemoryExchange holds no recurring series")
+        with self._lock:
+            found = _OCCURRENCE_ID.fullmatch(str(occurrence.id))
+            master = found.group(2) if found else None
+            self._call("GetItem", master)
+            return master if master in self._items else None
 
     def calendar_folder_id(self) -> str:
         with self._lock:
@@ -451,8 +476,8 @@ class MemoryExchange:
     def all_items(self) -> list[CalendarItem]:
         with self._lock:
             self._call("FindItem", None)
-            rows = sorted(self._items.values(), key=lambda i: i.entered)
-            return [copy.deepcopy(i.model) for i in rows]
+            rows = sorted(self._items.items(), key=lambda i: i[1].entered)
+            return [self._master_view(item_id, stored) for item_id, stored in rows]
 
     def create(
         self, values: Mapping[str, object], *, google_event_id: str | None = None
@@ -490,6 +515,8 @@ class MemoryExchange:
             if not changed:
                 return None
             self._call("UpdateItem", item.id)
+            if _OCCURRENCE_ID.fullmatch(str(item.id)):
+                return self._update_occurrence(item, values, changed)
             stored = self._items.get(item.id)
             if stored is None:
                 raise ExchangeError(
@@ -501,8 +528,13 @@ class MemoryExchange:
                     " key passed in the request does not match the current change key for"
                     " the item."
                 )
+            series = (stored.model.start, stored.model.recurrence)
             for name in changed:
                 setattr(stored.model, name, copy.deepcopy(values[name]))
+            if (stored.model.start, stored.model.recurrence) != series:
+                # a series' new time or pattern discards its exceptions (Exchange regenerates it)
+                stored.exceptions.clear()
+                stored.deleted.clear()
             self._counter += 1
             stored.changed = self._counter
             self._set_id(stored.model, item.id)
@@ -512,6 +544,9 @@ class MemoryExchange:
     def delete(self, item_id: str, *, change_key: str | None = None) -> None:
         with self._lock:
             self._call("DeleteItem", item_id)
+            if _OCCURRENCE_ID.fullmatch(item_id):
+                self._delete_occurrence(item_id, change_key)
+                return
             stored = self._items.get(item_id)
             if stored is None:
                 return
@@ -541,7 +576,7 @@ class MemoryExchange:
                     kind: Literal["create", "update"] = (
                         "create" if item.entered > watermark else "update"
                     )
-                    model = copy.deepcopy(item.model)
+                    model = self._master_view(item_id, item)
                     change = ItemChange(kind, item_id, model.changekey, model)
                     pending.append((item.changed, change))
             for item_id, (entered, left) in self._tombstones.items():
@@ -549,6 +584,146 @@ class MemoryExchange:
                     pending.append((left, ItemChange("delete", item_id, None)))
             pending.sort(key=lambda p: p[0])
             return [change for _, change in pending], f"{self._folder_id}:{self._counter}"
+
+    def occurrence(self, master_id: str, index: int) -> CalendarItem | None:
+        with self._lock:
+            self._call("GetItem", master_id)
+            return self._view(_occurrence_id(master_id, index))
+
+    def delete_occurrence(self, occurrence: CalendarItem) -> None:
+        with self._lock:
+            self._call("DeleteItem", occurrence.id)
+            self._delete_occurrence(str(occurrence.id), occurrence.changekey)
+
+    # --- series ------------------------------------------------------------------------------
+
+    def _series_starts(self, model: CalendarItem, last: int) -> list[dt.date]:
+        """The original starts of a series' first `last` occurrences (fewer when it ends):
+        aware UTC datetimes, dates for an all-day series."""
+        from mapping.event import to_google
+        from mapping.exceptions import occurrences
+
+        return list(itertools.islice(occurrences(to_google(model)), last))
+
+    def _view(self, item_id: str) -> CalendarItem | None:
+        """GetItem's answer for an ItemId: a master or single item, or an occurrence."""
+        found = _OCCURRENCE_ID.fullmatch(item_id)
+        if found is None:
+            stored = self._items.get(item_id)
+            return self._master_view(item_id, stored) if stored is not None else None
+        return self._occurrence_view(found.group(2), int(found.group(1)))
+
+    def _master_view(self, item_id: str, stored: _Item) -> CalendarItem:
+        from exchangelib.properties import ItemId
+        from exchangelib.recurrence import DeletedOccurrence, Occurrence
+
+        model = copy.deepcopy(stored.model)
+        model.type = "RecurringMaster" if model.recurrence is not None else "Single"
+        if model.recurrence is None:
+            return model
+        wanted = max([*stored.exceptions, *stored.deleted], default=0)
+        starts = self._series_starts(stored.model, wanted)
+        modified = []
+        for index in sorted(stored.exceptions):
+            exception = stored.exceptions[index].model
+            modified.append(
+                Occurrence(
+                    _id=ItemId(id=_occurrence_id(item_id, index), changekey=exception.changekey),
+                    start=exception.start,
+                    end=exception.end,
+                    original_start=_ews_start(starts[index - 1], stored.model),
+                )
+            )
+        model.modified_occurrences = modified or None
+        deleted = [
+            DeletedOccurrence(start=_ews_start(starts[i - 1], stored.model))
+            for i in sorted(stored.deleted)
+        ]
+        model.deleted_occurrences = deleted or None
+        return model
+
+    def _occurrence_view(self, master_id: str, index: int) -> CalendarItem | None:
+        from exchangelib.ewsdatetime import EWSDate, EWSDateTime
+
+        stored = self._items.get(master_id)
+        if stored is None or stored.model.recurrence is None or index < 1:
+            return None
+        if index in stored.deleted:
+            return None
+        starts = self._series_starts(stored.model, index)
+        if len(starts) < index:
+            return None  # past the series' end
+        original = starts[index - 1]
+        exception = stored.exceptions.get(index)
+        if exception is not None:
+            model = copy.deepcopy(exception.model)
+            model.type = "Exception"
+        else:
+            model = copy.deepcopy(stored.model)
+            span = stored.model.end - stored.model.start
+            if isinstance(original, dt.datetime):
+                model.start = EWSDateTime.from_datetime(original)
+            else:
+                model.start = EWSDate(original.year, original.month, original.day)
+            model.end = model.start + span
+            model.type = "Occurrence"
+            self._set_id(model, _occurrence_id(master_id, index), stored.model.changekey)
+        model.recurrence = None
+        model.modified_occurrences = None
+        model.deleted_occurrences = None
+        model.original_start = _ews_start(original, stored.model)
+        model.is_recurring = True
+        return model
+
+    def _update_occurrence(
+        self, item: CalendarItem, values: Mapping[str, object], changed: list[str]
+    ) -> tuple[str, str]:
+        found = _OCCURRENCE_ID.fullmatch(str(item.id))
+        assert found is not None
+        master_id, index = found.group(2), int(found.group(1))
+        current = self._occurrence_view(master_id, index)
+        if current is None:
+            raise ExchangeError(
+                "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        if item.changekey != current.changekey:
+            raise ExchangeConflict(
+                "The send or update operation could not be performed because the change"
+                " key passed in the request does not match the current change key for"
+                " the item."
+            )
+        if "recurrence" in changed or "uid" in changed:
+            raise ExchangeError(
+                "ErrorInvalidPropertySet", "recurrence cannot be set on an occurrence."
+            )
+        for name in changed:
+            setattr(current, name, copy.deepcopy(values[name]))
+        stored = self._items[master_id]
+        self._counter += 1
+        current.type = "Exception"
+        self._set_id(current, str(item.id), f"DwAAAE{self._counter:010d}")
+        stored.exceptions[index] = _Exception(current)
+        # the master's ModifiedOccurrences changed: it has a new ChangeKey too
+        stored.changed = self._counter
+        self._set_id(stored.model, master_id)
+        self._set_id(item, str(item.id), current.changekey)
+        return str(item.id), str(current.changekey)
+
+    def _delete_occurrence(self, item_id: str, change_key: str | None) -> None:
+        found = _OCCURRENCE_ID.fullmatch(item_id)
+        assert found is not None
+        master_id, index = found.group(2), int(found.group(1))
+        current = self._occurrence_view(master_id, index)
+        if current is None:
+            return
+        if change_key is not None and change_key != current.changekey:
+            raise ExchangeConflict()
+        stored = self._items[master_id]
+        stored.exceptions.pop(index, None)
+        stored.deleted.add(index)
+        self._counter += 1
+        stored.changed = self._counter
+        self._set_id(stored.model, master_id)
 
     # --- inside ----------------------------------------------------------------------------
 
@@ -562,6 +737,23 @@ class MemoryExchange:
 
         key = change_key or f"DwAAAB{self._counter:010d}"
         model._id = ItemId(id=item_id, changekey=key)
+
+
+def _occurrence_id(master_id: str, index: int) -> str:
+    return f"AAMkOCC{index}.{master_id}"
+
+
+def _ews_start(original: dt.date, master: CalendarItem) -> EWSDateTime:
+    """An occurrence's OriginalStart as EWS gives it: UTC, an all-day one at the series'
+    local midnight."""
+    from exchangelib.ewsdatetime import EWSDateTime
+
+    if isinstance(original, dt.datetime):
+        return EWSDateTime.from_datetime(original.astimezone(dt.UTC))
+    zone = master._start_timezone
+    midnight = dt.datetime(original.year, original.month, original.day)
+    local = midnight.replace(tzinfo=zone) if zone is not None else midnight.replace(tzinfo=dt.UTC)
+    return EWSDateTime.from_datetime(local.astimezone(dt.UTC))
 
 
 _google: type[GoogleBackend] = MemoryGoogle
