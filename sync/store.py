@@ -16,8 +16,9 @@ from sync.state.base import (
     WatchChannel,
 )
 from sync.state.compat import Store
+from sync.state.rows import MappingTaken
 from sync.state.sealing import Sealer
-from sync.state.sqlite import SCHEMA_VERSION, MappingTaken, SqliteState
+from sync.state.sqlite import SCHEMA_VERSION, SqliteState
 
 __all__ = [
     "SCHEMA_VERSION",

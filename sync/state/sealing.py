@@ -1,4 +1,5 @@
-"""Event text at rest: sealed (Fernet) with a key kept beside the state in a 0600 file.
+"""Event text at rest: sealed (Fernet) with a key kept beside the state in a 0600 file, or,
+for a store several nodes share, a key every node is given (`Sealer.from_key`).
 
 Snapshots, outbox payloads, undo pre-images and push channel tokens are stored only
 sealed: a copy of the database alone shows ids and times, never what an event says."""
@@ -31,6 +32,20 @@ class Sealer:
             key_path.write_bytes(Fernet.generate_key())
         os.chmod(key_path, 0o600)
         self._fernet = Fernet(key_path.read_bytes().strip())
+
+    @classmethod
+    def from_key(cls, key: bytes) -> Sealer:
+        """A sealer with `key` (a Fernet key: 32 bytes, URL-safe base64)."""
+        sealer = cls.__new__(cls)
+        try:
+            sealer._fernet = Fernet(key.strip())
+        except ValueError:
+            raise StoreError(
+                "the sealing key is not a Fernet key (32 bytes, URL-safe base64):"
+                " make one with `python -c 'from cryptography.fernet import Fernet;"
+                " print(Fernet.generate_key().decode())'`"
+            ) from None
+        return sealer
 
     def seal(self, value: JsonInput) -> bytes:
         return self._fernet.encrypt(json.dumps(value, separators=(",", ":")).encode())

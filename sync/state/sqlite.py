@@ -48,23 +48,26 @@ from sync.state.base import (
     SyncRun,
     WatchChannel,
 )
+from sync.state.rows import (
+    CHANNEL_COLUMNS,
+    CURSOR_COLUMNS,
+    ENTRY_COLUMNS,
+    ITEM_COLUMNS,
+    JOURNAL_RETENTION_S,
+    LOCAL_HOLDER,
+    LOCAL_LEASE_S,
+    PRUNE_EVERY_S,
+    RUN_WRITE_COLUMNS,
+    MappingTaken,
+    StateUnit,
+    mapped_item,
+    outbox_entry,
+    run_write,
+    watch_channel,
+)
 from sync.state.sealing import Sealer, private_file
 
 SCHEMA_VERSION = 6
-
-#: How long the journal remembers a version calsync wrote. A feed brings our own write back
-#: within minutes (the next run); a month covers a calsync stopped for weeks.
-JOURNAL_RETENTION_S = 30 * 86400
-#: The journal is pruned at most this often (seconds of the callers' clock).
-_PRUNE_EVERY_S = 3600.0
-#: The claim `ready()` takes: its own claims are handed out to it again (see `ready`).
-LOCAL_HOLDER = "local"
-_LOCAL_LEASE_S = 300.0
-
-
-class MappingTaken(StoreError):
-    """The Google event is already paired with another Exchange item."""
-
 
 class Database:
     """The connection, its lock, the sealer and the unit of work in progress."""
@@ -355,9 +358,6 @@ _STEPS = (_create_v1, _create_v2, _create_v3, _create_v4, _create_v5, _create_v6
 
 # --- the concerns -------------------------------------------------------------------------------
 
-_ITEM_COLUMNS = (
-    "mailbox, ews_item_id, google_event_id, ews_change_key, google_etag, content_hash, snapshot"
-)
 _SAVE_ITEM = (
     "INSERT INTO items (mailbox, ews_item_id, google_event_id, ews_change_key, google_etag,"
     " content_hash, snapshot, updated_at, reconciled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -382,7 +382,7 @@ class SqliteIdMap:
     def _one(self, column: str, mailbox: str, key: str) -> MappedItem | None:
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE mailbox = ? AND {column} = ?",  # noqa: S608 - a column of ours
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE mailbox = ? AND {column} = ?",  # noqa: S608 - a column of ours
                 [mailbox, key],
             ).fetchone()
         return self._mapped(row) if row else None
@@ -390,22 +390,13 @@ class SqliteIdMap:
     def mapped_items(self, mailbox: str) -> list[MappedItem]:
         with self._db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE mailbox = ?",  # noqa: S608 - constant
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE mailbox = ?",  # noqa: S608 - constant
                 [mailbox],
             ).fetchall()
         return [self._mapped(r) for r in rows]
 
     def _mapped(self, row: Sequence[Any]) -> MappedItem:
-        mailbox, ews_item_id, google_event_id, change_key, etag, content_hash, snapshot = row
-        return MappedItem(
-            mailbox,
-            ews_item_id,
-            google_event_id,
-            change_key,
-            etag,
-            content_hash,
-            self._db.sealer.open_object(snapshot),
-        )
+        return mapped_item(row, self._db.sealer)
 
     def mapped_ids(self, mailbox: str) -> dict[str, str]:
         with self._db.read() as conn:
@@ -452,10 +443,7 @@ class SqliteIdMap:
             try:
                 conn.execute(_SAVE_ITEM, values)
             except sqlite3.IntegrityError:
-                raise MappingTaken(
-                    f"{mapping.mailbox}: Google event {mapping.google_event_id} is paired with"
-                    " another Exchange item"
-                ) from None
+                raise MappingTaken(mapping) from None
 
     def forget(self, mailbox: str, ews_item_id: str) -> None:
         with self._db.write() as conn:
@@ -464,10 +452,6 @@ class SqliteIdMap:
             )
 
 
-_ENTRY_COLUMNS = (
-    "id, mailbox, ews_item_id, op, change_key, payload, attempts, next_attempt_at, last_error,"
-    " state, created_at, claimed_by, claim_until"
-)
 _ENQUEUE = (
     "INSERT INTO outbox (mailbox, ews_item_id, op, change_key, payload, attempts,"
     " next_attempt_at, last_error, state, created_at)"
@@ -479,7 +463,7 @@ _HEAD = (
     " AND p.mailbox = o.mailbox AND p.ews_item_id = o.ews_item_id AND p.id < o.id)"
 )
 _CLAIMABLE = (
-    f"SELECT {_ENTRY_COLUMNS} FROM outbox o WHERE {_HEAD} AND o.next_attempt_at <= :now"  # noqa: S608 - constants
+    f"SELECT {ENTRY_COLUMNS} FROM outbox o WHERE {_HEAD} AND o.next_attempt_at <= :now"  # noqa: S608 - constants
     " AND (o.claim_until IS NULL OR o.claim_until <= :now OR o.claimed_by = :own)"
     " ORDER BY o.id LIMIT :limit"
 )
@@ -530,7 +514,7 @@ class SqliteOutbox:
         """`claim` for one process draining alone (today's worker): it takes the claims of
         LOCAL_HOLDER, and gets its own claims back, so an entry a dead worker process left
         (or a restart cut short) is handed out again at once, as it always was."""
-        return self._claim(now, LOCAL_HOLDER, _LOCAL_LEASE_S, limit, own=LOCAL_HOLDER)
+        return self._claim(now, LOCAL_HOLDER, LOCAL_LEASE_S, limit, own=LOCAL_HOLDER)
 
     def _claim(
         self, now: float, holder: str, lease_s: float, limit: int, own: str | None
@@ -575,7 +559,7 @@ class SqliteOutbox:
     def entry(self, entry_id: int) -> OutboxEntry | None:
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM outbox WHERE id = ?",  # noqa: S608 - constant
+                f"SELECT {ENTRY_COLUMNS} FROM outbox WHERE id = ?",  # noqa: S608 - constant
                 [entry_id],
             ).fetchone()
         return self._entry(row) if row else None
@@ -589,7 +573,7 @@ class SqliteOutbox:
     def _entries(self, state: str, mailbox: str | None) -> list[OutboxEntry]:
         with self._db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM outbox WHERE state = ?"  # noqa: S608 - constant
+                f"SELECT {ENTRY_COLUMNS} FROM outbox WHERE state = ?"  # noqa: S608 - constant
                 " AND (? IS NULL OR mailbox = ?) ORDER BY id",
                 [state, mailbox, mailbox],
             ).fetchall()
@@ -603,21 +587,7 @@ class SqliteOutbox:
         return int(count)
 
     def _entry(self, row: Sequence[Any]) -> OutboxEntry:
-        return OutboxEntry(
-            id=row[0],
-            mailbox=row[1],
-            ews_item_id=row[2],
-            op=row[3],
-            change_key=row[4],
-            payload=self._db.sealer.open_object(row[5]),
-            attempts=row[6],
-            next_attempt_at=row[7],
-            last_error=row[8],
-            state=row[9],
-            created_at=row[10],
-            claimed_by=row[11],
-            claim_until=row[12],
-        )
+        return outbox_entry(row, self._db.sealer)
 
     def superseded_by_delete(self, entry: OutboxEntry) -> bool:
         with self._db.read() as conn:
@@ -653,10 +623,6 @@ class SqliteOutbox:
         return cursor.rowcount > 0
 
 
-_CURSOR_COLUMNS = (
-    "mailbox, google_sync_token, ews_sync_state, last_google_sync, last_exchange_sync,"
-    " last_error, last_error_at, past_error, past_error_at, error_resolved_at"
-)
 
 
 class SqliteCursors:
@@ -666,17 +632,17 @@ class SqliteCursors:
     def get(self, mailbox: str) -> Cursor:
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_CURSOR_COLUMNS} FROM sync_state WHERE mailbox = ?",  # noqa: S608 - constant
+                f"SELECT {CURSOR_COLUMNS} FROM sync_state WHERE mailbox = ?",  # noqa: S608 - constant
                 [mailbox],
             ).fetchone()
         return Cursor(*row) if row else Cursor(mailbox)
 
     def save(self, cursor: Cursor) -> None:
-        names = _CURSOR_COLUMNS.split(", ")
+        names = CURSOR_COLUMNS.split(", ")
         updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
         with self._db.write() as conn:
             conn.execute(
-                f"INSERT INTO sync_state ({_CURSOR_COLUMNS})"  # noqa: S608 - constants
+                f"INSERT INTO sync_state ({CURSOR_COLUMNS})"  # noqa: S608 - constants
                 f" VALUES ({', '.join('?' * len(names))})"
                 f" ON CONFLICT (mailbox) DO UPDATE SET {updates}",
                 astuple(cursor),
@@ -736,7 +702,7 @@ class SqliteJournal:
                 " DO UPDATE SET content_hash = excluded.content_hash, at = excluded.at",
                 [mailbox, side, key, version, content_hash, now],
             )
-            if now - self._pruned_at >= _PRUNE_EVERY_S:
+            if now - self._pruned_at >= PRUNE_EVERY_S:
                 # in the same transaction: a record never waits for a second one
                 self._pruned_at = now
                 conn.execute("DELETE FROM journal WHERE at < ?", [now - self.retention_s])
@@ -789,9 +755,6 @@ class SqliteConflicts:
         return [Conflict(*r) for r in rows]
 
 
-_CHANNEL_COLUMNS = (
-    "channel_id, mailbox, resource_id, token, address, calendar_id, expiration, created_at"
-)
 
 
 class SqliteChannels:
@@ -803,7 +766,7 @@ class SqliteChannels:
         values[3] = self._db.sealer.seal(channel.token)
         with self._db.write() as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO channels ({_CHANNEL_COLUMNS})"  # noqa: S608 - constant
+                f"INSERT OR REPLACE INTO channels ({CHANNEL_COLUMNS})"  # noqa: S608 - constant
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
@@ -811,7 +774,7 @@ class SqliteChannels:
     def get(self, channel_id: str) -> WatchChannel | None:
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id = ?",  # noqa: S608 - constant
+                f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE channel_id = ?",  # noqa: S608 - constant
                 [channel_id],
             ).fetchone()
         return self._channel(row) if row else None
@@ -819,7 +782,7 @@ class SqliteChannels:
     def list(self, mailbox: str | None = None) -> list[WatchChannel]:
         with self._db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_CHANNEL_COLUMNS} FROM channels"  # noqa: S608 - constant
+                f"SELECT {CHANNEL_COLUMNS} FROM channels"  # noqa: S608 - constant
                 " WHERE ? IS NULL OR mailbox = ? ORDER BY created_at",
                 [mailbox, mailbox],
             ).fetchall()
@@ -830,17 +793,7 @@ class SqliteChannels:
             conn.execute("DELETE FROM channels WHERE channel_id = ?", [channel_id])
 
     def _channel(self, row: Sequence[Any]) -> WatchChannel:
-        channel_id, mailbox, resource_id, token, address, calendar_id, expiration, created = row
-        return WatchChannel(
-            channel_id,
-            mailbox,
-            resource_id,
-            self._db.sealer.open_text(token),
-            address,
-            calendar_id,
-            expiration,
-            created,
-        )
+        return watch_channel(row, self._db.sealer)
 
 
 class SqliteRuns:
@@ -901,25 +854,10 @@ class SqliteRuns:
     def run_writes(self, run_id: int) -> list[RunWrite]:
         with self._db.read() as conn:
             rows = conn.execute(
-                "SELECT id, run_id, side, op, key, other_key, version, before, fields"
-                " FROM run_writes WHERE run_id = ? ORDER BY id",
+                f"SELECT {RUN_WRITE_COLUMNS} FROM run_writes WHERE run_id = ? ORDER BY id",  # noqa: S608 - constant
                 [run_id],
             ).fetchall()
-        open_object = self._db.sealer.open_object
-        return [
-            RunWrite(
-                id=r[0],
-                run_id=r[1],
-                side=r[2],
-                op=r[3],
-                key=r[4],
-                other_key=r[5],
-                version=r[6],
-                before=open_object(r[7]),
-                fields=open_object(r[8]),
-            )
-            for r in rows
-        ]
+        return [run_write(r, self._db.sealer) for r in rows]
 
     def mark_undone(self, run_id: int, *, now: float) -> None:
         with self._db.write() as conn:
@@ -1063,27 +1001,11 @@ class SqliteState:
         """The file itself, through sqlite-utils (for tests and migrations)."""
         return self._database.db
 
-    def unit(self) -> _StateUnit:
-        return _StateUnit(self, self._database.unit())
+    def unit(self) -> StateUnit[SqliteState]:
+        return StateUnit(self, self._database.unit())
 
     def close(self) -> None:
         self._database.close()
-
-
-class _StateUnit:
-    """`SqliteState.unit()`: the state itself, inside the database's unit."""
-
-    __slots__ = ("_state", "_unit")
-
-    def __init__(self, state: SqliteState, unit: _Unit) -> None:
-        self._state, self._unit = state, unit
-
-    def __enter__(self) -> SqliteState:
-        self._unit.__enter__()
-        return self._state
-
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        self._unit.__exit__(kind, *rest)
 
 
 def outbox_size(path: Path) -> int:
