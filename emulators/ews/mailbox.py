@@ -238,8 +238,14 @@ def normalise(model: Any) -> None:
 
 
 def clone(model: Any) -> Any:
-    """A CalendarItem with copies of every field value (models are mutable)."""
-    values = {f.name: copy.deepcopy(getattr(model, f.name)) for f in CalendarItem.FIELDS}
+    """A CalendarItem with copies of every field value (models are mutable). A field a
+    client in the same process registered later on exchangelib's class (an extended
+    property) is not the stand-in's: it keeps extended properties apart."""
+    values = {
+        f.name: copy.deepcopy(getattr(model, f.name))
+        for f in CalendarItem.FIELDS
+        if hasattr(model, f.name)
+    }
     return CalendarItem(**values)
 
 
