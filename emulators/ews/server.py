@@ -27,11 +27,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
-from emulators.ews import tls
+from emulators.ews import streaming, tls
 from emulators.ews.faults import AFTER_WRITE, Fault, FaultSpecError, FaultSwitch
 from emulators.ews.mailbox import Store
 from emulators.ews.ntlm import SCHEMES, NtlmAcceptor
 from emulators.ews.service import Answer, EwsService, fault_answer
+from emulators.ews.subscriptions import Hub, Policy
 
 log = logging.getLogger("calsync.emulators.ews")
 
@@ -199,8 +200,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             elif fault.kind in AFTER_WRITE:
                 after_write = fault
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        secure = self.server.tls is not None
         try:
-            answer = service.handle(user, parsed, body)
+            if parsed.operation == "GetStreamingEvents":
+                opened = service.open_stream(user, parsed, body, headers, secure=secure)
+                if not isinstance(opened, Answer):
+                    log.info("GetStreamingEvents -> stream")
+                    streaming.serve(self, opened)
+                    return
+                answer = opened
+            else:
+                answer = service.handle(user, parsed, body, headers, secure=secure)
         except Exception:  # a bug here must still answer, as Exchange's 500 does
             log.exception("%s failed", parsed.operation)
             answer = fault_answer("ErrorInternalServerError",
@@ -212,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
                 after_write.released.wait(HELD_ANSWER_MAX_S)
             self.close_connection = True
             return
-        self._send(answer.status, answer.body)
+        self._send(answer.status, answer.body, headers=answer.headers)
 
     def _admin(self, verb: str, path: str, body: bytes) -> None:
         server = self.server
@@ -229,6 +240,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json(400, {"error": str(exc)})
                     return
                 self._json(201, fault.to_json())
+        elif path == "/_admin/recycle" and verb == "POST":
+            # An EWS application pool recycle: subscriptions and open streams are lost.
+            server.service.hub.recycle()
+            self._json(200, server.service.hub.status())
+        elif path == "/_admin/subscriptions":
+            self._json(200, server.service.hub.status())
         elif path == "/_admin/send-options":
             if verb == "DELETE":
                 server.service.clear_records()
@@ -285,6 +302,7 @@ class EwsServer:
         ntlm: bool = False,
         clock: Callable[[], dt.datetime] = system_clock,
         strict_responses: bool | None = None,
+        notifications: Policy | None = None,
     ) -> None:
         plain = _parse_accounts(users)
         services = _parse_accounts(impersonators)
@@ -292,8 +310,10 @@ class EwsServer:
         self.store = Store(passwords, clock)
         # strict_responses: answer ErrorInternalServerError for any response that fails the
         # EWS schema (None: CALSYNC_EWS_STRICT_RESPONSES decides; the tests turn it on).
+        # notifications: the limits and timings of subscriptions and streams (the
+        # defaults are Exchange 2016 on-premises')
         self.service = EwsService(self.store, passwords, set(services),
-                                  strict_responses=strict_responses)
+                                  strict_responses=strict_responses, policy=notifications)
         self.faults = FaultSwitch()
         self._http = _HttpServer(("127.0.0.1", port), self.service, self.faults)
         if ntlm:
@@ -328,6 +348,16 @@ class EwsServer:
     @property
     def ca_path(self) -> Path | None:
         return self.cert_files.ca if self.cert_files else None
+
+    @property
+    def hub(self) -> Hub:
+        """The notification subscriptions and streaming connections."""
+        return self.service.hub
+
+    def recycle(self) -> None:
+        """Restart EWS as an application pool recycle does: every subscription is lost and
+        open streams break off; the mailboxes stay (POST /_admin/recycle)."""
+        self.service.hub.recycle()
 
     def serve_forever(self) -> None:
         self._http.serve_forever(poll_interval=0.1)

@@ -19,9 +19,9 @@ What it follows:
 Each mailbox's event table lives with the mailbox (the store), so a watermark outlives an
 EWS restart; subscriptions and connections live in the EWS process and a `recycle()` (an
 application pool recycle) loses them. A watermark names a position in one mailbox's event
-table; one older than the table keeps, or than what a pull subscription has already been
-told, is lost (ErrorInvalidWatermark). Time here is `time.monotonic`, with a configurable
-length of a minute so that tests need not wait for Exchange's.
+table; one older than the table keeps is lost (ErrorInvalidWatermark). Time here is
+`time.monotonic`, with a configurable length of a minute so that tests need not wait for
+Exchange's.
 """
 
 from __future__ import annotations
@@ -281,6 +281,7 @@ class Hub:
     def __init__(self, store: Store, policy: Policy | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy or Policy()
+        self._store = store
         self._clock = clock
         self._lock = threading.Lock()
         self._tables: dict[str, EventTable] = {}
@@ -401,10 +402,12 @@ class Hub:
     # -- pull
 
     def get_events(self, sub_id: str, mark: str, owner: str,
-                   route: Route) -> tuple[Subscription, list[tuple[int, Change]], int, bool]:
-        """GetEvents: the events after `mark` (at most one notification's worth), the
-        position after them, and whether more are waiting. The events before `mark` are
-        released: a later call with an older watermark finds it lost."""
+                   route: Route) -> tuple[Subscription, list[tuple[int, Change]], int, int, bool]:
+        """GetEvents: the next events of the subscription's queue (at most one
+        notification's worth), which leave it; the position before and after them, and
+        whether more wait. As Exchange documents it, the queue goes on from the last
+        event returned: `mark` must be a watermark of the mailbox the table still keeps
+        (exchangelib sends the same one again while MoreEvents), but it does not rewind."""
         with self._lock:
             sub = self._find(sub_id, route)
             if sub.owner != owner:
@@ -413,12 +416,12 @@ class Hub:
                 raise error("ErrorInvalidPullSubscriptionId")
             table = self._table(sub.mailbox)
             seq = read_watermark(mark, sub.mailbox)
-            if seq is None or seq < sub.position or not table.kept(seq):
+            if seq is None or not table.kept(seq) or not table.kept(sub.position):
                 raise error("ErrorInvalidWatermark")
-            sub.position = seq
+            previous = sub.position
+            events, sub.position, more = self._take(sub, table, previous)
             sub.last_used = self._clock()
-            events, position, more = self._take(sub, table, seq)
-            return sub, events, position, more
+            return sub, events, previous, sub.position, more
 
     def _take(self, sub: Subscription, table: EventTable,
               seq: int) -> tuple[list[tuple[int, Change]], int, bool]:
@@ -480,8 +483,10 @@ class Hub:
 
     def pending(self, connection: Connection) -> tuple[list[Batch], bool]:
         """The events waiting for each subscription of the connection (at most one
-        notification's worth each), not yet marked delivered, and whether more wait."""
-        with self._lock:
+        notification's worth each), not yet marked delivered, and whether more wait.
+        Taken under the store's lock too, so that a request's events (a create's item
+        and folder) come in one notification, never split by a request under way."""
+        with self._store.lock, self._lock:
             out: list[Batch] = []
             more = False
             for sub in connection.subscriptions:

@@ -1,13 +1,15 @@
-"""GetEvents: a pull subscription's events after a watermark, and the notification
-elements GetStreamingEvents writes too.
+"""GetEvents: the next events of a pull subscription, and the notification elements
+GetStreamingEvents writes too.
 
 https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/getevents-operation
 https://learn.microsoft.com/en-us/exchange/client-developer/exchange-web-services/how-to-pull-notifications-about-mailbox-events-by-using-ews-in-exchange
-A pull notification carries PreviousWatermark, MoreEvents, and a Watermark in every event
-(the last one is the next call's); with nothing new, one StatusEvent whose Watermark moves
-past what the subscription does not watch. At most 50 events a call (MoreEvents: true when
-more wait). A streaming notification has none of the watermarks (the EWS Managed API's
-reader of streamed events expects TimeStamp first, as the documented examples show).
+A pull notification carries PreviousWatermark (the last event the call before returned),
+MoreEvents, and a Watermark in every event (the last one is the next call's); with nothing
+new, one StatusEvent whose Watermark moves past what the subscription does not watch. At
+most 50 events a call (MoreEvents: true when more wait); the events returned leave the
+subscription's queue (the operation's remarks), so the next call goes on after them.
+A streaming notification has none of the watermarks (the EWS Managed API's reader of
+streamed events expects TimeStamp first, as the documented examples show).
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ from ews_parser import EwsResponseError
 def handle(ctx: Context, request: object) -> list[etree._Element]:
     op = ctx.operation("GetEvents")
     hub = ctx.notifications()
-    mark = op.findtext(m("Watermark")) or ""
     try:
-        sub, events, position, more = hub.get_events(
-            op.findtext(m("SubscriptionId")) or "", mark, ctx.caller,
-            hub.route(ctx.headers, ctx.mailbox.address))
+        sub, events, previous, position, more = hub.get_events(
+            op.findtext(m("SubscriptionId")) or "", op.findtext(m("Watermark")) or "",
+            ctx.caller, hub.route(ctx.headers, ctx.mailbox.address))
     except EwsResponseError as exc:
         return [error_message("GetEvents", exc)]
     message = success("GetEvents")
     message.append(notification(m("Notification"), sub.id, events, mailbox=sub.mailbox,
-                                pull=(mark, more, position)))
+                                pull=(watermark(sub.mailbox, previous), more, position)))
     return [message]
 
 
