@@ -303,6 +303,94 @@ def test_two_workers_drain_one_outbox_each_entry_once_in_item_order(
     assert {name for _, _, name in done} == {"w1", "w2"}  # both did work
 
 
+def test_claimers_at_the_same_instant_share_no_item_and_skip_no_entry(
+    state_impl: Backing,
+) -> None:
+    """Four connections claim at once, again and again: every item's oldest entry goes to
+    exactly one of them, and nothing behind it goes to anyone."""
+    setup = state_impl.open()
+    claimers = [state_impl.open() for _ in range(4)]
+    for round_ in range(5):
+        entries = [
+            setup.outbox.enqueue_many([(A, f"R{round_}I{i}", "update", None)] * 3, now=0.0)
+            for i in range(12)
+        ]
+        heads = [ids[0] for ids in entries]
+        start = threading.Barrier(len(claimers))
+        got: dict[int, list[int]] = {}
+
+        def claim(
+            n: int, state: State, start: threading.Barrier, got: dict[int, list[int]]
+        ) -> None:
+            start.wait()
+            got[n] = [e.id for e in state.outbox.claim(1.0, f"w{n}", 60.0, limit=100)]
+
+        threads = [
+            threading.Thread(target=claim, args=(n, s, start, got))
+            for n, s in enumerate(claimers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        claimed = [i for ids in got.values() for i in ids]
+        assert len(got) == len(claimers)
+        assert sorted(claimed) == heads  # each head once, nothing behind a head
+        for entry_id in (i for ids in entries for i in ids):
+            setup.outbox.complete(entry_id)
+
+
+def test_a_dead_workers_claim_runs_out_and_passes_on(state_impl: Backing) -> None:
+    dead = state_impl.open()
+    entry = dead.outbox.enqueue(A, "ITEM", "upsert", now=1.0)
+    behind = dead.outbox.enqueue(A, "ITEM", "update", now=1.0)
+    assert [e.id for e in dead.outbox.claim(1.0, "dead", 10.0)] == [entry]
+    dead.close()  # its process is gone: nothing ended the claim
+    alive = state_impl.open()
+    assert alive.outbox.claim(10.9, "alive", 10.0) == []  # neither it nor the one behind
+    assert alive.outbox.next_due() == 11.0
+    (again,) = alive.outbox.claim(11.0, "alive", 10.0)
+    assert (again.id, again.claimed_by, again.attempts) == (entry, "alive", 0)
+    alive.outbox.complete(entry)
+    assert [e.id for e in alive.outbox.claim(11.0, "alive", 10.0)] == [behind]
+
+
+def test_an_entry_committed_late_is_never_overtaken_by_a_newer_one(state_impl: Backing) -> None:
+    """A unit records an item's change and is slow to commit; meanwhile another connection
+    records a newer change of that item and a worker claims: the newer one is not handed
+    out before the older one is done."""
+    slow, fast, worker = state_impl.open(), state_impl.open(), state_impl.open()
+    recorded, commit = threading.Event(), threading.Event()
+    ids: dict[str, int] = {}
+
+    def record_slowly() -> None:
+        with slow.unit() as uow:
+            ids["older"] = uow.outbox.enqueue(A, "ITEM", "upsert", now=1.0)
+            recorded.set()
+            commit.wait(10)
+
+    def record_newer() -> None:
+        ids["newer"] = fast.outbox.enqueue(A, "ITEM", "update", now=1.0)
+
+    older = threading.Thread(target=record_slowly)
+    older.start()
+    assert recorded.wait(10)
+    newer = threading.Thread(target=record_newer)
+    newer.start()
+    time.sleep(0.2)  # the newer change is sent, and committed unless something holds it
+    timer = threading.Timer(0.3, commit.set)  # (SQLite's claim waits for the slow unit)
+    timer.start()
+    claimed = worker.outbox.claim(2.0, "w", 60.0)
+    for thread in (older, newer, timer):
+        thread.join(10)
+    assert [e.op for e in claimed] in ([], ["upsert"])
+    if not claimed:
+        claimed = worker.outbox.claim(2.0, "w", 60.0)
+    assert [e.id for e in claimed] == [ids["older"]] and ids["newer"] > ids["older"]
+    worker.outbox.complete(ids["older"])
+    assert [e.id for e in worker.outbox.claim(2.0, "w", 60.0)] == [ids["newer"]]
+
+
 # --- units of work ------------------------------------------------------------------------
 
 
@@ -368,6 +456,17 @@ def test_an_inner_unit_that_fails_undoes_only_its_own_writes(state: State) -> No
         outer.outbox.enqueue(A, "I1", "upsert", now=1.0)
     assert state.ids.mapped_ids(A) == {"I1": "g1"}
     assert [e.ews_item_id for e in state.outbox.pending(A)] == ["I1"]
+
+
+def test_a_refused_save_leaves_the_unit_usable(state: State) -> None:
+    """The caller may catch a refused pairing and go on in the same unit (a PostgreSQL
+    transaction is unusable after an error: the refusal must not be one)."""
+    state.ids.save(pair("I1", "g1"), now=1.0)
+    with state.unit() as uow:
+        with pytest.raises(StoreError):
+            uow.ids.save(pair("I2", "g1"), now=2.0)
+        uow.ids.save(pair("I2", "g2"), now=2.0)
+    assert state.ids.mapped_ids(A) == {"I1": "g1", "I2": "g2"}
 
 
 def test_a_unit_is_one_writer_at_a_time(state_impl: Backing) -> None:
@@ -601,3 +700,61 @@ def test_two_contenders_one_lease(state_impl: Backing) -> None:
     assert len(fences) == 4 and len(winners) == 1
     ((name, fence),) = winners.items()
     assert states[0].leases.holder(A, now=2.0) == Lease(A, name, fence, 61.0)
+
+
+class LeaseLost(Exception):
+    pass
+
+
+def fenced_unit_writes(state: State, holder: str, fence: int, *, now: float,
+                       renewed: threading.Event | None = None) -> None:
+    """A leased run's writes: inside one unit, the lease renewed first (refused for a stale
+    holder), then the writes."""
+    with state.unit() as uow:
+        if not uow.leases.renew(A, holder, fence, 10.0, now=now):
+            raise LeaseLost
+        if renewed is not None:
+            renewed.set()
+            time.sleep(0.3)  # the run's writes take a while
+        uow.cursors.save_google(A, f"{holder} wrote", now=now)
+
+
+def test_a_stale_holders_writes_are_refused(state: State) -> None:
+    first = state.leases.acquire(A, "w1", 10.0, now=0.0)
+    assert first is not None
+    fenced_unit_writes(state, "w1", first, now=5.0)
+    assert state.cursors.get(A).google_sync_token == "w1 wrote"
+    # w1 pauses past its lease; w2 takes over
+    second = state.leases.acquire(A, "w2", 10.0, now=16.0)
+    assert second is not None and second > first
+    with pytest.raises(LeaseLost):
+        fenced_unit_writes(state, "w1", first, now=17.0)
+    fenced_unit_writes(state, "w2", second, now=17.0)
+    assert state.cursors.get(A).google_sync_token == "w2 wrote"
+
+
+def test_a_fenced_unit_and_a_takeover_never_both_win(state_impl: Backing) -> None:
+    """w1 renews inside its unit and writes for a while; w2 tries to take over meanwhile,
+    at a time when w1's lease would have run out but for the renewal: w2 must wait for the
+    unit and then find the lease held, never take it while w1's writes go in."""
+    w1, w2 = state_impl.open(), state_impl.open()
+    fence = w1.leases.acquire(A, "w1", 10.0, now=0.0)
+    assert fence is not None
+    renewed = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def holder() -> None:
+        try:
+            fenced_unit_writes(w1, "w1", fence, now=9.0, renewed=renewed)  # until 19.0
+            outcome["w1"] = "wrote"
+        except LeaseLost:
+            outcome["w1"] = "refused"
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert renewed.wait(10)
+    outcome["w2"] = w2.leases.acquire(A, "w2", 10.0, now=12.0)
+    thread.join(10)
+    assert outcome == {"w1": "wrote", "w2": None}
+    assert w2.leases.holder(A, now=12.0) == Lease(A, "w1", fence, 19.0)
+    assert w2.cursors.get(A).google_sync_token == "w1 wrote"
