@@ -22,6 +22,7 @@ import json
 import re
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,37 @@ class Calendar:
     primary: bool
     description: str | None = None
     events: dict[str, StoredEvent] = field(default_factory=dict)
+    # The change index: every event's id at the position of its last change, oldest first,
+    # so a sync-token list reads the changes since its position without a scan.
+    changes: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    # The latest `updated` of its events (the collection's `updated` in events.list).
+    updated: str = ""
+
+    def put(self, stored: StoredEvent) -> None:
+        """Keep `stored` (a new position in the history: the latest) and index it."""
+        event_id = stored.resource["id"]
+        self.events[event_id] = stored
+        self.changes[event_id] = stored.changed
+        self.changes.move_to_end(event_id)
+        self.updated = max(self.updated, stored.resource.get("updated") or "")
+
+    def reindex(self) -> None:
+        """The index rebuilt from the events (after they were loaded in another order)."""
+        ordered = sorted(self.events.values(), key=lambda s: s.changed)
+        self.changes = OrderedDict((s.resource["id"], s.changed) for s in ordered)
+        self.updated = max((s.resource.get("updated") or "" for s in ordered), default="")
+
+    def changed_since(self, since: int, until: int) -> list[StoredEvent]:
+        """The events whose last change is after position `since` and at or before
+        `until`, in the order of those changes: O(changes after `since`)."""
+        out = []
+        for event_id, changed in reversed(self.changes.items()):
+            if changed <= since:
+                break
+            if changed <= until:
+                out.append(self.events[event_id])
+        out.reverse()
+        return out
 
 
 class Persistence(Protocol):
@@ -136,6 +168,10 @@ class GoogleCalendarState:
         self.calendars: dict[str, Calendar] = {}
         # One counter for the whole stand-in: etags and sync positions both come from it.
         self.counter = 0
+        # Names this history in sync tokens: a token from another run of the stand-in
+        # (restarted without --db: the positions begin again) is unknown, 410. With --db
+        # the history, and this, are kept.
+        self.incarnation = uuid.uuid4().hex[:16]
         self.calls: list[RecordedCall] = []
         self.change_listeners: list[Callable[[str], None]] = []
         self.persistence: Persistence = persistence or _NoPersistence()
@@ -287,7 +323,7 @@ class GoogleCalendarState:
         stored = StoredEvent(resource, counter,
                              order if order is not None else
                              (existing.order if existing else counter))
-        calendar.events[resource["id"]] = stored
+        calendar.put(stored)
         self.persistence.save_event(calendar.id, stored)
         return resource
 
@@ -502,12 +538,17 @@ class GoogleCalendarState:
         return self.clock().astimezone(zone(calendar.time_zone))
 
     def sync_token(self, user: User, calendar: Calendar, position: int) -> str:
-        return _encode_token({"c": calendar.id, "n": position, "e": user.sync_epoch})
+        return _encode_token({"c": calendar.id, "n": position, "e": user.sync_epoch,
+                              "i": self.incarnation})
 
     def read_sync_token(self, user: User, calendar: Calendar, token: str) -> int:
+        """The position a sync token names; 410 fullSyncRequired for a token this history
+        never handed out (malformed, another calendar's, another run's) or one the user's
+        tokens were expired past."""
         payload = _decode_token(token)
         if (payload is None or payload.get("c") != calendar.id
                 or payload.get("e") != user.sync_epoch
+                or payload.get("i") != self.incarnation
                 or not isinstance(payload.get("n"), int) or payload["n"] > self.counter):
             raise errors.full_sync_required()
         return int(payload["n"])

@@ -102,7 +102,13 @@ class SqliteStore:
         self.db.table("meta").upsert({"key": "counter", "value": str(counter)}, pk="key")
 
     def load(self, state: GoogleCalendarState) -> None:
-        state.counter = int(self.db.table("meta").get("counter")["value"])
+        meta = self.db.table("meta")
+        state.counter = int(meta.get("counter")["value"])
+        kept = next(meta.rows_where("key = ?", ["incarnation"]), None)
+        if kept is not None:  # the same history: its sync tokens stay good
+            state.incarnation = kept["value"]
+        else:
+            meta.upsert({"key": "incarnation", "value": state.incarnation}, pk="key")
         for row in self.db.table("users").rows:
             body = json.loads(row["body"])
             user = User(body["email"], body["refresh_token"], body["time_zone"],
@@ -119,6 +125,8 @@ class SqliteStore:
             calendar = state.calendars[row["calendar_id"]]
             calendar.events[row["id"]] = StoredEvent(json.loads(row["body"]), row["changed"],
                                                      row["ord"])
+        for calendar in state.calendars.values():
+            calendar.reindex()
 
     def close(self) -> None:
         self._conn.close()

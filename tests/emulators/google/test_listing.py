@@ -3,12 +3,14 @@ efficiently" guide, through the real client."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 from googleapiclient.errors import HttpError
 
-from emulators.google import GoogleCalendarServer
+from emulators.google import GoogleCalendarServer, listing
+from emulators.google.state import GoogleCalendarState, utc_now
 from tests.emulators.google.conftest import (
     ALICE,
     admin,
@@ -219,3 +221,113 @@ def test_order_by_start_time_needs_single_events(calendar: Any) -> None:
     page = calendar.events().list(calendarId="primary", orderBy="startTime",
                                   singleEvents=True).execute()
     assert [i["id"] for i in page["items"]] == [earlier["id"], later["id"]]
+
+
+# --- the change index: a sync-token list reads the changes since its token -------------------
+
+
+def test_an_incremental_list_returns_only_what_changed_since_its_token(
+        calendar: Any, server: GoogleCalendarServer) -> None:
+    quiet = [_insert(calendar, f"quiet{n}", day=n % 28 + 1) for n in range(30)]
+    edited, deleted = quiet[3], quiet[17]
+    token = calendar.events().list(calendarId="primary", maxResults=2500).execute()[
+        "nextSyncToken"]
+    calendar.events().patch(calendarId="primary", eventId=edited["id"],
+                            body={"summary": "edited"}).execute()
+    calendar.events().delete(calendarId="primary", eventId=deleted["id"]).execute()
+    added = _insert(calendar, "added", day=2)
+    calendar.events().patch(calendarId="primary", eventId=edited["id"],
+                            body={"summary": "edited twice"}).execute()
+    pages = _pages(calendar, syncToken=token, maxResults=2)
+    items = [i for p in pages for i in p["items"]]
+    # each change once, as it is now, in the listing's order (creation); nothing else
+    assert [(i["id"], i.get("summary")) for i in items] == [
+        (edited["id"], "edited twice"), (deleted["id"], None), (added["id"], "added")]
+    assert items[1]["status"] == "cancelled"
+    assert ["nextSyncToken" in p for p in pages] == [False, True]
+    # the calendar's index holds each event once, at its last change, oldest change first
+    alice = server.state.calendars[ALICE]
+    since = server.state.decode_token(token)["n"]  # type: ignore[index]
+    assert [s.resource["id"] for s in alice.changed_since(since, server.state.counter)] == [
+        deleted["id"], added["id"], edited["id"]]
+    assert list(alice.changes) == [e["id"] for e in quiet if e not in (edited, deleted)] + [
+        deleted["id"], added["id"], edited["id"]]
+
+
+def test_changed_since_stops_at_the_snapshot(calendar: Any, server: GoogleCalendarServer) -> None:
+    first, second, third = (_insert(calendar, name) for name in ("first", "second", "third"))
+    alice = server.state.calendars[ALICE]
+    position = {e["id"]: s.changed for e, s in
+                ((e, alice.events[e["id"]]) for e in (first, second, third))}
+    between = alice.changed_since(position[first["id"]], position[second["id"]])
+    assert [s.resource["id"] for s in between] == [second["id"]]
+    assert alice.changed_since(position[third["id"]], server.state.counter) == []
+
+
+def _random_history(state: GoogleCalendarState, seed: int) -> list[int]:
+    """Inserts, edits and deletes of single events, weekly series and their instances, in
+    an order drawn from `seed`; the positions a client took a sync token at."""
+    rng = random.Random(seed)
+    user = state.accounts.users[ALICE]
+    alice = state.calendars[ALICE]
+    positions = [state.counter]
+    for step in range(120):
+        live = [s.resource for s in alice.events.values()
+                if s.resource.get("status") != "cancelled"]
+        masters = [r for r in live if r.get("recurrence")]
+        choice = rng.random()
+        day = rng.randint(1, 28)
+        body = timed_event(
+            f"s{step}",
+            start={"dateTime": f"2026-05-{day:02d}T09:00:00Z", "timeZone": "Europe/Berlin"},
+            end={"dateTime": f"2026-05-{day:02d}T10:00:00Z", "timeZone": "Europe/Berlin"})
+        if choice < 0.25 or not live:
+            if rng.random() < 0.3:
+                body["recurrence"] = ["RRULE:FREQ=WEEKLY;COUNT=4"]
+            state.insert_event(user, "primary", body, {})
+        elif choice < 0.45 and masters:
+            master = rng.choice(masters)
+            stored = alice.events[master["id"]]
+            instance = rng.choice(state.expanded_instances(alice, stored))[0]
+            if instance.get("status") == "cancelled":
+                continue
+            if rng.random() < 0.5:
+                state.delete_event(user, "primary", instance["id"], {}, None)
+            else:
+                state.update_event(user, "primary", instance["id"], {"summary": f"i{step}"},
+                                   {}, None, patch=True)
+        elif choice < 0.8:
+            target = rng.choice(live)
+            state.update_event(user, "primary", target["id"], {"summary": f"e{step}"}, {},
+                               None, patch=True)
+        else:
+            state.delete_event(user, "primary", rng.choice(live)["id"], {}, None)
+        if rng.random() < 0.3:
+            positions.append(state.counter)
+    return positions
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_index_finds_every_row_a_scan_of_the_calendar_finds(seed: int) -> None:
+    """Series make it subtle: with singleEvents an instance changes when its series or its
+    override does. For tokens taken all along a random history, the rows read through the
+    index are exactly the rows a scan of every event finds newer than the token."""
+    state = GoogleCalendarState(utc_now)
+    state.add_user(ALICE)
+    with state.lock:
+        positions = _random_history(state, seed)
+        alice = state.calendars[ALICE]
+        snapshots = (state.counter, positions[len(positions) // 2])
+        for single in (False, True):
+            scanned = listing._rows(state, alice, single, True, alice.events.values())
+            for since in positions:
+                for snapshot in (s for s in snapshots if s >= since):
+                    indexed = listing._rows(state, alice, single, True,
+                                            listing._touched(alice, since, snapshot, single))
+
+                    def newer(rows: list[Any], since: int = since,
+                              snapshot: int = snapshot) -> list[tuple[str, str, int]]:
+                        return sorted((r["id"], r["etag"], changed) for r, changed, _ in rows
+                                      if since < changed <= snapshot)
+
+                    assert newer(indexed) == newer(scanned), (single, since, snapshot)

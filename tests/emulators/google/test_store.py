@@ -10,7 +10,14 @@ from googleapiclient.errors import HttpError
 
 from emulators.google import GoogleCalendarServer
 from emulators.google.store import StoreError
-from tests.emulators.google.conftest import ALICE, BOB, credentials, service, timed_event
+from tests.emulators.google.conftest import (
+    ALICE,
+    BOB,
+    credentials,
+    error_body,
+    service,
+    timed_event,
+)
 
 
 def test_events_tokens_and_sync_position_survive_a_restart(tmp_path: Path) -> None:
@@ -72,3 +79,42 @@ def test_a_file_from_another_schema_is_refused(tmp_path: Path) -> None:
     sqlite_utils.Database(db)["meta"].upsert({"key": "schema", "value": "99"}, pk="key")
     with pytest.raises(StoreError, match="schema 99"):
         GoogleCalendarServer(db=db)
+
+
+def test_a_sync_token_of_an_earlier_run_without_the_file_is_410() -> None:
+    """Restarted without --db, positions begin again: a token of the earlier run is
+    unknown (410 fullSyncRequired), also once the new run's positions have passed it."""
+    with GoogleCalendarServer(users=[ALICE]) as first:
+        client = service(first, credentials(first, ALICE))
+        client.events().insert(calendarId="primary", body=timed_event("before")).execute()
+        token = client.events().list(calendarId="primary").execute()["nextSyncToken"]
+    with GoogleCalendarServer(users=[ALICE]) as second:
+        client = service(second, credentials(second, ALICE))
+        for n in range(4):
+            client.events().insert(calendarId="primary", body=timed_event(f"after{n}")).execute()
+        with pytest.raises(HttpError) as caught:
+            client.events().list(calendarId="primary", syncToken=token).execute()
+        assert caught.value.status_code == 410
+        assert error_body(caught.value)["error"]["errors"][0]["reason"] == "fullSyncRequired"
+
+
+def test_the_change_index_is_rebuilt_from_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "google.db"
+    with GoogleCalendarServer(users=[ALICE], db=db) as first:
+        client = service(first, credentials(first, ALICE))
+        early, late = (client.events().insert(calendarId="primary",
+                                              body=timed_event(name)).execute()
+                       for name in ("early", "late"))
+        token = client.events().list(calendarId="primary").execute()["nextSyncToken"]
+        # changed after the token: the index puts it after "late"
+        client.events().patch(calendarId="primary", eventId=early["id"],
+                              body={"summary": "early, edited"}).execute()
+    with GoogleCalendarServer(db=db) as second:
+        client = service(second, credentials(second, ALICE))
+        delta = client.events().list(calendarId="primary", syncToken=token).execute()
+        assert [i["summary"] for i in delta["items"]] == ["early, edited"]
+        assert list(second.state.calendars[ALICE].changes) == [late["id"], early["id"]]
+        client.events().patch(calendarId="primary", eventId=late["id"],
+                              body={"summary": "late, edited"}).execute()
+        delta = client.events().list(calendarId="primary", syncToken=token).execute()
+        assert [i["summary"] for i in delta["items"]] == ["early, edited", "late, edited"]
