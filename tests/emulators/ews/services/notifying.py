@@ -5,13 +5,24 @@ exchangelib hides (chunks, heartbeats, the end of the response)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from exchangelib import BASIC, DELEGATE, IMPERSONATION, Account, Configuration, Credentials
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    Account,
+    CalendarItem,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    EWSTimeZone,
+)
 from exchangelib.protocol import FailFast
 from exchangelib.version import EXCHANGE_2016, Version
 from lxml import etree
@@ -25,11 +36,26 @@ MINUTE = 0.6
 HEARTBEAT = 0.15
 
 
-def start(**policy: object) -> EwsServer:
+@contextlib.contextmanager
+def running(**policy: object) -> Iterator[EwsServer]:
+    """A stand-in with short minutes and heartbeats, and `policy`'s other limits."""
     settings: dict[str, object] = {"minute": MINUTE, "heartbeat": HEARTBEAT}
     settings.update(policy)
-    return start_server(users=USERS, impersonators=SERVICE,
-                        notifications=Policy(**settings))  # type: ignore[arg-type]
+    srv = start_server(users=USERS, impersonators=SERVICE,
+                       notifications=Policy(**settings))  # type: ignore[arg-type]
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def create(acct: Account, subject: str = "Lunch", day: int = 4) -> CalendarItem:
+    utc = EWSTimeZone("UTC")
+    item = CalendarItem(account=acct, folder=acct.calendar, subject=subject,
+                        start=EWSDateTime(2024, 3, day, 12, tzinfo=utc),
+                        end=EWSDateTime(2024, 3, day, 13, tzinfo=utc))
+    item.save()
+    return item
 
 
 def account(server: EwsServer, address: str, *, service: bool = False) -> Account:

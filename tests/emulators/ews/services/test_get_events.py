@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from exchangelib import Account, CalendarItem, EWSDateTime, EWSTimeZone
+from exchangelib import Account
 from exchangelib.errors import (
     ErrorInvalidPullSubscriptionId,
     ErrorInvalidWatermark,
@@ -29,31 +29,24 @@ from exchangelib.properties import (
 
 from emulators.ews import EwsServer
 from tests.emulators.ews.conftest import M, admin, messages_of, raw_post, soap
-from tests.emulators.ews.services.notifying import MINUTE, account, start, subscribe_xml
-
-UTC = EWSTimeZone("UTC")
+from tests.emulators.ews.services.notifying import (
+    MINUTE,
+    account,
+    create,
+    running,
+    subscribe_xml,
+)
 
 
 @pytest.fixture
 def server() -> Iterator[EwsServer]:
-    srv = start()
-    try:
+    with running() as srv:  # short minutes and heartbeats
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def alice(server: EwsServer) -> Account:
     return account(server, "alice@example.com")
-
-
-def _create(acct: Account, subject: str = "Lunch", day: int = 4) -> CalendarItem:
-    item = CalendarItem(account=acct, folder=acct.calendar, subject=subject,
-                        start=EWSDateTime(2024, 3, day, 12, tzinfo=UTC),
-                        end=EWSDateTime(2024, 3, day, 13, tzinfo=UTC))
-    item.save()
-    return item
 
 
 def _pull(acct: Account, sub_id: str, mark: str) -> tuple[list[Notification], str]:
@@ -76,7 +69,7 @@ def test_nothing_new_is_a_status_event(alice: Account) -> None:
 
 def test_create_update_move_delete_as_events(alice: Account) -> None:
     sub_id, mark = alice.calendar.subscribe_to_pull()
-    item = _create(alice)
+    item = create(alice)
     notes, mark = _pull(alice, sub_id, mark)
     events = _events(notes)
     assert [type(e) for e in events] == [CreatedEvent, FreeBusyChangedEvent, ModifiedEvent]
@@ -103,7 +96,7 @@ def test_create_update_move_delete_as_events(alice: Account) -> None:
     assert moved[0].old_parent_folder_id.id == alice.calendar.id
     assert moved[0].parent_folder_id.id == alice.trash.id
 
-    gone = _create(alice, "Gone")
+    gone = create(alice, "Gone")
     _pull(alice, sub_id, mark)
     notes, mark = _pull(alice, sub_id, mark)
     gone_id = gone.id
@@ -116,7 +109,7 @@ def test_more_than_fifty_events_come_with_more_events(alice: Account) -> None:
     # Each create is three events; exchangelib's get_events asks again while MoreEvents.
     sub_id, mark = alice.calendar.subscribe_to_pull()
     for day in range(1, 21):
-        _create(alice, f"n{day}", day)
+        create(alice, f"n{day}", day)
     notes = list(alice.calendar.get_events(sub_id, mark))
     assert [len(n.events) for n in notes] == [50, 10]
     assert [n.more_events for n in notes] == [True, False]
@@ -126,20 +119,17 @@ def test_more_than_fifty_events_come_with_more_events(alice: Account) -> None:
 def test_a_watermark_the_mailbox_no_longer_keeps_is_lost() -> None:
     # The mailbox's event table keeps 5 events here: after two creates (6 events) the
     # subscription's own place in it is gone too, and it has to start over.
-    srv = start(event_retention=5)
-    try:
+    with running(event_retention=5) as srv:
         alice = account(srv, "alice@example.com")
         sub_id, first = alice.calendar.subscribe_to_pull()
-        _create(alice)
-        _create(alice, "again", 5)
+        create(alice)
+        create(alice, "again", 5)
         with pytest.raises(ErrorInvalidWatermark):
             list(alice.calendar.get_events(sub_id, first))
         # a watermark of nothing this server handed out
         with pytest.raises(ErrorInvalidWatermark):
             list(alice.calendar.get_events(alice.calendar.subscribe_to_pull()[0],
                                            "AAAAAGUhAAAAAAAAAQ=="))
-    finally:
-        srv.stop()
 
 
 def test_a_pull_subscription_expires_after_its_timeout(alice: Account) -> None:
@@ -171,7 +161,7 @@ def test_after_a_restart_resubscribe_from_the_stored_watermark(
     assert admin(server.base_url, "POST", "/_admin/recycle")[0] == 200
     with pytest.raises(ErrorSubscriptionNotFound):
         list(alice.calendar.get_events(sub_id, mark))
-    item = _create(alice, "While down")
+    item = create(alice, "While down")
     # exchangelib writes the Watermark as m:Watermark, which Exchange 2016's schema
     # refuses inside PullSubscriptionRequest (test_subscribe.py): raw, as the schema has it
     body = raw_post(server.url, subscribe_xml(
@@ -191,7 +181,7 @@ def test_raw_answer_shape(server: EwsServer) -> None:
     (message,) = messages_of(body)
     sub_id = message.findtext(f"{{{M}}}SubscriptionId")
     mark = message.findtext(f"{{{M}}}Watermark")
-    _create(account(server, "alice@example.com"))
+    create(account(server, "alice@example.com"))
     answer = raw_post(server.url, soap(
         f"<m:GetEvents><m:SubscriptionId>{sub_id}</m:SubscriptionId>"
         f"<m:Watermark>{mark}</m:Watermark></m:GetEvents>"))[2]

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from exchangelib import Account, CalendarItem, EWSDateTime, EWSTimeZone
 from exchangelib.errors import (
     ErrorExceededConnectionCount,
     ErrorInvalidRequest,
@@ -30,30 +29,18 @@ from tests.emulators.ews.services.notifying import (
     MINUTE,
     RawStream,
     account,
-    start,
+    create,
+    running,
     streaming_xml,
     sub_id_of,
     subscribe_xml,
 )
 
-UTC = EWSTimeZone("UTC")
-
 
 @pytest.fixture
 def server() -> Iterator[EwsServer]:
-    srv = start()
-    try:
+    with running() as srv:  # short minutes and heartbeats
         yield srv
-    finally:
-        srv.stop()
-
-
-def _create(acct: Account, subject: str = "Lunch") -> CalendarItem:
-    item = CalendarItem(account=acct, folder=acct.calendar, subject=subject,
-                        start=EWSDateTime(2024, 3, 4, 12, tzinfo=UTC),
-                        end=EWSDateTime(2024, 3, 4, 13, tzinfo=UTC))
-    item.save()
-    return item
 
 
 def _in_thread(target: object) -> threading.Thread:
@@ -72,7 +59,7 @@ def test_a_change_is_streamed_as_it_happens(server: EwsServer) -> None:
     stream = _in_thread(lambda: got.extend(alice.calendar.get_streaming_events(
         sub_id, connection_timeout=30, max_notifications_returned=1)))
     time.sleep(0.2)  # the stream is open
-    item = _create(account(server, "alice@example.com"))
+    item = create(account(server, "alice@example.com"))
     created = time.monotonic()
     stream.join(10)
     assert not stream.is_alive() and len(got) == 1
@@ -92,7 +79,7 @@ def test_a_change_is_streamed_as_it_happens(server: EwsServer) -> None:
 def test_updates_and_deletes_follow(server: EwsServer) -> None:
     alice = account(server, "alice@example.com")
     writer = account(server, "alice@example.com")
-    item = _create(writer)
+    item = create(writer)
     sub_id = alice.calendar.subscribe_to_streaming()
 
     def change() -> None:
@@ -128,7 +115,7 @@ def test_the_raw_stream_one_envelope_a_chunk(server: EwsServer) -> None:
         assert raw.status_line.endswith("200 OK") and raw.chunked
         opened = time.monotonic()
         _in_thread(lambda: (time.sleep(3 * HEARTBEAT),
-                            _create(account(server, "alice@example.com"))))
+                            create(account(server, "alice@example.com"))))
         documents = list(raw.documents())
         assert raw.ended
     finally:
@@ -156,8 +143,8 @@ def test_several_subscriptions_on_one_connection(server: EwsServer) -> None:
 
     def write() -> None:
         time.sleep(0.2)
-        _create(account(server, "alice@example.com"), "A")
-        _create(account(server, "bob@example.com"), "B")
+        create(account(server, "alice@example.com"), "A")
+        create(account(server, "bob@example.com"), "B")
 
     _in_thread(write)
     seen: dict[str, int] = {}
@@ -175,7 +162,7 @@ def test_events_between_connections_wait_for_the_next_one(server: EwsServer) -> 
     # comes first on the next one.
     alice = account(server, "alice@example.com")
     sub_id = alice.calendar.subscribe_to_streaming()
-    item = _create(account(server, "alice@example.com"))
+    item = create(account(server, "alice@example.com"))
     notes = list(alice.calendar.get_streaming_events(sub_id, connection_timeout=1,
                                                      max_notifications_returned=1))
     assert [e.item_id.id for e in notes[0].events if isinstance(e, CreatedEvent)] == [item.id]
@@ -227,8 +214,7 @@ def test_at_most_200_subscriptions_a_connection(server: EwsServer) -> None:
 def test_hanging_connection_limit() -> None:
     # Two open streams per account here: the third is ErrorExceededConnectionCount, and
     # a client that hangs up frees its place at once.
-    srv = start(hanging_connection_limit=2)
-    try:
+    with running(hanging_connection_limit=2) as srv:
         subs = [sub_id_of(raw_post(srv.url, subscribe_xml())[2]) for _ in range(3)]
         first = RawStream(srv, streaming_xml(subs[0], timeout=30))
         second = RawStream(srv, streaming_xml(subs[1], timeout=30))
@@ -247,8 +233,6 @@ def test_hanging_connection_limit() -> None:
             time.sleep(0.02)
         assert list(alice.calendar.get_streaming_events(subs[2], connection_timeout=1)) == []
         second.close()
-    finally:
-        srv.stop()
 
 
 def test_a_newer_connection_takes_the_subscription_and_the_older_closes(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from exchangelib import CalendarItem, EWSDateTime, EWSTimeZone
 from exchangelib.errors import (
     ErrorExceededSubscriptionCount,
     ErrorSchemaValidation,
@@ -25,23 +24,19 @@ from tests.emulators.ews.conftest import M, admin, code_of, messages_of, raw_pos
 from tests.emulators.ews.services.notifying import (
     RawStream,
     account,
+    create,
     impersonating,
-    start,
+    running,
     streaming_xml,
     sub_id_of,
     subscribe_xml,
 )
 
-UTC = EWSTimeZone("UTC")
-
 
 @pytest.fixture
 def server() -> Iterator[EwsServer]:
-    srv = start()
-    try:
+    with running() as srv:  # short minutes and heartbeats
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_subscribe_and_unsubscribe(server: EwsServer) -> None:
@@ -66,10 +61,7 @@ def test_subscribe_to_all_folders(server: EwsServer) -> None:
     # exchangelib's Account.subscribe_to_pull watches the whole mailbox.
     alice = account(server, "alice@example.com")
     sub_id, mark = alice.subscribe_to_pull()
-    item = CalendarItem(account=alice, folder=alice.calendar, subject="x",
-                        start=EWSDateTime(2024, 3, 4, 12, tzinfo=UTC),
-                        end=EWSDateTime(2024, 3, 4, 13, tzinfo=UTC))
-    item.save()
+    item = create(alice)
     events = [e for n in alice.calendar.get_events(sub_id, mark) for e in n.events]
     assert any(isinstance(e, CreatedEvent) and e.item_id.id == item.id for e in events)
 
@@ -99,8 +91,7 @@ def test_subscribe_errors(server: EwsServer, folders: str, code: str) -> None:
 
 
 def test_ews_max_subscriptions() -> None:
-    srv = start(max_subscriptions=2)
-    try:
+    with running(max_subscriptions=2) as srv:
         alice = account(srv, "alice@example.com")
         first = alice.calendar.subscribe_to_streaming()
         alice.calendar.subscribe_to_pull()
@@ -110,8 +101,6 @@ def test_ews_max_subscriptions() -> None:
         account(srv, "bob@example.com", service=True).calendar.subscribe_to_streaming()
         alice.calendar.unsubscribe(first)
         alice.calendar.subscribe_to_streaming()
-    finally:
-        srv.stop()
 
 
 def test_server_busy_through_the_fault_switch(server: EwsServer) -> None:
@@ -146,8 +135,7 @@ def test_affinity_groups_subscriptions_on_one_mailbox_server() -> None:
     # Two mailbox servers, alice and bob homed on different ones. A service account
     # groups them the documented way: alice's Subscribe is the anchor's and gets the
     # cookie; bob's carries the cookie, so both live where the one connection goes.
-    srv = start(backends=2)
-    try:
+    with running(backends=2) as srv:
         assert len(set(_homes(srv))) == 2, "the addresses should live on different servers"
         as_alice = account(srv, "alice@example.com", service=True)
         as_bob = account(srv, "bob@example.com", service=True)
@@ -158,15 +146,12 @@ def test_affinity_groups_subscriptions_on_one_mailbox_server() -> None:
         second = as_bob.calendar.subscribe_to_streaming()
         assert list(as_alice.calendar.get_streaming_events([first, second],
                                                            connection_timeout=1)) == []
-    finally:
-        srv.stop()
 
 
 def test_exchangelib_accounts_of_one_service_account_share_the_cookie() -> None:
     # exchangelib's Accounts with the same credentials share a session pool, and so the
     # cookie jar: bob's Subscribe carries the cookie alice's got and lands beside it.
-    srv = start(backends=2)
-    try:
+    with running(backends=2) as srv:
         as_alice = account(srv, "alice@example.com", service=True)
         as_bob = account(srv, "bob@example.com", service=True)
         first = as_alice.calendar.subscribe_to_streaming()
@@ -174,16 +159,13 @@ def test_exchangelib_accounts_of_one_service_account_share_the_cookie() -> None:
         assert as_bob.affinity_cookie == as_alice.affinity_cookie
         assert list(as_alice.calendar.get_streaming_events([first, second],
                                                            connection_timeout=1)) == []
-    finally:
-        srv.stop()
 
 
 def test_without_affinity_a_subscription_is_not_found_elsewhere() -> None:
     # bob's subscription lives on bob's server (his anchor routed it there); a connection
     # routed by alice's anchor reaches the other server, which does not know it; with
     # bob's cookie and affinity preferred, it reaches bob's.
-    srv = start(backends=2)
-    try:
+    with running(backends=2) as srv:
         subscribe = RawStream(
             srv, subscribe_xml(header=impersonating("bob@example.com")),
             user="svc@example.com",
@@ -205,8 +187,6 @@ def test_without_affinity_a_subscription_is_not_found_elsewhere() -> None:
             assert raw.chunked and raw.next().status == "OK"  # type: ignore[union-attr]
         finally:
             raw.close()
-    finally:
-        srv.stop()
 
 
 def test_subscription_ids_and_watermarks_are_opaque_base64(server: EwsServer) -> None:
