@@ -4,7 +4,9 @@ Every mistake is one `ConfigError` line naming the key and what to do; paths are
 relative to the file. An example with every key is in the README.
 
     [store]
-    path = "calsync.db"
+    path = "calsync.db"                       # SQLite: one node
+    # url = "postgresql://calsync@db.example.com/calsync"  # instead: a store nodes share
+    # key_env = "CALSYNC_STORE_KEY"           # with url: the variable holding the sealing key
     [google]
     api_endpoint = "http://127.0.0.1:8081/calendar/v3/"   # optional, Google's own by default
     token_uri = "http://127.0.0.1:8081/token"             # optional, Google's own by default
@@ -104,6 +106,10 @@ class PushConfig:
 class Config:
     store_path: Path
     users: tuple[UserConfig, ...]
+    #: a PostgreSQL store several nodes share (None: SQLite at store_path)
+    store_url: str | None = None
+    #: with store_url: the environment variable holding the sealing key every node is given
+    store_key_env: str = "CALSYNC_STORE_KEY"
     google_api_endpoint: str | None = None
     google_token_uri: str | None = None
     exchange_ews_url: str | None = None
@@ -145,7 +151,13 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
     _only(data, {"store", "google", "exchange", "outbox", "sync", "users", "push"}, "the top level")
     store = _table(data, "store")
-    _only(store, {"path"}, "[store]")
+    _only(store, {"path", "url", "key_env"}, "[store]")
+    store_url = _str(store, "url", "[store]")
+    if store_url is not None:
+        if not store_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("[store] url must be a postgresql:// URL (SQLite takes path)")
+        if "path" in store:
+            raise ConfigError("[store]: path (SQLite, one node) or url (PostgreSQL), not both")
     google = _table(data, "google")
     _only(google, {"api_endpoint", "token_uri"}, "[google]")
     exchange = _table(data, "exchange")
@@ -200,6 +212,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         raise ConfigError("[outbox] max_attempts must be at least 1")
     return Config(
         store_path=_path(_str(store, "path", "[store]") or "calsync.db", base),
+        store_url=store_url,
+        store_key_env=_str(store, "key_env", "[store]") or "CALSYNC_STORE_KEY",
         users=users,
         google_api_endpoint=_url(google, "api_endpoint", "[google]"),
         google_token_uri=_url(google, "token_uri", "[google]"),
