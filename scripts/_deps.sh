@@ -5,6 +5,7 @@
 #   one line says so and tests/e2e/test_davmail.py skips (fails under CI=true).
 # - ews-javascript-api: `npm ci` in tests/e2e/ews_js when its node_modules is missing or
 #   package-lock.json changed since.
+# - PostgreSQL's server, for the state tests (scripts/_postgres.sh).
 # A failed install never stops the run here: the tests that need the client say why.
 
 _deps_log="${TMPDIR:-/tmp}/calsync-deps.log"
@@ -49,5 +50,6 @@ if command -v npm >/dev/null; then
         fi
     fi
 fi
+source "$ROOT/scripts/_postgres.sh"
 unset -f _deps_apt _deps_apt_install
 unset _deps_log _ews_js _want _stamp
