@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from emulators.ews.subscriptions import Policy
+
 log = logging.getLogger("calsync.emulators.ews")
 
 
@@ -32,7 +34,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where to write ca.pem, cert.pem, key.pem (default: a temporary "
                         "directory); implies --tls")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    limits = parser.add_argument_group(
+        "notifications", "Exchange's limits and timings of subscriptions and streams "
+        "(defaults: Exchange 2016 on-premises')")
+    default = Policy()
+    limits.add_argument("--hanging-connection-limit", type=int,
+                        default=default.hanging_connection_limit, metavar="N",
+                        help="streaming connections open at once per account (Exchange "
+                        "Online: 10)")
+    limits.add_argument("--max-subscriptions", type=int, default=default.max_subscriptions,
+                        metavar="N", help="EWSMaxSubscriptions per account (Exchange Online: 20)")
+    limits.add_argument("--backends", type=int, default=default.backends, metavar="N",
+                        help="mailbox servers behind the stand-in (affinity decides which "
+                        "one holds a subscription)")
+    limits.add_argument("--event-retention", type=int, default=default.event_retention,
+                        metavar="N", help="events each mailbox keeps for watermarks")
+    limits.add_argument("--minute-seconds", type=float, default=default.minute, metavar="S",
+                        help="the length of a minute of ConnectionTimeout and of a pull "
+                        "subscription's Timeout, in seconds (tests shorten it)")
+    limits.add_argument("--heartbeat-seconds", type=float, default=default.heartbeat,
+                        metavar="S", help="seconds between an idle stream's ConnectionStatus OK")
     parser.set_defaults(run=run)
+
+
+def policy(args: argparse.Namespace) -> Policy:
+    """The notification limits the options ask for; ValueError names a bad one."""
+    return Policy(hanging_connection_limit=args.hanging_connection_limit,
+                  max_subscriptions=args.max_subscriptions, backends=args.backends,
+                  event_retention=args.event_retention, minute=args.minute_seconds,
+                  heartbeat=args.heartbeat_seconds)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,8 +85,14 @@ def run(args: argparse.Namespace) -> int:
         print("calsync emulate ews: give at least one --user ADDRESS:PASSWORD", file=sys.stderr)
         return 2
     try:
+        limits = policy(args)
+    except ValueError as exc:
+        print(f"calsync emulate ews: {exc}", file=sys.stderr)
+        return 2
+    try:
         server = EwsServer(users=args.user, impersonators=args.impersonator, port=args.port,
-                           use_tls=args.tls, tls_dir=args.tls_dir, ntlm=args.ntlm)
+                           use_tls=args.tls, tls_dir=args.tls_dir, ntlm=args.ntlm,
+                           notifications=limits)
     except (OSError, ValueError) as exc:
         print(f"calsync emulate ews: {exc}", file=sys.stderr)
         return 1

@@ -126,9 +126,9 @@ class Document:
 class RawStream:
     """One GetStreamingEvents over a plain socket, its chunks read one by one."""
 
-    def __init__(self, server: EwsServer, body: bytes, user: str = "alice@example.com",
+    def __init__(self, url: str, body: bytes, user: str = "alice@example.com",
                  password: str | None = None, headers: dict[str, str] | None = None) -> None:
-        parts = urllib.parse.urlsplit(server.url)
+        parts = urllib.parse.urlsplit(url)
         self.sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
                                              timeout=10)
         secret = password or USERS.get(user) or SERVICE[user]

@@ -110,7 +110,7 @@ def test_the_raw_stream_one_envelope_a_chunk(server: EwsServer) -> None:
     # Chunked; an OK at once, OK heartbeats while idle, a Notifications message for a
     # change, Closed at the deadline, then the last chunk.
     sub_id = sub_id_of(raw_post(server.url, subscribe_xml())[2])
-    raw = RawStream(server, streaming_xml(sub_id, timeout=2))
+    raw = RawStream(server.url, streaming_xml(sub_id, timeout=2))
     try:
         assert raw.status_line.endswith("200 OK") and raw.chunked
         opened = time.monotonic()
@@ -216,8 +216,8 @@ def test_hanging_connection_limit() -> None:
     # a client that hangs up frees its place at once.
     with running(hanging_connection_limit=2) as srv:
         subs = [sub_id_of(raw_post(srv.url, subscribe_xml())[2]) for _ in range(3)]
-        first = RawStream(srv, streaming_xml(subs[0], timeout=30))
-        second = RawStream(srv, streaming_xml(subs[1], timeout=30))
+        first = RawStream(srv.url, streaming_xml(subs[0], timeout=30))
+        second = RawStream(srv.url, streaming_xml(subs[1], timeout=30))
         assert first.next() is not None and second.next() is not None  # both open
         alice = account(srv, "alice@example.com")
         with pytest.raises(ErrorExceededConnectionCount):
@@ -240,10 +240,10 @@ def test_a_newer_connection_takes_the_subscription_and_the_older_closes(
 ) -> None:
     # How a client reconnects before the timeout without a gap.
     sub_id = sub_id_of(raw_post(server.url, subscribe_xml())[2])
-    old = RawStream(server, streaming_xml(sub_id, timeout=30))
+    old = RawStream(server.url, streaming_xml(sub_id, timeout=30))
     try:
         assert old.next().status == "OK"  # type: ignore[union-attr]
-        new = RawStream(server, streaming_xml(sub_id, timeout=30))
+        new = RawStream(server.url, streaming_xml(sub_id, timeout=30))
         assert new.next().status == "OK"  # type: ignore[union-attr]
         assert [d.status for d in old.documents()] == ["Closed"]
         new.close()
@@ -254,7 +254,7 @@ def test_a_newer_connection_takes_the_subscription_and_the_older_closes(
 def test_a_recycle_breaks_the_stream_and_loses_the_subscription(server: EwsServer) -> None:
     alice = account(server, "alice@example.com")
     sub_id = alice.calendar.subscribe_to_streaming()
-    raw = RawStream(server, streaming_xml(sub_id, timeout=30))
+    raw = RawStream(server.url, streaming_xml(sub_id, timeout=30))
     try:
         assert raw.next() is not None
         assert admin(server.base_url, "POST", "/_admin/recycle")[0] == 200

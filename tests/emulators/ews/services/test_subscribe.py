@@ -167,7 +167,7 @@ def test_without_affinity_a_subscription_is_not_found_elsewhere() -> None:
     # bob's cookie and affinity preferred, it reaches bob's.
     with running(backends=2) as srv:
         subscribe = RawStream(
-            srv, subscribe_xml(header=impersonating("bob@example.com")),
+            srv.url, subscribe_xml(header=impersonating("bob@example.com")),
             user="svc@example.com",
             headers={"X-AnchorMailbox": "bob@example.com", "X-PreferServerAffinity": "true"})
         cookie = subscribe.headers["set-cookie"].split(";")[0]
@@ -176,12 +176,12 @@ def test_without_affinity_a_subscription_is_not_found_elsewhere() -> None:
         subscribe.close()
         alices = {"X-AnchorMailbox": "alice@example.com"}
         stream = streaming_xml(sub_id, header=impersonating("alice@example.com"))
-        refused = RawStream(srv, stream, user="svc@example.com", headers=alices)
+        refused = RawStream(srv.url, stream, user="svc@example.com", headers=alices)
         (message,) = messages_of(refused.body())
         refused.close()
         assert code_of(message) == "ErrorSubscriptionNotFound"
         # the cookie as a cookie, as the EWS Managed API sends it
-        raw = RawStream(srv, stream, user="svc@example.com",
+        raw = RawStream(srv.url, stream, user="svc@example.com",
                         headers={**alices, "X-PreferServerAffinity": "true", "Cookie": cookie})
         try:
             assert raw.chunked and raw.next().status == "OK"  # type: ignore[union-attr]
