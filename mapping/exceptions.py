@@ -217,6 +217,38 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(value.timestamp()), tz=dt.UTC)
 
 
+def occurrence_of(master: Mapping[str, Any], original_start: OriginalStart) -> GoogleEvent:
+    """What a Google series gives at one of its occurrences when nothing overrides it: the
+    master's own fields (no id, recurrence or iCalUID), starting at `original_start` with
+    the master's duration, each bound spelled in its own zone as the master spells it: what
+    an exception made on either side is compared with, field by field."""
+    all_day = _all_day(master)
+    original = _comparable(original_start, all_day=all_day)
+    event: GoogleEvent = {
+        k: v for k, v in master.items() if k not in ("id", "recurrence", "iCalUID", "etag")
+    }
+    span = _span(master.get("start"), master.get("end"))
+    if not isinstance(span, dt.timedelta):
+        raise MappingError("a master without a readable start and end")
+    if all_day:
+        assert not isinstance(original, dt.datetime)
+        event["start"] = {"date": original.isoformat()}
+        event["end"] = {"date": (original + span).isoformat()}
+        return event
+    assert isinstance(original, dt.datetime)
+    event["start"] = original_start_time(master, original)
+    end = master.get("end") or {}
+    name = end.get("timeZone") or (master.get("start") or {}).get("timeZone")
+    zone = google_zone(str(name)) if name else None
+    finish = dt.datetime.fromtimestamp(
+        int((original + span).timestamp()), tz=ZoneInfo(zone.key) if zone is not None else dt.UTC
+    )
+    event["end"] = {"dateTime": finish.isoformat(timespec="seconds")}
+    if name:
+        event["end"]["timeZone"] = str(name)
+    return event
+
+
 # --- EWS -> Google -----------------------------------------------------------------------
 
 
@@ -271,6 +303,12 @@ def cancelled_instance(
         "originalStartTime": original_start_time(master_event, original_start),
         "status": "cancelled",
     }
+
+
+def ews_original_start(value: dt.date, *, all_day: bool, zone: dt.tzinfo) -> OriginalStart:
+    """An EWS OriginalStart or DeletedOccurrence Start as an original start: an aware UTC
+    datetime, or for an all-day series the date it falls on in `zone` (the series' own)."""
+    return _from_ews(value, all_day=all_day, zone=zone)
 
 
 def _from_ews(value: dt.date, *, all_day: bool, zone: dt.tzinfo) -> OriginalStart:

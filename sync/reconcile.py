@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -702,6 +702,26 @@ class Reconciler:
         if self._fast_path is None:
             self._fast_path = FastPath(self.config, self.store, self, clock=self.clock)
         return self._fast_path.apply(notice, user, run, google, exchange, remember)
+
+    # --- series exceptions ------------------------------------------------------------------
+
+    def reconcile_exceptions(
+        self,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        ews_item_id: str,
+        run: RunContext,
+        instances: Iterable[Mapping[str, Any]] = (),
+    ) -> int:
+        """Bring the exceptions of a mapped series into agreement, occurrence by occurrence,
+        with the user's policy (sync/series.py): Google overrides and EWS modified
+        occurrences, cancelled instances and deleted occurrences. `instances`: Google
+        instances a feed reported for it (beside the exceptions Exchange holds). How many
+        writes it took."""
+        from sync.series import SeriesExceptions
+
+        return SeriesExceptions(self).reconcile(user, google, exchange, ews_item_id, run, instances)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     # 2: the one writer
     "sync.reconcile": 2,
     "sync.fast_path": 2,
+    "sync.series": 2,
     # 3: the sources of change
     "sync.sources": 3,
     # 4: the operator's command, the addon

@@ -22,8 +22,9 @@ Exchange which mapped items still exist and deletes the Google events of the gon
 run, quarantined outbox entries whose change the job has carried leave the quarantine, and
 a run without errors turns the user's current error into a past one.
 
-Occurrence exceptions (Google instances, EWS modified occurrences) are not carried by this
-job yet: the series masters are.
+A series' exceptions ride with it: once a feed's masters are settled, the reconciler
+brings the exceptions of each series whose master Exchange reported changed, or whose
+instances Google reported changed, into agreement (sync/series.py).
 """
 
 from __future__ import annotations
@@ -425,6 +426,9 @@ class SyncJob:
                     if getattr(exc, "retryable", False):
                         report.retry_exchange_feed = True
                 advance(1)
+        for action, change in planned:
+            if action.kind != "delete-google" and _has_exceptions(change.item):
+                self._exceptions(user, google, exchange, change.item_id, report, change)
         if report.retry_exchange_feed:
             # the feed moves on only once what it carried is done: a change that failed
             # for a while (an outage, a rate limit) comes again next run; replaying the
@@ -509,6 +513,7 @@ class SyncJob:
                 except (GoogleError, CalsyncError) as exc:
                     report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
                 advance(1)
+        self._google_exceptions(user, google, exchange, events, report)
         next_token = pages[-1].get("nextSyncToken") if pages else None
         if next_token and not report.errors:
             self.store.save_sync_state(
@@ -522,7 +527,7 @@ class SyncJob:
         for event in events:
             event_id = event.get("id", "")
             if event.get("recurringEventId"):
-                continue  # instances: not carried yet (see module docstring)
+                continue  # instances ride with their series (_google_exceptions)
             if self.store.is_echo(user.mailbox, "google", event_id, event.get("etag")):
                 report.echoes += 1
                 continue
@@ -674,6 +679,56 @@ class SyncJob:
                 continue
             report.applied += 1
 
+    # --- series exceptions -------------------------------------------------------------------
+
+    def _google_exceptions(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeMailbox,
+        events: list[dict[str, Any]],
+        report: Report,
+    ) -> None:
+        """The instances Google reported (not our own writes), carried series by series."""
+        series: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            master_id = event.get("recurringEventId")
+            if master_id and not self.store.is_echo(
+                user.mailbox, "google", event.get("id", ""), event.get("etag")
+            ):
+                series.setdefault(master_id, []).append(event)
+        for master_id, instances in series.items():
+            mapped = self.store.mapped_by_google(user.mailbox, master_id)
+            if mapped is not None:
+                why = "instances changed in Google"
+                action = Action("update-exchange", user.mailbox, mapped.ews_item_id, master_id, why)
+                change = (action, instances[0])
+                self._exceptions(
+                    user, google, exchange, mapped.ews_item_id, report, change, instances
+                )
+
+    def _exceptions(
+        self,
+        user: UserConfig,
+        google: Any,
+        exchange: ExchangeMailbox,
+        item_id: str,
+        report: Report,
+        change: ItemChange | tuple[Action, dict[str, Any]],
+        instances: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """The reconciler's agreement on one series' exceptions; a failure is the change's,
+        as any other (retried)."""
+        try:
+            if self.reconciler.reconcile_exceptions(
+                user, google, exchange, item_id, report.run, instances
+            ):
+                report.applied += 1
+        except (GoogleError, CalsyncError) as exc:
+            report.errors.append(f"exceptions {_short(item_id)}: {exc}")
+            if isinstance(change, ItemChange) and getattr(exc, "retryable", False):
+                report.retry_exchange_feed = True
+
     def _delete_google(
         self, user: UserConfig, google: Any, exchange: Any, action: Action, report: Report
     ) -> None:
@@ -723,6 +778,13 @@ def carried(entry: OutboxEntry, *, reconciled_at: float | None) -> bool:
     the item came after Exchange accepted the change). A delete is never carried while
     the pair is mapped."""
     return entry.op != "delete" and reconciled_at is not None and reconciled_at >= entry.created_at
+
+
+def _has_exceptions(item: Any) -> bool:
+    """Whether an item the Exchange feed reported is a series with exceptions."""
+    return getattr(item, "type", None) == "RecurringMaster" and bool(
+        getattr(item, "modified_occurrences", None) or getattr(item, "deleted_occurrences", None)
+    )
 
 
 def _live(event: dict[str, Any] | None) -> bool:

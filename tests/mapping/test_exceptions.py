@@ -23,11 +23,13 @@ from exchangelib.recurrence import (
 from ews_parser import parse
 from ews_parser.values import Response
 from mapping.errors import MappingError
-from mapping.event import LOSSY_FIELDS, GoogleEvent
+from mapping.event import LOSSY_FIELDS, GoogleEvent, to_google
 from mapping.exceptions import (
+    ews_original_start,
     exceptions_from,
     instance_id,
     occurrence_index,
+    occurrence_of,
     occurrences,
     overrides_for,
     split_from,
@@ -291,3 +293,85 @@ def test_no_end_series_index_lookups_stop() -> None:
     master = to_google_full(item).event
     assert occurrence_index(master, utc(2026, 1, 12, 8, 0)) == 2
     assert occurrence_index(master, utc(2500, 1, 12, 8, 0)) is None
+
+
+# --- what a series gives at one occurrence ------------------------------------------------
+
+WEEKLY_BERLIN: GoogleEvent = {
+    "id": MASTER_ID,
+    "summary": "Standup",
+    "location": "Room 1",
+    "start": {"dateTime": "2026-03-02T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+    "end": {"dateTime": "2026-03-02T09:30:00+01:00", "timeZone": "Europe/Berlin"},
+    "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=6"],
+    "iCalUID": "standup@example.com",
+    "reminders": {"useDefault": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("master", "original", "start", "end"),
+    [
+        # the wall clock of the series, across the DST change (30 March)
+        (WEEKLY_BERLIN, utc(2026, 3, 9, 8),
+         {"dateTime": "2026-03-09T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+         {"dateTime": "2026-03-09T09:30:00+01:00", "timeZone": "Europe/Berlin"}),
+        (WEEKLY_BERLIN, utc(2026, 4, 6, 7),
+         {"dateTime": "2026-04-06T09:00:00+02:00", "timeZone": "Europe/Berlin"},
+         {"dateTime": "2026-04-06T09:30:00+02:00", "timeZone": "Europe/Berlin"}),
+        # an end in a zone of its own keeps it; the duration is the master's
+        ({**WEEKLY_BERLIN, "end": {"dateTime": "2026-03-02T10:30:00+02:00",
+                                   "timeZone": "Europe/Helsinki"}},
+         utc(2026, 3, 9, 8),
+         {"dateTime": "2026-03-09T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+         {"dateTime": "2026-03-09T10:30:00+02:00", "timeZone": "Europe/Helsinki"}),
+        # all-day, two days long
+        ({"id": MASTER_ID, "summary": "Offsite", "start": {"date": "2026-03-02"},
+          "end": {"date": "2026-03-04"}, "recurrence": ["RRULE:FREQ=MONTHLY;COUNT=3"]},
+         dt.date(2026, 4, 2), {"date": "2026-04-02"}, {"date": "2026-04-04"}),
+    ],
+)
+def test_occurrence_of_is_the_master_at_that_start(
+    master: GoogleEvent, original: dt.date, start: dict[str, str], end: dict[str, str]
+) -> None:
+    plain = occurrence_of(master, original)
+    assert (plain["start"], plain["end"]) == (start, end)
+    assert plain["summary"] == master["summary"]
+    assert not {"id", "recurrence", "iCalUID"} & set(plain)
+
+
+def test_occurrence_of_equals_what_an_unmodified_exchange_occurrence_maps_to() -> None:
+    """The base an exception is told apart by is one value on both sides: an unmodified
+    occurrence read from Exchange maps to what the mapped master gives at its start."""
+    start = EWSDateTime(2026, 3, 2, 9, 0, tzinfo=EWSTimeZone("Europe/Berlin"))
+    zone = EWSTimeZone("Europe/Berlin")
+    master = CalendarItem(
+        subject="Standup", location="Room 1", start=start, end=start + dt.timedelta(minutes=30),
+        _start_timezone=zone, _end_timezone=zone, reminder_is_set=True,
+        reminder_minutes_before_start=15,
+        recurrence=Recurrence(pattern=WeeklyPattern(interval=1, weekdays=[1]),
+                              boundary=NoEndPattern(start=EWSDate(2026, 3, 2))),
+    )
+    moved = EWSDateTime(2026, 4, 6, 9, 0, tzinfo=zone)
+    occurrence = CalendarItem(
+        subject="Standup", location="Room 1", start=moved, end=moved + dt.timedelta(minutes=30),
+        _start_timezone=zone, _end_timezone=zone, reminder_is_set=True,
+        reminder_minutes_before_start=15,
+    )
+    expected = to_google(occurrence)
+    plain = occurrence_of(to_google(master), utc(2026, 4, 6, 7))
+    assert plain == {k: v for k, v in expected.items() if k != "iCalUID"}
+
+
+@pytest.mark.parametrize(
+    ("value", "all_day", "expected"),
+    [
+        (EWSDateTime(2026, 3, 9, 8, 0, tzinfo=UTC), False, utc(2026, 3, 9, 8)),
+        # an all-day occurrence's OriginalStart is its midnight in the series' zone
+        (EWSDateTime(2026, 3, 8, 23, 0, tzinfo=UTC), True, dt.date(2026, 3, 9)),
+        (EWSDate(2026, 3, 9), True, dt.date(2026, 3, 9)),
+    ],
+)
+def test_ews_original_start(value: dt.date, all_day: bool, expected: dt.date) -> None:
+    zone = EWSTimeZone("Europe/Berlin")
+    assert ews_original_start(value, all_day=all_day, zone=zone) == expected
