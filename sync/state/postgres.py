@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import astuple
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,15 +94,17 @@ def describe(url: str) -> str:
 
 
 class _Open:
-    """The unit in progress on one thread: its connection, its nested transactions, and the
-    mailboxes locked at each depth (a savepoint rolled back gives its locks back)."""
+    """The unit in progress on one thread: its connection, how deep units are nested there,
+    how many of them have begun (a unit's BEGIN or SAVEPOINT is sent with the first
+    statement inside it, in the same round trip; a unit that sends nothing costs nothing),
+    and the mailboxes locked at each depth (a savepoint rolled back gives its locks back)."""
 
-    __slots__ = ("conn", "locked", "transactions")
+    __slots__ = ("begun", "conn", "locked")
 
     def __init__(self, conn: psycopg.Connection[Row]) -> None:
         self.conn = conn
-        self.transactions: list[AbstractContextManager[psycopg.Transaction]] = []
-        self.locked: list[set[str]] = []
+        self.begun = 0
+        self.locked: list[set[str]] = []  # one set per unit open, outermost first
 
     def holds(self, mailbox: str) -> bool:
         return any(mailbox in level for level in self.locked)
@@ -148,27 +149,34 @@ class Database:
         mailbox: str | None = None,
         result: Callable[[psycopg.Cursor[Row]], T],
     ) -> T:
-        """One statement: in the thread's unit (with the mailbox's lock, the first time the
-        unit names it), else on a pooled connection in autocommit."""
+        """One statement: in the thread's unit (after its BEGIN and the mailbox's lock when
+        they are still to be sent, in the same round trip), else on a pooled connection in
+        autocommit."""
         unit = self._unit_open()
         if unit is None:
             with self.pool.connection() as conn:
                 return result(conn.execute(sql, params))
         conn = unit.conn
-        if mailbox is not None and not unit.holds(mailbox):
-            with conn.pipeline():  # one round trip for the lock and the statement
-                self.hold(mailbox)
+        if unit.begun < len(unit.locked) or (mailbox is not None and not unit.holds(mailbox)):
+            with conn.pipeline():
+                self.begin(*(() if mailbox is None else (mailbox,)))
                 cursor = conn.execute(sql, params)
             return result(cursor)
         return result(conn.execute(sql, params))
 
-    def hold(self, mailbox: str) -> None:
-        """Inside a unit: the mailbox's lock, until the unit ends (once per unit)."""
+    def begin(self, *mailboxes: str) -> None:
+        """Inside a unit: send what is still to be sent before its next statement, its BEGIN
+        (or SAVEPOINT) and the locks of `mailboxes` it does not hold yet (each held until
+        the unit ends). Inside `conn.pipeline()`, all of it goes in one round trip."""
         unit = self._unit_open()
-        assert unit is not None, "a mailbox is held by a unit"
-        if not unit.holds(mailbox):
-            unit.conn.execute(_LOCK_MAILBOX, [mailbox])
-            unit.locked[-1].add(mailbox)
+        assert unit is not None, "begin() is for a unit"
+        while unit.begun < len(unit.locked):
+            unit.conn.execute("BEGIN" if unit.begun == 0 else f"SAVEPOINT unit{unit.begun}")
+            unit.begun += 1
+        for mailbox in mailboxes:
+            if not unit.holds(mailbox):
+                unit.conn.execute(_LOCK_MAILBOX, [mailbox])
+                unit.locked[-1].add(mailbox)
 
     def rows(self, sql: str, params: Any = (), *, mailbox: str | None = None) -> list[Row]:
         return self.run(sql, params, mailbox=mailbox, result=_all)
@@ -200,7 +208,8 @@ def _rowcount(cursor: psycopg.Cursor[Row]) -> int:
 
 class _Unit:
     """`Database.unit()`: the outermost one borrows a connection for the thread and opens a
-    transaction; one inside it is a savepoint that only the outer one commits."""
+    transaction; one inside it is a savepoint that only the outer one commits. Statements
+    sent on the connection yielded go after `Database.begin()`."""
 
     __slots__ = ("_database", "_owner")
 
@@ -212,36 +221,40 @@ class _Unit:
         database = self._database
         unit = database._unit_open()
         if unit is None:
-            conn = database.pool.getconn()
-            unit = _Open(conn)
+            unit = _Open(database.pool.getconn())
+            database.local.unit = unit
             self._owner = True
-        transaction = unit.conn.transaction()
-        try:
-            transaction.__enter__()
-        except BaseException:
-            if self._owner:
-                database.pool.putconn(unit.conn)
-            raise
-        unit.transactions.append(transaction)
         unit.locked.append(set())
-        database.local.unit = unit
         return unit.conn
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         database = self._database
         unit = database._unit_open()
         assert unit is not None
-        transaction = unit.transactions.pop()
+        level = len(unit.locked) - 1
         locked = unit.locked.pop()
         try:
-            transaction.__exit__(kind, value, traceback)
-            if kind is None and unit.locked:
-                unit.locked[-1] |= locked  # a savepoint released: its locks are the outer's
+            if unit.begun > level:  # else nothing was sent inside it: nothing to end
+                unit.begun = level
+                self._end(unit.conn, level, commit=kind is None)
+                if kind is None and level > 0:
+                    unit.locked[-1] |= locked  # a savepoint released: its locks are the outer's
         finally:
             if self._owner:
                 database.local.unit = None
-                database.pool.putconn(unit.conn)
+                database.pool.putconn(unit.conn)  # (the pool rolls back what is left open)
+
+    @staticmethod
+    def _end(conn: psycopg.Connection[Row], level: int, *, commit: bool) -> None:
+        if level == 0:
+            ended = conn.execute("COMMIT" if commit else "ROLLBACK")
+            if commit and ended.statusmessage == "ROLLBACK":
+                # a statement failed inside and the caller went on: PostgreSQL undid it all
+                raise StoreError("a unit of work failed part way and was rolled back whole")
+        elif commit:
+            conn.execute(f"RELEASE SAVEPOINT unit{level}")
+        else:
+            conn.execute(f"ROLLBACK TO SAVEPOINT unit{level}; RELEASE SAVEPOINT unit{level}")
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -309,6 +322,7 @@ _STEPS: tuple[str, ...] = (_V1,)
 def _migrate(database: Database) -> None:
     describe_url = describe(database.url)
     with database.unit() as conn:
+        database.begin()
         # one node migrates; the others wait here and find the schema current
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('calsync migrate', 0))")
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)")
@@ -517,8 +531,7 @@ class PostgresOutbox:
         with self._db.unit() as conn:
             cursor = conn.cursor()
             with conn.pipeline():  # one round trip; the inserts run in the order given
-                for mailbox in sorted({m for m, *_ in entries}):
-                    self._db.hold(mailbox)
+                self._db.begin(*sorted({m for m, *_ in entries}))
                 cursor.executemany(_ENQUEUE, params, returning=True)
             ids: list[int] = []
             while True:

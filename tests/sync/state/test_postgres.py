@@ -110,3 +110,19 @@ def test_an_unreachable_server_is_one_line_without_the_password() -> None:
 )
 def test_describe_names_the_server_never_the_password(url: str, shown: str) -> None:
     assert describe(url) == shown
+
+
+def test_a_unit_whose_statement_failed_is_not_taken_for_committed(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    """PostgreSQL answers COMMIT of a transaction a failed statement aborted with ROLLBACK,
+    and no error: the unit says so rather than lose its writes without a word."""
+    state = PostgresState(postgres_server.url(postgres_database), key=POSTGRES_KEY)
+    try:
+        with pytest.raises(StoreError, match="rolled back whole"), state.unit() as uow:
+            uow.outbox.enqueue(A, "I1", "upsert", now=1.0)
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                uow.ids._db.one("SELECT * FROM no_such_table")
+        assert state.outbox.count() == 0
+    finally:
+        state.close()
