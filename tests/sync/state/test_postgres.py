@@ -29,6 +29,29 @@ def empty_url(postgres_server: PostgresServer) -> Iterator[str]:
         postgres_server.drop_database(name)
 
 
+@pytest.fixture
+def state(postgres_server: PostgresServer, postgres_database: str) -> Iterator[PostgresState]:
+    opened = PostgresState(postgres_server.url(postgres_database), key=POSTGRES_KEY)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_ready_hands_its_own_unfinished_entries_out_again(state: PostgresState) -> None:
+    """What today's one-process worker drains with (as SQLite's: test_compat.py)."""
+    entry = state.outbox.enqueue(A, "ITEM", "upsert", now=1.0)
+    assert [e.id for e in state.outbox.ready(1.0)] == [entry]
+    assert [e.id for e in state.outbox.ready(1.0)] == [entry]
+    assert state.outbox.next_ready() == 1.0
+    other = state.outbox.enqueue(A, "OTHER", "upsert", now=1.0)
+    state.outbox.claim(1.0, "w2", 60.0)  # never one another worker holds a live claim on
+    assert [e.id for e in state.outbox.ready(2.0)] == [entry]
+    state.outbox.complete(entry)
+    assert state.outbox.ready(2.0) == [] and state.outbox.next_ready() == 61.0
+    assert [e.id for e in state.outbox.ready(61.0)] == [other]
+
+
 def test_an_empty_database_is_migrated_at_open_and_kept_after(empty_url: str) -> None:
     state = PostgresState(empty_url, key=POSTGRES_KEY)
     state.outbox.enqueue(A, "I1", "upsert", now=1.0, payload={"summary": "x"})
@@ -112,17 +135,11 @@ def test_describe_names_the_server_never_the_password(url: str, shown: str) -> N
     assert describe(url) == shown
 
 
-def test_a_unit_whose_statement_failed_is_not_taken_for_committed(
-    postgres_server: PostgresServer, postgres_database: str
-) -> None:
+def test_a_unit_whose_statement_failed_is_not_taken_for_committed(state: PostgresState) -> None:
     """PostgreSQL answers COMMIT of a transaction a failed statement aborted with ROLLBACK,
     and no error: the unit says so rather than lose its writes without a word."""
-    state = PostgresState(postgres_server.url(postgres_database), key=POSTGRES_KEY)
-    try:
-        with pytest.raises(StoreError, match="rolled back whole"), state.unit() as uow:
-            uow.outbox.enqueue(A, "I1", "upsert", now=1.0)
-            with pytest.raises(psycopg.errors.UndefinedTable):
-                uow.ids._db.one("SELECT * FROM no_such_table")
-        assert state.outbox.count() == 0
-    finally:
-        state.close()
+    with pytest.raises(StoreError, match="rolled back whole"), state.unit() as uow:
+        uow.outbox.enqueue(A, "I1", "upsert", now=1.0)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            uow.ids._db.one("SELECT * FROM no_such_table")
+    assert state.outbox.count() == 0
