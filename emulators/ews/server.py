@@ -369,6 +369,7 @@ class EwsServer:
         return self
 
     def stop(self) -> None:
+        self.service.hub.recycle()  # open streams end with the server
         if self._thread is not None:
             self._http.shutdown()
             self._thread.join()

@@ -9,12 +9,15 @@ nothing while it streams), which frees its place among the account's connections
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
 from emulators.ews.services.get_streaming_events import Stream
+
+log = logging.getLogger("calsync.emulators.ews")
 
 
 def serve(handler: BaseHTTPRequestHandler, stream: Stream) -> None:
@@ -45,6 +48,9 @@ def serve(handler: BaseHTTPRequestHandler, stream: Stream) -> None:
                 state = "gone"
                 break
     except OSError:
+        state = "gone"
+    except Exception:  # a bug of ours (strict mode: a response off the schema)
+        log.exception("GetStreamingEvents failed: the connection is dropped")
         state = "gone"
     finally:
         stream.close()

@@ -5,6 +5,7 @@ store records in it, watermarks, expiry, the limits, affinity routing, a recycle
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from exchangelib import EWSDateTime, EWSTimeZone
@@ -26,6 +27,7 @@ from ews_parser import EwsResponseError
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 UTC = EWSTimeZone("UTC")
+_NOW = dt.datetime(2024, 3, 1, 9, tzinfo=dt.UTC)
 
 
 class Clock:
@@ -244,6 +246,28 @@ def test_a_newer_connection_takes_a_subscription_over() -> None:
     old = hub.connect([sub], ALICE, ALICE, Route(0), 1)
     hub.connect([sub], ALICE, ALICE, Route(0), 1)
     assert old.ending == "closed" and old.subscriptions == []
+
+
+def test_a_stream_reads_a_request_s_events_whole() -> None:
+    # The store calls the hub under its lock while a request runs: a stream waits for the
+    # request to finish, so a create's item and folder events come in one notification.
+    hub, store, _ = _hub()
+    sub, _ = _pull(hub, streaming=True)
+    connection = hub.connect([sub], ALICE, ALICE, Route(0), 1)
+    mailbox = store.mailbox(ALICE)
+    assert mailbox is not None
+    calendar = mailbox.folders["calendar"]
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(len(hub.pending(connection)[0][0][1])))
+    with store.lock:
+        hub.record(ALICE, Change("Created", "i", "k", (calendar.id, "c"), _NOW))
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive()
+        hub.record(ALICE, Change("Modified", calendar.id, "c", (calendar.id, "c"), _NOW,
+                                 is_folder=True))
+    reader.join(5)
+    assert got == [2]
 
 
 def test_a_recycle_loses_subscriptions_and_breaks_streams() -> None:

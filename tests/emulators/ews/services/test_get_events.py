@@ -6,6 +6,7 @@ https://learn.microsoft.com/en-us/exchange/client-developer/web-service-referenc
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -110,7 +111,8 @@ def test_more_than_fifty_events_come_with_more_events(alice: Account) -> None:
     sub_id, mark = alice.calendar.subscribe_to_pull()
     for day in range(1, 21):
         create(alice, f"n{day}", day)
-    notes = list(alice.calendar.get_events(sub_id, mark))
+    # (at most 5: a server that gave the same events again would keep exchangelib going)
+    notes = list(itertools.islice(alice.calendar.get_events(sub_id, mark), 5))
     assert [len(n.events) for n in notes] == [50, 10]
     assert [n.more_events for n in notes] == [True, False]
     assert notes[1].previous_watermark == notes[0].events[-1].watermark
