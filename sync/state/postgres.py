@@ -188,7 +188,13 @@ class Database:
         return self.run(sql, params, mailbox=mailbox, result=_rowcount)
 
     def unit(self) -> _Unit:
-        return _Unit(self)
+        """One transaction; inside another, a savepoint that only the outer one commits."""
+        return _Unit(self, savepoint=True)
+
+    def write(self) -> _Unit:
+        """For statements that fail only together: their own transaction, or a part of the
+        unit in progress (no savepoint: it would cost a round trip more)."""
+        return _Unit(self, savepoint=False)
 
     def close(self) -> None:
         self.pool.close()
@@ -211,11 +217,12 @@ class _Unit:
     transaction; one inside it is a savepoint that only the outer one commits. Statements
     sent on the connection yielded go after `Database.begin()`."""
 
-    __slots__ = ("_database", "_owner")
+    __slots__ = ("_database", "_joined", "_owner", "_savepoint")
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, savepoint: bool) -> None:
         self._database = database
-        self._owner = False
+        self._savepoint = savepoint
+        self._owner = self._joined = False
 
     def __enter__(self) -> psycopg.Connection[Row]:
         database = self._database
@@ -224,10 +231,15 @@ class _Unit:
             unit = _Open(database.pool.getconn())
             database.local.unit = unit
             self._owner = True
+        elif not self._savepoint:
+            self._joined = True
+            return unit.conn
         unit.locked.append(set())
         return unit.conn
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._joined:
+            return
         database = self._database
         unit = database._unit_open()
         assert unit is not None
@@ -528,19 +540,14 @@ class PostgresOutbox:
             {"mailbox": m, "item": i, "op": op, "change_key": ck, "payload": None, "now": now}
             for m, i, op, ck in entries
         ]
-        with self._db.unit() as conn:
-            cursor = conn.cursor()
-            with conn.pipeline():  # one round trip; the inserts run in the order given
+        with self._db.write() as conn:
+            # one round trip (executemany would wait for its results before the Sync); the
+            # inserts run in the order given, so their ids grow in it
+            with conn.pipeline():
                 self._db.begin(*sorted({m for m, *_ in entries}))
-                cursor.executemany(_ENQUEUE, params, returning=True)
-            ids: list[int] = []
-            while True:
-                row = cursor.fetchone()
-                assert row is not None
-                ids.append(int(row[0]))
-                if not cursor.nextset():
-                    break
-        return ids
+                cursors = [conn.execute(_ENQUEUE, p) for p in params]
+            rows = [cursor.fetchone() for cursor in cursors]
+        return [int(row[0]) for row in rows if row is not None]
 
     def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
         return self._claim(now, holder, lease_s, limit, own=None)
