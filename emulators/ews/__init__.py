@@ -7,7 +7,9 @@ CreateFolder, DeleteFolder, ConvertId, GetUserConfiguration, CreateItem (items, 
 Accept/Tentative/Decline/CancelCalendarItem), GetItem, UpdateItem, DeleteItem, MoveItem,
 FindItem (CalendarView with recurring series expanded; restrictions and sort orders
 evaluated) and SyncFolderItems, with extended properties stored and the MAPI properties
-clients read computed. What it does not emulate is listed in the README.
+clients read computed; and notifications: Subscribe (pull, streaming), GetEvents,
+GetStreamingEvents (a chunked response kept open), Unsubscribe, with Exchange's limits and
+server affinity (`subscriptions.py`). What it does not emulate is listed in the README.
 Reference: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/ews-operations-in-exchange
 
     from emulators.ews import start_server
