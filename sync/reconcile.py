@@ -59,6 +59,12 @@ log = logging.getLogger("calsync.reconcile")
 RETRIES = 3
 
 
+class StillChanging(CalsyncError):
+    """A pair kept changing on both sides while it was merged: the next run tries again."""
+
+    retryable = True
+
+
 @dataclass(slots=True)
 class RunContext:
     """What one run carries: where its writes are recorded (None: not recorded, as in a
@@ -252,7 +258,7 @@ class Reconciler:
                     sorted(result.to_google),
                 )
             return pair
-        raise CalsyncError(f"{short(ews_item_id)} kept changing on both sides; will try again")
+        raise StillChanging(f"{short(ews_item_id)} kept changing on both sides; will try again")
 
     # --- deletions ---------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def facts(store: Store, mailboxes: list[str], name: str) -> list[dict[str, Any]]
         entries = [
             e
             for e in (*store.pending(mailbox), *store.quarantined(mailbox))
-            if e.ews_item_id == ews_id
+            if e.ews_item_id in (ews_id, google_id)  # the job keys an unmapped event by its id
         ]
         conflicts = [
             c

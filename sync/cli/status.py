@@ -142,7 +142,9 @@ def status(args: Any) -> int:
         print()
         print_table(
             "quarantined (retry by fixing the cause; `calsync explain ITEM` for more)",
-            ["mailbox", "entry", "operation", "Exchange item", "attempts", "last error"],
+            # the job's own entries (exchange-change, google-change: a change one side
+            # refused) are keyed by the Exchange item, or the Google event it has no item for
+            ["mailbox", "entry", "operation", "item or event", "attempts", "last error"],
             [
                 [m, q["id"], q["op"], q["ews_item_id"], q["attempts"], q["last_error"]]
                 for m, q in quarantined

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,10 @@ def _admin(url: str, method: str, body: Any = None) -> Any:
 
 
 @pytest.fixture
-def calendars(tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer) -> Calendars:
-    return Calendars(tmp_path, ews, google)
+def calendars(tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer) -> Iterator[Calendars]:
+    calendars = Calendars(tmp_path, ews, google)
+    yield calendars
+    calendars.store.close()
 
 
 @pytest.mark.parametrize("kind", ["429", "500", "503"])
@@ -143,3 +146,4 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_again(
     assert tag["calsync_ews_item_id"] == item.id
     assert calendars.store.mapped(ALICE, item.id) is not None
     assert calendars.run().applied == 0
+    calendars.store.close()
