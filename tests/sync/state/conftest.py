@@ -7,15 +7,15 @@ keeps (to show no event text is stored in plain sight).
 - SQLite: a file in the test's temporary directory.
 - PostgreSQL: a real server (pg_server.py), started once for the session on a free port of
   127.0.0.1 and stopped after; each test gets a database of its own, copied from a template
-  holding the migrated schema. Without PostgreSQL installed its tests skip with one line,
-  and fail under CI=true (scripts/test installs it as root)."""
+  holding the migrated schema. Without PostgreSQL installed its tests are left out with one
+  line, and fail under CI=true (scripts/test installs it as root)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from cryptography.fernet import Fernet
@@ -77,14 +77,42 @@ class PostgresBacking:
             state.close()
 
 
+NOT_INSTALLED = "PostgreSQL is not installed (as root: apt-get install postgresql)"
+
+
+def needs_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_postgres = callspec is not None and callspec.params.get("state_impl") == "postgres"
+    return on_postgres or "postgres_server" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without PostgreSQL, outside CI, its tests are left out, said in one line at the end
+    (under CI=true they run, and fail: scripts/test installs it)."""
+    if find_bindir() is not None or os.environ.get("CI"):
+        return
+    left_out = [item for item in items if needs_postgres(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not needs_postgres(item)]
+        config.stash[_LEFT_OUT] = len(left_out)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if config.stash.get(_LEFT_OUT, 0):
+        terminalreporter.write_line(
+            f"{NOT_INSTALLED}: {config.stash[_LEFT_OUT]} state tests on it left out"
+        )
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
-        message = "PostgreSQL is not installed (as root: apt-get install postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(NOT_INSTALLED)
     server = PostgresServer(bindir)
     try:
         server.start()
