@@ -8,7 +8,8 @@ node at a time (an advisory lock). Every statement is here.
 
 - **Connections**: a psycopg 3 pool. A call outside a unit borrows a connection in
   autocommit for one statement: one round trip. `unit()` binds a connection to the thread
-  for a real transaction (BEGIN ... COMMIT; a unit inside it is a savepoint).
+  for a real transaction (a unit inside it is a savepoint); its BEGIN goes with its first
+  statement, so a unit costs one round trip per statement and its COMMIT.
 - **Units are one writer at a time per user**: a unit's first call naming a mailbox takes a
   transaction-scoped advisory lock on that mailbox (sent in one round trip with the call),
   so two units of one user run one after the other, as SQLite's BEGIN IMMEDIATE makes every
