@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ews_parser.errors import CalsyncError
 from mapping.errors import MappingError
-from sync.backends.base import ExchangeConflict, GoogleError, differs
+from sync.backends.base import BackendError, ExchangeConflict, GoogleError, differs
 from sync.core.decide import deletion_wins
 from sync.core.events import ONE_WAY_FIELDS, google_body, managed, short
 from sync.core.series import (
@@ -61,6 +61,13 @@ log = logging.getLogger("calsync.series")
 RETRIES: Final = 3
 #: to_ews keys that belong to the series, never to one occurrence.
 _SERIES_ONLY: Final = frozenset({"recurrence", "uid", "is_cancelled"})
+
+
+class KeptChanging(CalsyncError):
+    """An occurrence kept changing on both sides while it was merged: the next run tries
+    again."""
+
+    retryable = True
 
 
 class _NoSuchOccurrence:
@@ -157,10 +164,21 @@ class SeriesExceptions:
             except MappingError as exc:
                 log.info("%s: instance %s skipped: %s", user.mailbox, instance.get("id"), exc)
         written = 0
+        refused: BackendError | None = None
         for start in sorted({*modified, *deleted, *named}, key=lambda s: s.isoformat()):
-            written += self._occurrence(series, start)
+            try:
+                written += self._occurrence(series, start)
+            except BackendError as exc:
+                if exc.retryable:
+                    raise
+                # refused as it is (an occurrence moved past its neighbour, say): the
+                # others still go; the caller learns of it once they have
+                refused = refused or exc
+                self._log(series, "occurrence refused", start, exc)
         if series.written:
             self._journal_master(series)
+        if refused is not None:
+            raise refused
         return written
 
     def _journal_master(self, series: _Series) -> None:
@@ -194,7 +212,7 @@ class SeriesExceptions:
             except GoogleError as exc:
                 if exc.status != 412:
                     raise
-        raise CalsyncError(
+        raise KeptChanging(
             f"an occurrence of {short(series.master_item_id)} ({start.isoformat()}) kept "
             "changing on both sides; will try again"
         )

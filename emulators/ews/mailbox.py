@@ -71,6 +71,8 @@ MESSAGES: Final = {
     "ErrorCalendarOccurrenceIsDeletedFromRecurrence": "Occurrence with this index was"
     " previously deleted from the recurrence.",
     "ErrorCalendarEndDateIsEarlierThanStartDate": "EndDate is earlier than StartDate",
+    "ErrorOccurrenceCrossingBoundary": "Modified occurrence is crossing or overlapping"
+    " adjacent occurrence.",
     "ErrorInvalidSyncStateData": "Synchronization state data is corrupt or otherwise invalid.",
     "ErrorAccessDenied": "Access is denied. Check credentials and try again.",
     "ErrorInvalidPropertySet": "Set action is invalid for property.",
@@ -692,6 +694,7 @@ class Mailbox:
                             f"{name} cannot be set on an occurrence.")
         _apply(base, updates)
         normalise(base)
+        self._check_neighbours(item, target.index, base)
         original = base.original_start
         before = _free_busy(item)
         self._touch(item)  # the master's ModifiedOccurrences changed too
@@ -705,6 +708,25 @@ class Mailbox:
         # An occurrence is part of its master's item: the event names the master.
         self._emit("Modified", item, free_busy=_free_busy(item) != before)
         return target
+
+    def _check_neighbours(self, item: StoredItem, index: int, occurrence: Any) -> None:
+        """A modified occurrence may neither cross nor overlap the occurrences beside it
+        as they now are (deleted ones skipped): ErrorOccurrenceCrossingBoundary."""
+        model = item.model
+        before = after = None
+        for i, _ in rec.occurrences(model.recurrence, model.start, _zone(model)):
+            if i in item.deleted or i == index:
+                continue
+            if i > index:
+                after = i
+                break
+            before = i
+        previous = self._occurrence_view(item, before) if before is not None else None
+        following = self._occurrence_view(item, after) if after is not None else None
+        if (previous is not None and occurrence.start < previous.end) or (
+            following is not None and occurrence.end > following.start
+        ):
+            raise error("ErrorOccurrenceCrossingBoundary")
 
     def import_occurrences(
         self, item: StoredItem,

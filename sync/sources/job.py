@@ -24,7 +24,8 @@ a run without errors turns the user's current error into a past one.
 
 A series' exceptions ride with it: once a feed's masters are settled, the reconciler
 brings the exceptions of each series whose master Exchange reported changed, or whose
-instances Google reported changed, into agreement (sync/series.py).
+instances Google reported changed, into agreement (sync/series.py). A dry run plans the
+masters only: what an occurrence needs is known once both sides are read.
 """
 
 from __future__ import annotations
@@ -38,13 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ews_parser.errors import CalsyncError
-from sync.backends.base import (
-    ExchangeError,
-    GoogleError,
-    ItemChange,
-    VersionConflict,
-    google_event_of,
-)
+from sync.backends.base import ExchangeError, GoogleError, ItemChange, google_event_of
 from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
@@ -105,11 +100,6 @@ class Report:
     stopped: str | None = None
     #: a retryable error met in the Exchange feed: its SyncState is not advanced
     retry_exchange_feed: bool = False
-    #: ... in the Google feed: its sync token is not stored
-    retry_google_feed: bool = False
-    #: changes that cannot be applied as they are, quarantined by this run (their
-    #: errors are in `errors` too)
-    quarantined: list[str] = field(default_factory=list)
 
     @property
     def created_in_exchange(self) -> list[str]:
@@ -118,11 +108,10 @@ class Report:
 
     def summary(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else "ok"
-        held = f", {len(self.quarantined)} quarantined" if self.quarantined else ""
         return (
             f"{self.mailbox}: {len(self.actions)} planned, {self.applied} applied, "
             f"{self.echoes} echoes ignored, {self.conflicts} conflicts, "
-            f"{len(self.errors)} errors{held} ({state})"
+            f"{len(self.errors)} errors ({state})"
         )
 
 
@@ -272,10 +261,8 @@ class SyncJob:
             mapped = {
                 e.ews_item_id for e in entries if self.store.is_mapped(user.mailbox, e.ews_item_id)
             }
-            # a Google change refused before its event had an item is keyed by the event
-            events = {e.ews_item_id for e in entries if e.op == GOOGLE_CHANGE} - mapped
             unmapped_changes = sorted(
-                {e.ews_item_id for e in entries if e.op != "delete"} - mapped - events
+                {e.ews_item_id for e in entries if e.op != "delete" and e.ews_item_id not in mapped}
             )
             gone = exchange.missing(unmapped_changes) if unmapped_changes else set()
             for entry in entries:
@@ -284,11 +271,6 @@ class SyncJob:
                     healed = carried(
                         entry, reconciled_at=self.store.reconciled_at(user.mailbox, item_id)
                     )
-                elif item_id in events:
-                    # created since (the pair exists), or the event is gone
-                    healed = self.store.mapped_by_google(
-                        user.mailbox, item_id
-                    ) is not None or not _live(google.get(item_id))
                 elif entry.op == "delete" or item_id in gone:
                     # nothing on either side, if Google has no live event for the item
                     healed = not _live(google.get(event_id_for(item_id)))
@@ -441,10 +423,12 @@ class SyncJob:
                         )
                     report.applied += 1
                 except (GoogleError, CalsyncError) as exc:
-                    self._failed(user, report, EXCHANGE_CHANGE, action.kind, change, exc)
+                    report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
+                    if getattr(exc, "retryable", False):
+                        report.retry_exchange_feed = True
                 advance(1)
         for action, change in planned:
-            if action.kind != "delete-google" and _has_exceptions(change.item):
+            if action.kind != "delete-google" and _is_series(change.item):
                 self._exceptions(user, google, exchange, change.item_id, report, change)
         if report.retry_exchange_feed:
             # the feed moves on only once what it carried is done: a change that failed
@@ -528,13 +512,11 @@ class SyncJob:
                     )
                     report.applied += 1
                 except (GoogleError, CalsyncError) as exc:
-                    self._failed(user, report, GOOGLE_CHANGE, action.kind, (action, event), exc)
+                    report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
                 advance(1)
         self._google_exceptions(user, google, exchange, events, report)
         next_token = pages[-1].get("nextSyncToken") if pages else None
-        # a change that cannot be applied is quarantined and never holds the others back;
-        # one that failed for a while (an outage, a rate limit) comes again next run
-        if next_token and not report.retry_google_feed:
+        if next_token and not report.errors:
             self.store.save_sync_state(
                 user.mailbox, google_sync_token=next_token, last_google_sync=self.clock()
             )
@@ -667,7 +649,7 @@ class SyncJob:
             try:
                 body = tagged(google_body(change.item), user.mailbox, change.item_id)
             except CalsyncError as exc:
-                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, exc)
+                report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
                 continue
             ready.append((change, body, event_id_for(change.item_id)))
         answers = google.insert_many(
@@ -680,7 +662,8 @@ class SyncJob:
         ):
             result = current.get(index, answer)
             if isinstance(result, GoogleError):
-                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, result)
+                report.errors.append(f"create-google {_short(change.item_id)}: {result}")
+                report.retry_exchange_feed |= result.retryable
                 continue
             try:
                 if index in current:  # the id was taken: the one 409 rule
@@ -692,7 +675,8 @@ class SyncJob:
                         user, change.item_id, change.change_key, body, event_id, result, report.run
                     )
             except (GoogleError, CalsyncError) as exc:
-                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, exc)
+                report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
+                report.retry_exchange_feed |= bool(getattr(exc, "retryable", False))
                 continue
             report.applied += 1
 
@@ -735,62 +719,16 @@ class SyncJob:
         instances: Sequence[dict[str, Any]] = (),
     ) -> None:
         """The reconciler's agreement on one series' exceptions; a failure is the change's,
-        as any other (retried, or quarantined with its reason)."""
-        op = EXCHANGE_CHANGE if isinstance(change, ItemChange) else GOOGLE_CHANGE
+        as any other (retried)."""
         try:
             if self.reconciler.reconcile_exceptions(
                 user, google, exchange, item_id, report.run, instances
             ):
                 report.applied += 1
         except (GoogleError, CalsyncError) as exc:
-            self._failed(user, report, op, "exceptions", change, exc)
-
-    # --- changes that fail -------------------------------------------------------------------
-
-    def _failed(
-        self,
-        user: UserConfig,
-        report: Report,
-        op: str,
-        kind: str,
-        change: ItemChange | tuple[Action, dict[str, Any]],
-        exc: GoogleError | CalsyncError,
-    ) -> None:
-        """One change of a feed failed. One that may apply later as it is (an outage, a
-        rate limit, a version conflict) keeps the feed where it was: the next run meets
-        it again. One refused as it is (Google's 400, an Exchange ResponseCode, a value
-        the mapping cannot carry) is quarantined with its reason and the feed moves on: it
-        is tried again when it changes again (or a full listing brings it back)."""
-        if isinstance(change, ItemChange):
-            key, version, label = change.item_id, change.change_key, _short(change.item_id)
-        else:
-            action, event = change
-            key = action.ews_item_id or str(event.get("id"))
-            version, label = event.get("etag"), str(event.get("id"))
-        report.errors.append(f"{kind} {label}: {exc}")
-        if retryable(exc):
-            if op == EXCHANGE_CHANGE:
+            report.errors.append(f"exceptions {_short(item_id)}: {exc}")
+            if isinstance(change, ItemChange) and getattr(exc, "retryable", False):
                 report.retry_exchange_feed = True
-            else:
-                report.retry_google_feed = True
-            return
-        self._quarantine(user, op, key, version, f"{kind}: {exc}")
-        report.quarantined.append(f"{kind} {label}")
-
-    def _quarantine(
-        self, user: UserConfig, op: str, key: str, version: str | None, reason: str
-    ) -> None:
-        """Record a change that cannot be applied in the outbox's quarantine (`calsync
-        status`, `calsync explain`), keyed by its Exchange item id (an event with no item
-        yet: its Google event id), replacing the key's earlier entry of the same feed."""
-        now = self.clock()
-        with self.store.transaction():
-            for entry in self.store.quarantined(user.mailbox):
-                if entry.ews_item_id == key and entry.op == op:
-                    self.store.heal(entry.id)
-            entry_id = self.store.enqueue(user.mailbox, key, op, now=now, change_key=version)
-            self.store.retry_later(entry_id, error=reason[:500], at=now, quarantine=True)
-        log.warning("%s: %s %s quarantined: %s", user.mailbox, op, _short(key), reason)
 
     def _delete_google(
         self, user: UserConfig, google: Any, exchange: Any, action: Action, report: Report
@@ -825,19 +763,6 @@ class SyncJob:
         return self.store.mapped_count(mailbox)
 
 
-#: Outbox operations of the changes the job quarantines: an Exchange change Google refused,
-#: a Google change Exchange refused (sync/cli/status.py shows them beside the worker's).
-EXCHANGE_CHANGE = "exchange-change"
-GOOGLE_CHANGE = "google-change"
-
-
-def retryable(exc: BaseException) -> bool:
-    """Whether a failed change may apply later as it is: a failure of the transport (an
-    outage, a rate limit, throttling), a version conflict (read again and decide again),
-    a pair that kept changing."""
-    return bool(getattr(exc, "retryable", False)) or isinstance(exc, VersionConflict)
-
-
 def gone_pairs(mailbox: str, pairs: dict[str, str], gone: set[str]) -> list[Action]:
     """`delete-google` for each pair (Exchange item id -> Google event id) whose item
     Exchange reported gone."""
@@ -856,10 +781,12 @@ def carried(entry: OutboxEntry, *, reconciled_at: float | None) -> bool:
     return entry.op != "delete" and reconciled_at is not None and reconciled_at >= entry.created_at
 
 
-def _has_exceptions(item: Any) -> bool:
-    """Whether an item the Exchange feed reported is a series with exceptions."""
-    return getattr(item, "type", None) == "RecurringMaster" and bool(
-        getattr(item, "modified_occurrences", None) or getattr(item, "deleted_occurrences", None)
+def _is_series(item: Any) -> bool:
+    """Whether an item the Exchange feed reported is a series master (whatever the feed's
+    shape says of its exceptions: the reconciler reads them with the master)."""
+    return (
+        getattr(item, "type", None) == "RecurringMaster"
+        or getattr(item, "recurrence", None) is not None
     )
 
 

@@ -265,3 +265,24 @@ def test_an_instance_cancelled_in_google_and_edited_in_exchange_follows_the_dele
             utc(2026, 3, 16, 8),
         ]
     series.quiet()
+
+
+def test_an_occurrence_exchange_refuses_does_not_hold_back_the_others(series: Series) -> None:
+    """Google lets an instance move past its neighbour; Exchange refuses that
+    (ErrorOccurrenceCrossingBoundary): the refusal is reported, the series' other
+    exceptions still go, and neither side loses what it has."""
+    series.patch_instance(
+        SECOND,
+        {
+            "start": {"dateTime": "2026-03-17T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": "2026-03-17T09:30:00+01:00", "timeZone": "Europe/Berlin"},
+        },
+    )
+    series.cancel_instance(FOURTH)
+    (report,) = series.job.run([series.config.user_named(ALICE)])  # type: ignore[list-item]
+    assert any("ErrorOccurrenceCrossingBoundary" in e for e in report.errors), report.errors
+    master = series.master()
+    assert master.modified_occurrences is None  # the move was not made
+    assert [d.start for d in master.deleted_occurrences] == [utc(2026, 3, 23, 8)]
+    assert series.occurrence(2).start == utc(2026, 3, 9, 8)
+    assert series.instance(SECOND)["start"]["dateTime"] == "2026-03-17T09:00:00+01:00"
