@@ -89,6 +89,12 @@ class Mirror:
             while len(self._hot) > HOT_LIMIT:
                 self._hot.popitem(last=False)
 
+    def forget(self, entry_ids: list[int]) -> None:
+        """Drop what was noted for entries that were never recorded (their ids are free)."""
+        with self._hot_lock:
+            for entry_id in entry_ids:
+                self._hot.pop(entry_id, None)
+
     def wake(self) -> None:
         if self._wake is None or self._loop is None:
             return

@@ -263,21 +263,30 @@ class Observer:
         if not (decision.folders or calendar_items or intents):
             return []
         # one transaction per exchange, of prepared statements (sync/state/sqlite.py)
-        with self.store.unit() as uow:
-            uow.learned.learn_folders(user.mailbox, decision.folders)
-            # only calendar items are remembered: anything unknown is not one
-            uow.learned.learn_items(user.mailbox, calendar_items, decision.masters)
-            ids = uow.outbox.enqueue_many(
-                [(user.mailbox, i.item_id, i.op, i.change_key) for i in intents], now=self.clock()
-            )
+        ids: list[int] = []
+        try:
+            with self.store.unit() as uow:
+                uow.learned.learn_folders(user.mailbox, decision.folders)
+                # only calendar items are remembered: anything unknown is not one
+                uow.learned.learn_items(user.mailbox, calendar_items, decision.masters)
+                ids = uow.outbox.enqueue_many(
+                    [(user.mailbox, i.item_id, i.op, i.change_key) for i in intents],
+                    now=self.clock(),
+                )
+                # noted before the commit: a draining worker may take an entry the moment
+                # it is committed, and without its request it reads the item from Exchange
+                for intent, entry_id in zip(intents, ids, strict=True):
+                    self.mirror.note(
+                        entry_id,
+                        RequestHint(request_body, intent.index, request.time_zone_context),
+                    )
+        except BaseException:
+            self.mirror.forget(ids)  # never recorded: their ids go to the next entries
+            raise
         knowledge.learned_folders(decision.folders)
-        for intent, entry_id in zip(intents, ids, strict=True):
+        for intent in intents:
             log.info(
                 "%s %s %s recorded (%s)", user.mailbox, request.operation, intent.op, intent.reason
-            )
-            self.mirror.note(
-                entry_id,
-                RequestHint(request_body, intent.index, request.time_zone_context),
             )
         if ids:
             self.mirror.wake()
