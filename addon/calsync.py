@@ -29,6 +29,7 @@ from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
 from sync.sources.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
 from sync.sources.push import RENEW_CHECK_S, PushService, UserRuns
+from sync.sources.warmup import warm_up
 from sync.store import Store, StoreError
 
 log = logging.getLogger("calsync")
@@ -174,7 +175,10 @@ class CalSync:
         if self.mirror is not None and self._task is None:
             workers = ctx.options.calsync_worker_processes
             if workers > 0 and self.mirror.pool is None:
+                # spawned now, each process warms up: its first change is as fast as the rest
                 self.mirror.use_processes(ctx.options.calsync_config, workers)
+            elif workers == 0:  # the worker's threads use this process's clients
+                warm_up(self.mirror.config, self.mirror.clients)
             self._task = loop.create_task(self.mirror.run())
         interval = ctx.options.calsync_sync_interval
         if self.job is not None and self._sync_task is None and interval > 0:

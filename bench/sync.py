@@ -78,7 +78,7 @@ def google_label(request: Any, in_batch: bool = False) -> str | None:
     return "batch" if request.path.startswith("/batch") else f"{request.method} {request.path}"
 
 
-def ews_label(user: str, envelope: Any, body: bytes) -> str:
+def ews_label(user: str, envelope: Any, *rest: Any, **options: Any) -> str:
     return str(envelope.operation)
 
 
@@ -127,6 +127,9 @@ class Setup:
         self.user = self.config.users[0]
         self.store = Store(self.config.store_path)
         self.job = SyncJob(self.config, self.store)
+        # made before any item is seeded: making them registers calsync's extended
+        # properties on exchangelib's models, which every item then carries
+        self.job.clients(self.user)
 
     def stop(self) -> None:
         self.store.close()
@@ -287,7 +290,6 @@ def initial(size: int) -> dict[str, Any]:
         setup = Setup(Path(tmp))
         try:
             setup.seed_exchange(size)
-            setup.job.clients(setup.user)
             report, elapsed = setup.run()
             assert not report.errors, report.errors[:3]
             google_events = sum(

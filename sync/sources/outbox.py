@@ -176,6 +176,11 @@ class Mirror:
             initializer=_init_worker,
             initargs=(config_path,),
         )
+        # The pool spawns a process when a call finds none idle: one call each starts them
+        # all now, so each has imported its libraries and warmed its clients up
+        # (_init_worker) before the first change is due. Nothing waits for these calls.
+        for _ in range(workers):
+            self._pool.submit(os.getpid)
 
     @property
     def pool(self) -> ProcessPoolExecutor | None:
@@ -332,6 +337,7 @@ def _init_worker(config_path: str) -> None:
     import signal
 
     from sync.config import load_config
+    from sync.sources.warmup import warm_up
 
     # Ctrl-C goes to the whole process group: the proxy decides when workers stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -343,6 +349,7 @@ def _init_worker(config_path: str) -> None:
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     config = load_config(config_path)
     _worker = Mirror(config, Store(config.store_path))
+    warm_up(config, _worker.clients)
 
 
 def _exit_with_parent(parent: int) -> None:
