@@ -2,9 +2,10 @@
 
 `PostgresServer.start()` runs Debian's `initdb` and `pg_ctl` (package `postgresql`, in
 /usr/lib/postgresql/<version>/bin) on a fresh directory in memory (/dev/shm, else the
-system's temporary directory), listening on a free port of 127.0.0.1 only; `stop()` stops it and removes the
-directory. initdb refuses to run as root: as root the server runs as the `postgres` system
-user the Debian package creates (through `runuser`). Durability is off (fsync,
+system's temporary directory), listening on a free port of 127.0.0.1 only; `stop()` stops
+it and removes the directory (and when the test process is killed first, a watchdog process
+does). initdb refuses to run as root: as root the server runs as the `postgres` system user
+the Debian package creates (through `runuser`). Durability is off (fsync,
 synchronous_commit, full_page_writes): a test database is thrown away, and a crash of the
 machine is not what these tests are about.
 
@@ -17,6 +18,7 @@ import itertools
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -81,6 +83,7 @@ class PostgresServer:
         self.directory = Path(tempfile.mkdtemp(prefix="calsync-pg-", dir=_scratch()))
         if self._as:
             os.chown(self.directory, account.pw_uid, account.pw_gid)
+        self._watch()
         self._run(
             "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
             "--locale=C", "--no-sync", "--no-instructions",
@@ -100,6 +103,29 @@ class PostgresServer:
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.directory / "server.log"),
             "-o", options, "-w", "-t", "60", "start",
+        )
+
+    def _watch(self) -> None:
+        """A process of its own that stops the server and removes its directory once this
+        process is gone without `stop()` (killed, or a timeout's SIGTERM skips fixtures'
+        teardown): no server is left running behind a test run."""
+        assert self.directory is not None
+        stop = " ".join(
+            shlex.quote(a)
+            for a in [*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data),
+                      "-m", "immediate", "stop"]
+        )
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done;"
+            f" if [ -d {shlex.quote(str(self.directory))} ]; then {stop} || true;"
+            f" rm -rf {shlex.quote(str(self.directory))}; fi"
+        )
+        subprocess.Popen(
+            ["/bin/sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def stop(self) -> None:
