@@ -154,6 +154,7 @@ class ExchangeMailbox:
             Credentials,
             Version,
         )
+        from exchangelib.protocol import FailFast
         from exchangelib.version import EXCHANGE_2016
 
         _install_adapter(config.exchange_ews_url, config.exchange_ca_file)
@@ -171,6 +172,9 @@ class ExchangeMailbox:
             credentials=Credentials(username, password),
             auth_type=NTLM if config.exchange_auth == "ntlm" else BASIC,
             version=Version(build=EXCHANGE_2016),
+            # never sleep inside a call: ErrorServerBusy comes out at once with its
+            # BackOffMilliseconds, and the job schedules the user's next run by it
+            retry_policy=FailFast(),
         )
         self.user = user
         self.account = Account(
@@ -179,6 +183,10 @@ class ExchangeMailbox:
             autodiscover=False,
             access_type=access_type,
         )
+        # exchangelib gives an ErrorServerBusy without BackOffMilliseconds (or with 0) its
+        # own RETRY_WAIT (10 s) before raising it: 0 keeps "Exchange asked for nothing"
+        # apart from a back-off Exchange asked for
+        self.account.protocol.RETRY_WAIT = 0
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@
   up to `BATCH_SIZE` calls (https://developers.google.com/workspace/calendar/api/guides/batch):
   each call keeps its own answer; calls refused for rate limits (429, 403
   rateLimitExceeded), 5xx, or lost with their envelope are sent again, with backoff, in a
-  later batch; every other error is that call's alone.
+  later batch, unless Google sent Retry-After (then they come back as their errors, and
+  the job schedules the user's next run by it); every other error is that call's alone.
 
 googleapiclient is imported lazily: with exchangelib it would add ~0.5 s to mitmdump's
 start-up.
@@ -333,6 +334,7 @@ class GoogleCalendar:
         for attempt in range(self.retries + 1):
             again: list[int] = []
             wait = 0.0
+            asked = False  # Google sent Retry-After: the job schedules it, no sleep here
             for first in range(0, len(todo), self.batch_size):
                 chunk = todo[first : first + self.batch_size]
                 answered = self._one_batch([builders[i] for i in chunk])
@@ -341,9 +343,10 @@ class GoogleCalendar:
                     if isinstance(answer, GoogleError) and answer.retryable:
                         again.append(index)
                         wait = max(wait, answer.retry_after or 0.0)
+                        asked |= bool(answer.retry_after)
                 if progress is not None and attempt == 0:
                     progress(len(chunk))
-            if not again or attempt == self.retries:
+            if not again or attempt == self.retries or asked:
                 break
             log.info(
                 "%s: %d of %d batched calls to send again",

@@ -39,7 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ews_parser.errors import CalsyncError
-from sync.backends.base import ExchangeError, GoogleError, ItemChange, google_event_of
+from sync.backends.base import (
+    ExchangeError,
+    GoogleError,
+    ItemChange,
+    VersionConflict,
+    google_event_of,
+)
 from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
@@ -100,6 +106,13 @@ class Report:
     stopped: str | None = None
     #: a retryable error met in the Exchange feed: its SyncState is not advanced
     retry_exchange_feed: bool = False
+    #: ... in the Google feed: its sync token is not stored
+    retry_google_feed: bool = False
+    #: changes that cannot be applied as they are, quarantined by this run (their
+    #: errors are in `errors` too)
+    quarantined: list[str] = field(default_factory=list)
+    #: a server asked calsync to wait: the user's next run is not before then
+    backing_off_until: float | None = None
 
     @property
     def created_in_exchange(self) -> list[str]:
@@ -108,10 +121,14 @@ class Report:
 
     def summary(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else "ok"
+        if self.backing_off_until is not None:
+            until = dt.datetime.fromtimestamp(self.backing_off_until).strftime("%H:%M:%S")
+            state = f"backing off until {until}"
+        held = f", {len(self.quarantined)} quarantined" if self.quarantined else ""
         return (
             f"{self.mailbox}: {len(self.actions)} planned, {self.applied} applied, "
             f"{self.echoes} echoes ignored, {self.conflicts} conflicts, "
-            f"{len(self.errors)} errors ({state})"
+            f"{len(self.errors)} errors{held} ({state})"
         )
 
 
@@ -137,6 +154,8 @@ class SyncJob:
         self.reconciler = Reconciler(config, store, clock=clock)
         #: per user, when every mapped item was last confirmed in Exchange (`_verify_pairs`)
         self._verified_at: dict[str, float] = {}
+        #: per user, when a server lets calsync call again (`BackOff`)
+        self._not_before: dict[str, float] = {}
 
     def clients(self, user: UserConfig) -> tuple[Any, Any]:
         return self.client_cache.google(user), self.client_cache.exchange(user)
@@ -156,6 +175,14 @@ class SyncJob:
     def run_user(
         self, user: UserConfig, *, dry_run: bool = False, force_deletes: bool = False
     ) -> Report:
+        until = self._not_before.get(user.mailbox)
+        if until is not None and self.clock() < until:
+            # Exchange's BackOffMilliseconds or Google's Retry-After: this user waits, the
+            # others run (nothing sleeps inside a run)
+            waiting = Report(user.mailbox, run=RunContext(user.mailbox, None))
+            waiting.backing_off_until = until
+            log.info("%s: backing off for %.0f s more", user.mailbox, until - self.clock())
+            return waiting
         report = Report(user.mailbox, run=self.reconciler.begin(user.mailbox, recorded=not dry_run))
         completed = False
         try:
@@ -182,6 +209,8 @@ class SyncJob:
                         ours=set(report.created_in_exchange),
                     )
             completed = True
+        except BackOff as exc:  # a change met it: its error is in the report already
+            self._back_off(user, report, exc.seconds)
         except StateEmpty as exc:
             report.stopped = str(exc)
             log.warning("%s", exc)
@@ -190,6 +219,9 @@ class SyncJob:
             log.warning("%s: sync run failed: %s", user.mailbox, exc)
             if not dry_run:
                 self.store.record_error(user.mailbox, str(exc), now=self.clock())
+            wait = requested_wait(exc)
+            if wait is not None:
+                self._back_off(user, report, wait)
         finally:
             self.reconciler.finish(report.run)
             report.conflicts = report.run.conflicts
@@ -198,6 +230,13 @@ class SyncJob:
                 self.store.clear_error(user.mailbox, now=self.clock())
             self._heal_quarantine(user)
         return report
+
+    def _back_off(self, user: UserConfig, report: Report, seconds: float) -> None:
+        """Schedule the user's next run `seconds` from now, as the server asked."""
+        until = self.clock() + seconds
+        self._not_before[user.mailbox] = max(until, self._not_before.get(user.mailbox, 0.0))
+        report.backing_off_until = self._not_before[user.mailbox]
+        log.info("%s: asked to back off %g s: next run not before then", user.mailbox, seconds)
 
     # --- pairs whose Exchange item is gone ----------------------------------------------
 
@@ -224,8 +263,12 @@ class SyncJob:
         try:
             gone = exchange.missing(list(pairs))
         except ExchangeError as exc:
-            # "unknown", never "gone": nothing is deleted, the feeds still run, and the
-            # question is asked again next run
+            # "unknown", never "gone": nothing is deleted, the feeds still run (unless
+            # Exchange asked us to wait), and the question is asked again next run
+            wait = requested_wait(exc)
+            if wait is not None:
+                report.errors.append(f"verify: {exc}")
+                raise BackOff(wait, exc) from exc
             report.errors.append(f"verify: {exc}")
             log.warning("%s: mapped items not verified: %s", user.mailbox, exc)
             return
@@ -261,8 +304,10 @@ class SyncJob:
             mapped = {
                 e.ews_item_id for e in entries if self.store.is_mapped(user.mailbox, e.ews_item_id)
             }
+            # a Google change refused before its event had an item is keyed by the event
+            events = {e.ews_item_id for e in entries if e.op == GOOGLE_CHANGE} - mapped
             unmapped_changes = sorted(
-                {e.ews_item_id for e in entries if e.op != "delete" and e.ews_item_id not in mapped}
+                {e.ews_item_id for e in entries if e.op != "delete"} - mapped - events
             )
             gone = exchange.missing(unmapped_changes) if unmapped_changes else set()
             for entry in entries:
@@ -271,6 +316,11 @@ class SyncJob:
                     healed = carried(
                         entry, reconciled_at=self.store.reconciled_at(user.mailbox, item_id)
                     )
+                elif item_id in events:
+                    # created since (the pair exists), or the event is gone
+                    healed = self.store.mapped_by_google(
+                        user.mailbox, item_id
+                    ) is not None or not _live(google.get(item_id))
                 elif entry.op == "delete" or item_id in gone:
                     # nothing on either side, if Google has no live event for the item
                     healed = not _live(google.get(event_id_for(item_id)))
@@ -423,9 +473,7 @@ class SyncJob:
                         )
                     report.applied += 1
                 except (GoogleError, CalsyncError) as exc:
-                    report.errors.append(f"{action.kind} {_short(change.item_id)}: {exc}")
-                    if getattr(exc, "retryable", False):
-                        report.retry_exchange_feed = True
+                    self._failed(user, report, EXCHANGE_CHANGE, action.kind, change, exc)
                 advance(1)
         for action, change in planned:
             if action.kind != "delete-google" and _is_series(change.item):
@@ -512,11 +560,13 @@ class SyncJob:
                     )
                     report.applied += 1
                 except (GoogleError, CalsyncError) as exc:
-                    report.errors.append(f"{action.kind} {action.google_event_id}: {exc}")
+                    self._failed(user, report, GOOGLE_CHANGE, action.kind, (action, event), exc)
                 advance(1)
         self._google_exceptions(user, google, exchange, events, report)
         next_token = pages[-1].get("nextSyncToken") if pages else None
-        if next_token and not report.errors:
+        # a change that cannot be applied is quarantined and never holds the others back;
+        # one that failed for a while (an outage, a rate limit) comes again next run
+        if next_token and not report.retry_google_feed:
             self.store.save_sync_state(
                 user.mailbox, google_sync_token=next_token, last_google_sync=self.clock()
             )
@@ -649,7 +699,7 @@ class SyncJob:
             try:
                 body = tagged(google_body(change.item), user.mailbox, change.item_id)
             except CalsyncError as exc:
-                report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
+                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, exc)
                 continue
             ready.append((change, body, event_id_for(change.item_id)))
         answers = google.insert_many(
@@ -662,8 +712,7 @@ class SyncJob:
         ):
             result = current.get(index, answer)
             if isinstance(result, GoogleError):
-                report.errors.append(f"create-google {_short(change.item_id)}: {result}")
-                report.retry_exchange_feed |= result.retryable
+                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, result)
                 continue
             try:
                 if index in current:  # the id was taken: the one 409 rule
@@ -675,8 +724,7 @@ class SyncJob:
                         user, change.item_id, change.change_key, body, event_id, result, report.run
                     )
             except (GoogleError, CalsyncError) as exc:
-                report.errors.append(f"create-google {_short(change.item_id)}: {exc}")
-                report.retry_exchange_feed |= bool(getattr(exc, "retryable", False))
+                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, exc)
                 continue
             report.applied += 1
 
@@ -719,16 +767,65 @@ class SyncJob:
         instances: Sequence[dict[str, Any]] = (),
     ) -> None:
         """The reconciler's agreement on one series' exceptions; a failure is the change's,
-        as any other (retried)."""
+        as any other (retried, or quarantined with its reason)."""
+        op = EXCHANGE_CHANGE if isinstance(change, ItemChange) else GOOGLE_CHANGE
         try:
             if self.reconciler.reconcile_exceptions(
                 user, google, exchange, item_id, report.run, instances
             ):
                 report.applied += 1
         except (GoogleError, CalsyncError) as exc:
-            report.errors.append(f"exceptions {_short(item_id)}: {exc}")
-            if isinstance(change, ItemChange) and getattr(exc, "retryable", False):
+            self._failed(user, report, op, "exceptions", change, exc)
+
+    # --- changes that fail -------------------------------------------------------------------
+
+    def _failed(
+        self,
+        user: UserConfig,
+        report: Report,
+        op: str,
+        kind: str,
+        change: ItemChange | tuple[Action, dict[str, Any]],
+        exc: GoogleError | CalsyncError,
+    ) -> None:
+        """One change of a feed failed. One that may apply later as it is (an outage, a
+        rate limit, a version conflict) keeps the feed where it was: the next run meets
+        it again. One refused as it is (Google's 400, an Exchange ResponseCode, a value
+        the mapping cannot carry) is quarantined with its reason and the feed moves on: it
+        is tried again when it changes again (or a full listing brings it back)."""
+        if isinstance(change, ItemChange):
+            key, version, label = change.item_id, change.change_key, _short(change.item_id)
+        else:
+            action, event = change
+            key = action.ews_item_id or str(event.get("id"))
+            version, label = event.get("etag"), str(event.get("id"))
+        report.errors.append(f"{kind} {label}: {exc}")
+        if retryable(exc):
+            if op == EXCHANGE_CHANGE:
                 report.retry_exchange_feed = True
+            else:
+                report.retry_google_feed = True
+            wait = requested_wait(exc)
+            if wait is not None:  # the user's run stops here: no call until then
+                raise BackOff(wait, exc) from exc
+            return
+        self._quarantine(user, op, key, version, f"{kind}: {exc}")
+        report.quarantined.append(f"{kind} {label}")
+
+    def _quarantine(
+        self, user: UserConfig, op: str, key: str, version: str | None, reason: str
+    ) -> None:
+        """Record a change that cannot be applied in the outbox's quarantine (`calsync
+        status`, `calsync explain`), keyed by its Exchange item id (an event with no item
+        yet: its Google event id), replacing the key's earlier entry of the same feed."""
+        now = self.clock()
+        with self.store.transaction():
+            for entry in self.store.quarantined(user.mailbox):
+                if entry.ews_item_id == key and entry.op == op:
+                    self.store.heal(entry.id)
+            entry_id = self.store.enqueue(user.mailbox, key, op, now=now, change_key=version)
+            self.store.retry_later(entry_id, error=reason[:500], at=now, quarantine=True)
+        log.warning("%s: %s %s quarantined: %s", user.mailbox, op, _short(key), reason)
 
     def _delete_google(
         self, user: UserConfig, google: Any, exchange: Any, action: Action, report: Report
@@ -761,6 +858,37 @@ class SyncJob:
     def _mapped_count(self, mailbox: str) -> int:
         # a COUNT, not mapped_items(): that unseals every snapshot in the map
         return self.store.mapped_count(mailbox)
+
+
+#: Outbox operations of the changes the job quarantines: an Exchange change Google refused,
+#: a Google change Exchange refused (sync/cli/status.py shows them beside the worker's).
+EXCHANGE_CHANGE = "exchange-change"
+GOOGLE_CHANGE = "google-change"
+
+
+class BackOff(CalsyncError):
+    """A server asked calsync to wait before calling again for this user (Exchange's
+    ErrorServerBusy BackOffMilliseconds, Google's Retry-After on 429/503): the user's run
+    stops, its feeds stay where they were, and the job schedules the next run (other
+    users are not held up; nothing sleeps inside a run)."""
+
+    def __init__(self, seconds: float, cause: BaseException) -> None:
+        self.seconds = seconds
+        super().__init__(f"asked to back off {seconds:g} s: {cause}")
+
+
+def requested_wait(exc: BaseException) -> float | None:
+    """The seconds a server asked calsync to wait (ExchangeError.back_off, GoogleError's
+    Retry-After); None when it asked for nothing."""
+    wait = getattr(exc, "retry_after", None)
+    return float(wait) if isinstance(wait, int | float) and wait > 0 else None
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a failed change may apply later as it is: a failure of the transport (an
+    outage, a rate limit, throttling), a version conflict (read again and decide again),
+    a pair that kept changing."""
+    return bool(getattr(exc, "retryable", False)) or isinstance(exc, VersionConflict)
 
 
 def gone_pairs(mailbox: str, pairs: dict[str, str], gone: set[str]) -> list[Action]:
