@@ -471,11 +471,12 @@ class Reconciler:
         run: RunContext,
         current: dict[str, Any] | None = None,
     ) -> MappedItem | None:
-        """The 409 rule, one for every source: the event id is taken. A retried insert (done
-        before a crash) left this item's own event: map it with Google's version as the
-        base, then merge as any pair (Exchange's fields reach it; the tag is written if it
-        was missing). An id Google keeps for a deleted event is never brought back; an event
-        tagged as another item's is an error, never overwritten."""
+        """The 409 rule, one for every source, and the Google feed's adoption of an event
+        tagged as an item's that the map lost: a write made before a crash left this item's
+        own event, its record lost. Map it, then merge as any pair (the tag is written if it
+        was missing), against the version calsync wrote as far as it can be told
+        (`adoption_base`). An id Google keeps for a deleted event is never brought back; an
+        event tagged as another item's is an error, never overwritten."""
         from mapping.event import content_hash
 
         if current is None:
@@ -486,7 +487,10 @@ class Reconciler:
         private = (current.get("extendedProperties") or {}).get("private") or {}
         if private.get(EWS_ID_PROPERTY) not in (None, item_id):
             raise CalsyncError(f"Google event {event_id} exists but belongs to another item")
-        base = managed(current)
+        item = exchange.calendar_item(item_id)
+        base = adoption_base(
+            current, None if item is None else tagged(google_body(item), user.mailbox, item_id)
+        )
         self.store.save_mapping(
             MappedItem(
                 user.mailbox, item_id, event_id, None, current.get("etag"), content_hash(base), base
@@ -741,6 +745,28 @@ class Outcome:
 
 class Skip(CalsyncError):
     """Nothing to write: said why, and the change is done."""
+
+#: How much later than its `created` an event's `updated` shows a change made after the
+#: insert (Google stamps the two a few milliseconds apart at creation).
+CHANGED_SINCE_CREATED_S = 1.0
+
+
+def adoption_base(event: dict[str, Any], item_view: dict[str, Any] | None) -> dict[str, Any]:
+    """The base to merge a pair against when calsync adopts the event an earlier write
+    made and whose record was lost (it keeps no copy of what it wrote). Google's own
+    stamps tell whether the event changed since it was made: untouched (`updated` within
+    a second of `created`), it is as calsync wrote it, and its version is the base (what
+    Exchange changed since goes to it); changed since, by someone else than calsync (which
+    wrote nothing it recorded), the item's version is the base (the event was made from
+    it; the Google edit wins, as it would have with the record)."""
+    created, updated = _parse_time(event.get("created")), _parse_time(event.get("updated"))
+    edited = (
+        created is not None
+        and updated is not None
+        and (updated - created).total_seconds() > CHANGED_SINCE_CREATED_S
+    )
+    return item_view if edited and item_view is not None else managed(event)
+
 
 def _live(event: dict[str, Any] | None) -> bool:
     return event is not None and event.get("status") != "cancelled"

@@ -50,10 +50,10 @@ from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
 from sync.core.decide import Action, StateEmpty, check_safety
-from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, managed, tagged
+from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, tagged
 from sync.core.events import short as _short
 from sync.reconcile import Reconciler, RunContext
-from sync.store import MappedItem, OutboxEntry, Store
+from sync.store import OutboxEntry, Store
 
 log = logging.getLogger("calsync.job")
 
@@ -349,13 +349,17 @@ class SyncJob:
         force_deletes: bool,
         ours: set[str] | None = None,
     ) -> None:
-
         state = self.store.sync_state(user.mailbox).get("ews_sync_state")
         changes, new_state = exchange.changes(state)
-        if ours:
-            # created by this run and gone before the feed could show them: deleted
+        # created by this run and gone before the feed could show them: deleted; and a
+        # full read (no state: a first run, or one whose read was held back by an error)
+        # lists every item of the calendar, so a mapped item it does not list is gone
+        gone = set(ours or ())
+        if state is None:
+            gone |= set(self.store.mapped_ids(user.mailbox))
+        if gone:
             seen = {c.item_id for c in changes}
-            changes = changes + [ItemChange("delete", i, None) for i in ours if i not in seen]
+            changes = changes + [ItemChange("delete", i, None) for i in sorted(gone - seen)]
         planned: list[tuple[Action, ItemChange]] = []
         for change in changes:
             if change.kind != "delete" and self.store.is_echo(
@@ -648,8 +652,6 @@ class SyncJob:
         *,
         found: dict[str, str] | None = None,
     ) -> None:
-        from mapping.event import content_hash
-
         run = report.run
         if action.kind == "delete-exchange":
             assert action.ews_item_id is not None
@@ -663,20 +665,13 @@ class SyncJob:
             self.reconciler.create_exchange(user, google, exchange, event, run, found=found)
         elif action.kind == "forget":  # adopt: the map is rebuilt from Google's own tag
             assert action.ews_item_id is not None
-            if exchange.calendar_item(action.ews_item_id) is not None:
-                self.store.save_mapping(
-                    MappedItem(
-                        user.mailbox,
-                        action.ews_item_id,
-                        event["id"],
-                        None,
-                        event.get("etag"),
-                        content_hash(managed(event)),
-                        managed(event),
-                    ),
-                    now=self.clock(),
-                )
-                self.reconciler.reconcile_pair(user, google, exchange, action.ews_item_id, run)
+            if self.store.is_mapped(user.mailbox, action.ews_item_id):
+                return  # the item has its pair: this event is not it (left alone)
+            # both live: merged; the item gone (deleted after a run wrote its event and
+            # was killed before its record): the deletion rule, the event goes too
+            self.reconciler.adopt_taken(
+                user, google, exchange, action.ews_item_id, event["id"], run, current=event
+            )
         else:
             assert action.ews_item_id is not None
             self.reconciler.reconcile_pair(user, google, exchange, action.ews_item_id, run)
