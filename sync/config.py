@@ -13,6 +13,8 @@ relative to the file. An example with every key is in the README.
     [exchange]
     ews_url = "https://127.0.0.1:8443/EWS/Exchange.asmx"  # for write-backs and full reads
     ca_file = "ews-ca.pem"                                # optional: trust this CA for ews_url
+    streaming = true             # EWS streaming notifications: changes made without the proxy
+    streaming_timeout_min = 29   # each streaming connection is opened again after this (1-30)
     [[users]]
     mailbox = "alice@example.com"
     logins = ["CONTOSO\\\\alice"]                           # other names alice signs in with
@@ -117,6 +119,9 @@ class Config:
     exchange_auth: Literal["basic", "ntlm"] = "basic"
     exchange_impersonation_username: str | None = None
     exchange_impersonation_password_env: str | None = None
+    #: EWS streaming notifications (sync/sources/streaming.py) where an ews_url is set
+    exchange_streaming: bool = True
+    exchange_streaming_timeout_min: int = 29
     outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
     sync: SyncPolicy = field(default_factory=SyncPolicy)
     source: Path | None = None
@@ -163,7 +168,15 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     exchange = _table(data, "exchange")
     _only(
         exchange,
-        {"ews_url", "ca_file", "auth", "impersonation_username", "impersonation_password_env"},
+        {
+            "ews_url",
+            "ca_file",
+            "auth",
+            "impersonation_username",
+            "impersonation_password_env",
+            "streaming",
+            "streaming_timeout_min",
+        },
         "[exchange]",
     )
     outbox = _table(data, "outbox")
@@ -207,6 +220,12 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     auth = _str(exchange, "auth", "[exchange]") or "basic"
     if auth not in ("basic", "ntlm"):
         raise ConfigError(f"[exchange] auth must be 'basic' or 'ntlm', not {auth!r}")
+    streaming = exchange.get("streaming", True)
+    if not isinstance(streaming, bool):
+        raise ConfigError("[exchange] streaming must be true or false")
+    streaming_timeout = _int(exchange, "streaming_timeout_min", "[exchange]", default=29)
+    if not 1 <= streaming_timeout <= 30:
+        raise ConfigError("[exchange] streaming_timeout_min must be 1 to 30 (minutes)")
     max_attempts = _int(outbox, "max_attempts", "[outbox]", default=8)
     if max_attempts < 1:
         raise ConfigError("[outbox] max_attempts must be at least 1")
@@ -224,6 +243,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         exchange_impersonation_password_env=_str(
             exchange, "impersonation_password_env", "[exchange]"
         ),
+        exchange_streaming=streaming,
+        exchange_streaming_timeout_min=streaming_timeout,
         sync=SyncPolicy(
             policy=policy,
             modified_beats_delete=beats,

@@ -175,6 +175,9 @@ class ExchangeMailbox:
             # never sleep inside a call: ErrorServerBusy comes out at once with its
             # BackOffMilliseconds, and the job schedules the user's next run by it
             retry_policy=FailFast(),
+            # a streaming connection (sync/sources/streaming.py) holds a session for
+            # minutes: room beside it for the job's calls (exchangelib's default is one)
+            max_connections=4,
         )
         self.user = user
         self.account = Account(

@@ -1,13 +1,23 @@
-"""`calsync serve`: Google push channels and their webhook, each change a sync of that
-user, a poll every [sync] interval_s as a safety net (sync/sources/push.py)."""
+"""`calsync serve`: calsync without the proxy. For every configured user: EWS streaming
+notifications (sync/sources/streaming.py) and Google push channels with their webhook
+(sync/sources/push.py) each trigger that user's two-way sync (the Exchange feed and the
+Google feed from their stored SyncState and sync token), a poll every [sync] interval_s
+as a safety net, and the outbox a proxy left in the same store drained. SIGTERM or
+Ctrl-C: everything stops within seconds; a run cut short is redone from the stored
+state at the next start."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
+import threading
 import time
 from typing import Any
 
+from sync.sources.outbox import Mirror
 from sync.sources.push import RENEW_CHECK_S, PushService
+from sync.sources.streaming import Streaming
 from sync.store import Store
 
 EXIT_OK, EXIT_CONFIG = 0, 2
@@ -16,10 +26,11 @@ EXIT_OK, EXIT_CONFIG = 0, 2
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve the Google push webhook: sync a user as soon as Google says so",
-        description="Open a Google push channel per user, serve the webhook Google calls, "
-        "and run that user's sync on each change; poll every [sync] interval_s as a safety "
-        "net. Channels are renewed before they expire and stopped on exit (Ctrl-C, SIGTERM).",
+        help="run calsync without the proxy: streaming, push, polling",
+        description="For every user: an EWS streaming subscription on the calendar and a "
+        "Google push channel (with the webhook Google calls); each change runs that user's "
+        "two-way sync; a poll every [sync] interval_s as a safety net. Channels are renewed "
+        "before they expire and stopped on exit (Ctrl-C, SIGTERM).",
     )
     parser.add_argument(
         "--config", default="calsync.toml", help="calsync.toml (default: %(default)s)"
@@ -45,7 +56,9 @@ def run_command(args: Any) -> int:
         return EXIT_CONFIG
     job = SyncJob(config, store)
     try:
-        service = PushService(config, store, job.run_user, port=args.port)
+        service = PushService(
+            config, store, job.run_user, port=args.port, clients=job.client_cache
+        )
     except OSError as exc:
         store.close()
         print(f"calsync serve: cannot listen: {exc.strerror or exc}", file=sys.stderr)
@@ -55,8 +68,22 @@ def run_command(args: Any) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    streaming = Streaming(
+        config,
+        job.client_cache,
+        service.runs.trigger,
+        connection_timeout=config.exchange_streaming_timeout_min,
+    )
+    mirror = Mirror(config, store, clients=job.client_cache)
+    stopping = threading.Event()
+    drainer = threading.Thread(
+        target=_drain, args=(mirror, stopping), name="calsync-outbox", daemon=True
+    )
     try:
         service.start()
+        if config.exchange_streaming:
+            streaming.start()
+        drainer.start()
         print(
             f"calsync serve: listening on {service.server.url}, Google calls {service.address}",
             file=sys.stderr,
@@ -78,6 +105,25 @@ def run_command(args: Any) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        service.stop()
+        stopping.set()
+        streaming.stop(timeout=1.5)
+        service.stop(timeout=2.0)
+        drainer.join(timeout=1.0)
         store.close()
     return EXIT_OK
+
+
+def _drain(mirror: Mirror, stopping: threading.Event) -> None:
+    """What a proxy left in the outbox of this store (one process per store): drained
+    until `stopping`, waking when a retry is due and at least every 5 s."""
+    while not stopping.is_set():
+        try:
+            asyncio.run(mirror.drain())
+            due = mirror.store.next_due()
+        except Exception as exc:  # never let the drainer die: log, wait, go on
+            logging.getLogger("calsync.serve").error(
+                "outbox: %s: %s", type(exc).__name__, exc
+            )
+            due = None
+        wait = 5.0 if due is None else min(5.0, max(0.05, due - time.time()))
+        stopping.wait(wait)

@@ -464,9 +464,11 @@ class PushService:
     def tick(self) -> None:
         self.channels.refresh()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the channels and the webhook; wait at most `timeout` seconds for runs in
+        flight (one cut short is redone from the stored state next time)."""
         try:
             self.channels.stop_all()
         finally:
             self.server.stop()
-            self.runs.close()
+            self.runs.close(timeout)

@@ -1,0 +1,240 @@
+"""Changes that never pass the proxy, within a second: EWS streaming notifications.
+
+Classic Outlook (MAPI/HTTP), phones and web mail change the calendar without EWS; Exchange
+tells subscribers at once. Each configured user's calendar gets a streaming subscription;
+a notification is a **trigger**, never a change to apply: the user's Exchange feed
+(SyncFolderItems, its SyncState stored) stays the source of truth, so nothing is lost
+when a notification is, and an echo of calsync's own write is skipped by its ChangeKey in
+the feed without a write.
+
+- Connections: with impersonation, up to `per_connection` users (Exchange's limit is 200)
+  share one connection anchored on the group's first mailbox; with each user's own
+  credentials, one connection per user.
+- Each connection lasts `connection_timeout` minutes (at most 30) and is opened again at
+  once: the subscriptions outlive it, nothing is missed.
+- After any gap (start, a lost subscription, an outage, back-off) the users concerned
+  are triggered: their feed catches up from its stored SyncState.
+- ErrorSubscriptionNotFound (and expired or invalid subscriptions, lost watermarks):
+  subscribe again. ErrorServerBusy: wait BackOffMilliseconds. Anything else: back off
+  exponentially (1 s to 5 min). ErrorExceededConnectionCount or
+  ErrorExceededSubscriptionCount: the group falls back to pull subscriptions (GetEvents
+  every `pull_interval` seconds).
+- `stop()` ends every connection at once (shutdown within seconds, never the timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sync.backends import notifications as ews
+from sync.backends.clients import Clients
+from sync.backends.exchange import ExchangeMailbox
+from sync.config import Config, UserConfig
+
+log = logging.getLogger("calsync.streaming")
+
+MAX_BACKOFF_S = 300.0
+
+
+@dataclass
+class Group:
+    """The users one connection serves, and how it fares (for status and metrics)."""
+
+    users: list[UserConfig]
+    mode: str = "streaming"  # or "pull"
+    #: subscription id -> user, for the connection's current subscriptions
+    subscriptions: dict[str, UserConfig] = field(default_factory=dict)
+    #: pull mode: subscription id -> watermark
+    watermarks: dict[str, str | None] = field(default_factory=dict)
+    connected: bool = False
+    reconnects: int = 0
+    last_error: str | None = None
+    stream: ews.Stream | None = None
+
+
+class Streaming:
+    def __init__(
+        self,
+        config: Config,
+        clients: Clients,
+        trigger: Callable[[UserConfig], None],
+        *,
+        connection_timeout: int = 29,
+        per_connection: int = 200,
+        pull_interval: float = 10.0,
+        pull_timeout: int = 30,
+    ) -> None:
+        if not 1 <= connection_timeout <= 30:
+            raise ValueError("connection_timeout is in minutes, 1 to 30")
+        self.config = config
+        self.clients = clients
+        self.trigger = trigger
+        self.connection_timeout = connection_timeout
+        self.per_connection = max(1, min(200, per_connection))
+        self.pull_interval = pull_interval
+        self.pull_timeout = pull_timeout
+        self.groups: list[Group] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self, users: Sequence[UserConfig] | None = None) -> None:
+        chosen = [u for u in (users if users is not None else self.config.users)]
+        chosen = [u for u in chosen if u.mirrors_to_google]
+        if not chosen or not self.config.exchange_ews_url:
+            return
+        self.groups = self._grouped(chosen)
+        for number, group in enumerate(self.groups):
+            thread = threading.Thread(
+                target=self._run, args=(group,), name=f"calsync-streaming-{number}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End every connection now; wait at most `timeout` seconds in all."""
+        self._stop.set()
+        for group in self.groups:
+            if group.stream is not None:
+                group.stream.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _grouped(self, users: list[UserConfig]) -> list[Group]:
+        if self.config.exchange_impersonation_username:
+            size = self.per_connection
+            return [Group(users[i : i + size]) for i in range(0, len(users), size)]
+        return [Group([user]) for user in users]
+
+    # --- one connection -------------------------------------------------------------------
+
+    def _mailbox(self, user: UserConfig) -> ExchangeMailbox:
+        mailbox = self.clients.exchange(user)
+        assert isinstance(mailbox, ExchangeMailbox)
+        return mailbox
+
+    def _run(self, group: Group) -> None:
+        failures = 0
+        gap = True  # at start, the feed catches up
+        while not self._stop.is_set():
+            try:
+                if group.mode == "streaming":
+                    self._subscribe_streaming(group, gap)
+                    gap = False
+                    self._stream(group)
+                else:
+                    self._subscribe_pull(group, gap)
+                    gap = False
+                    self._pull(group)
+                failures = 0
+            except ews.NotificationError as exc:
+                group.connected = False
+                group.last_error = exc.code
+                if self._stop.is_set():
+                    return
+                gap = True
+                wait = self._after(group, exc, failures)
+                failures += 1
+                self._stop.wait(wait)
+            except Exception as exc:  # a bug or a library's: log, back off, go on
+                group.connected = False
+                group.last_error = type(exc).__name__
+                log.error("streaming for %s: %s: %s", _names(group), type(exc).__name__, exc)
+                gap = True
+                failures += 1
+                self._stop.wait(_backoff(failures))
+
+    def _after(self, group: Group, exc: ews.NotificationError, failures: int) -> float:
+        """What to do after `exc`; how long to wait first."""
+        if exc.trouble in ("subscription-gone", "watermark"):
+            log.info("streaming for %s: %s; subscribing again", _names(group), exc.code)
+            group.subscriptions.clear()
+            group.watermarks.clear()
+            return 0.0 if failures == 0 else _backoff(failures)
+        if exc.trouble == "busy":
+            wait = exc.back_off if exc.back_off is not None else _backoff(failures + 1)
+            log.info("streaming for %s: Exchange busy; waiting %.1f s", _names(group), wait)
+            return wait
+        if exc.trouble in ("connections", "subscriptions") and group.mode == "streaming":
+            log.warning(
+                "streaming for %s refused (%s): pulling every %.0f s instead",
+                _names(group),
+                exc.code,
+                self.pull_interval,
+            )
+            group.mode = "pull"
+            group.subscriptions.clear()
+            return 0.0
+        wait = _backoff(failures + 1)
+        log.warning("streaming for %s: %s; again in %.0f s", _names(group), exc.code, wait)
+        return wait
+
+    def _subscribe_streaming(self, group: Group, gap: bool) -> None:
+        missing = _unsubscribed(group)
+        for user in missing:
+            group.subscriptions[ews.subscribe_streaming(self._mailbox(user))] = user
+        if gap or missing:
+            for user in group.users:
+                self.trigger(user)
+
+    def _stream(self, group: Group) -> None:
+        stream = ews.Stream(self._mailbox(group.users[0]))
+        group.stream = stream
+        if self._stop.is_set():
+            return
+        group.connected = True
+        try:
+            for subscription_id in stream.notifications(
+                list(group.subscriptions), self.connection_timeout
+            ):
+                user = group.subscriptions.get(subscription_id)
+                if user is not None:
+                    self.trigger(user)
+        finally:
+            group.connected = False
+            group.stream = None
+        group.reconnects += 1  # the connection's timeout: open it again at once
+
+    def _subscribe_pull(self, group: Group, gap: bool) -> None:
+        missing = _unsubscribed(group)
+        for user in missing:
+            subscription_id, watermark = ews.subscribe_pull(self._mailbox(user), self.pull_timeout)
+            group.subscriptions[subscription_id] = user
+            group.watermarks[subscription_id] = watermark
+        if gap or missing:
+            for user in group.users:
+                self.trigger(user)
+
+    def _pull(self, group: Group) -> None:
+        group.connected = True
+        for subscription_id, user in list(group.subscriptions.items()):
+            pulled = ews.pull(
+                self._mailbox(user), subscription_id, group.watermarks.get(subscription_id)
+            )
+            group.watermarks[subscription_id] = pulled.watermark
+            if pulled.changed:
+                self.trigger(user)
+        self._stop.wait(self.pull_interval)
+
+
+def _backoff(failures: int) -> float:
+    base = min(MAX_BACKOFF_S, 2.0 ** max(0, failures - 1))
+    return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+
+
+def _unsubscribed(group: Group) -> list[UserConfig]:
+    held = {user.mailbox for user in group.subscriptions.values()}
+    return [user for user in group.users if user.mailbox not in held]
+
+
+def _names(group: Group) -> str:
+    first = group.users[0].mailbox
+    return first if len(group.users) == 1 else f"{first} and {len(group.users) - 1} more"
