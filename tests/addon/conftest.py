@@ -34,18 +34,25 @@ WATCHED_LOGGERS = ("calsync", "mitmproxy.addonmanager")
 
 
 class CalsyncLog(logging.Handler):
-    """The ERROR (and worse) records of the watched loggers during one test, from any
-    thread, and exceptions uncaught in threads. `expect_error(pattern)` declares an error
-    the test causes."""
+    """The ERROR (and worse) records of the watched loggers during one test, and exceptions
+    uncaught in threads: from the main thread and the threads started since the test began
+    (a thread an earlier test left running is not this test's doing, whatever order the
+    tests run in). `expect_error(pattern)` declares an error the test causes."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.records: list[logging.LogRecord] = []
         self.thread_errors: list[str] = []
         self._expected: list[re.Pattern[str]] = []
+        main = threading.main_thread()
+        self._older = {t for t in threading.enumerate() if t is not main}
+
+    def counts(self, thread: threading.Thread | None) -> bool:
+        return thread not in self._older
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)  # Handler.handle holds the handler's lock
+        if self.counts(threading.current_thread()):  # emit runs in the thread that logs
+            self.records.append(record)  # Handler.handle holds the handler's lock
 
     def expect_error(self, pattern: str) -> None:
         """This test makes calsync log an ERROR whose message matches `pattern` (re.search);
@@ -83,8 +90,9 @@ def calsync_log() -> Iterator[CalsyncLog]:
     previous_hook = threading.excepthook
 
     def thread_died(args: threading.ExceptHookArgs) -> None:
-        name = args.thread.name if args.thread is not None else "?"
-        handler.thread_errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
+        if handler.counts(args.thread):
+            name = args.thread.name if args.thread is not None else "?"
+            handler.thread_errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
         previous_hook(args)
 
     threading.excepthook = thread_died
