@@ -1,33 +1,54 @@
-"""Convergence of the two-way job, as vdirsyncer's `tests/unit/sync/test_sync.py` checks
-its sync: a hypothesis state machine making random creates, edits (one field, or the same
-field on both sides) and deletes on both sides through the real clients (exchangelib,
-google-api-python-client) against both stand-ins, and job runs under flaky networks and
-rate limits (the stand-ins' fault switches). After quiescence (faults cleared, the job run
-until it has nothing to do, bounded):
+"""Convergence of calsync, as vdirsyncer's `tests/unit/sync/test_sync.py` checks its sync:
+a hypothesis state machine making random creates, edits (one field, or the same field on
+both sides) and deletes through every source of change, against both stand-ins:
+
+- edits in Google (google-api-python-client);
+- edits made directly on Exchange (exchangelib), which only the job's SyncFolderItems
+  feed sees;
+- edits through the proxy: a mail client's EWS request to Exchange seen by the addon
+  (loaded as mitmdump loads it), whose outbox worker mirrors it when the outbox drains;
+- series: weekly series made on either side, occurrences moved, renamed or deleted in
+  Exchange, instances moved, renamed or cancelled in Google;
+
+run by the two-way job, by the outbox worker and by `calsync sync` processes, under
+Google 429/403/5xx/outages and EWS ErrorServerBusy/503/outages, with answers lost after
+the write was done, and with `calsync sync` SIGKILLed between a write and its record. The
+conflict policy is drawn per example (sync/config.py's POLICIES).
+
+After quiescence (faults cleared, the outbox drained and the job run until it has
+nothing to do, bounded):
 
 - both sides equal on the managed fields, compared through `to_google` + `normalised`
-  (the Google event first projected through `to_ews`, so LOSSY_FIELDS rules apply);
-- no duplicates: each logical event (a token in its description) at most once per side;
+  (the Google event first projected through `to_ews`, so LOSSY_FIELDS rules apply), and
+  a series' occurrences equal on both sides;
+- no duplicates: each logical event (a token in its description) at most once per side
+  (checked after every step too);
 - no resurrection: an event deleted on either side is gone from both;
-- no lost edit the exchange-wins policy says must win.
+- no lost edit: the value the policy says must win (tests/sync/machine/model.py);
+- nothing left in the outbox or its quarantine;
+- `calsync undo` puts both sides back as they were before the last run that wrote,
+  when nothing happened after it.
+
+Profiles: under `CI` the examples are derandomized (the same ones every run); elsewhere
+they are random; `CALSYNC_SOAK=N` runs N random examples
+(`CALSYNC_SOAK=500 scripts/test -k state_machine`). Sources calsync does not carry yet
+are left out of the random examples (`NOT_YET`); each has a strict xfail below.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from exchangelib import BASIC, DELEGATE, Account, Configuration, Credentials, EWSDateTime
+from exchangelib import EWSDateTime
+from exchangelib.errors import EWSError
 from exchangelib.items import CalendarItem
 from exchangelib.properties import Body
-from exchangelib.protocol import FailFast
-from exchangelib.version import EXCHANGE_2016, Version
+from exchangelib.recurrence import Recurrence, WeeklyPattern
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -35,38 +56,47 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     consumes,
     initialize,
+    invariant,
     precondition,
     rule,
 )
 
-from emulators.ews import start_server
-from emulators.google.server import GoogleCalendarServer
 from mapping.event import MANAGED_FIELDS, normalised, to_ews, to_google
-from sync.config import load_config
-from sync.sources.job import SyncJob
-from sync.store import Store
-from tests.addon.conftest import write_config
-from tests.sync.conftest import BERLIN, PASSWORDS, calendar_service
+from sync.config import POLICIES
+from tests.sync.conftest import ALICE, BERLIN, PASSWORDS
+from tests.sync.machine import soap
+from tests.sync.machine.model import Logical
+from tests.sync.machine.series import (
+    COUNT,
+    exchange_occurrences,
+    google_instance,
+    google_occurrences,
+)
+from tests.sync.machine.world import World, clear_faults, faults
 
-ALICE = "alice@example.com"
 #: how many job runs quiescence may take once the faults are cleared
-QUIET_RUNS = 6
+QUIET_RUNS = 8
 FIELDS = ("summary", "location", "time")
 COMPARED = tuple(f for f in MANAGED_FIELDS if f != "iCalUID")
-GOOGLE_FAULTS = ("429", "403", "500", "503", "outage")
-EWS_FAULTS = ("ErrorServerBusy", "http503", "outage")
-
-
-@dataclass
-class Logical:
-    """One event as the user sees it, wherever it lives; `token` is in its description."""
-
-    token: str
-    deleted: bool = False
-    #: field -> [(side, value, uncontested)], every edit in order
-    edits: dict[str, list[tuple[str, Any, bool]]] = field(default_factory=dict)
-    #: field -> sides that edited it since the last clean run
-    since_clean: dict[str, set[str]] = field(default_factory=dict)
+GOOGLE_FAULTS = ("429", "403", "500", "503", "outage", "lostAnswer")
+EWS_FAULTS = ("ErrorServerBusy", "http503", "outage", "lostAnswer")
+#: what a user does to one occurrence of a series
+CHANGES = ("move", "rename", "delete")
+#: sources of change calsync does not carry yet: their rules stay out of the random
+#: examples (CALSYNC_SM_ALL=1 lets them in); each has a strict xfail regression below,
+#: which passes, and so fails, the day the source is carried: then drop it from here
+NOT_YET = {
+    # the outbox drained later than right away (else each proxy rule drains at once)
+    "late drains": "a stale proxy entry overwrites what the job carried since",
+    # an event deleted in Google while the job has no sync token yet (its first listing,
+    # or every one since, failed somewhere): full listings leave deleted events out
+    "google deletions before a complete listing": "such a deletion is never seen",
+    # the undo check after a run that may have made a series with exceptions
+    "undo of series exceptions": "undo skips a series the run made with an exception",
+}
+#: the stand-ins' clock moves on this much before each edit a user makes: "newest" is
+#: then never a tie within one of Exchange's whole seconds
+EDIT_GAP_S = 2.0
 
 
 def _when(slot: int) -> tuple[EWSDateTime, EWSDateTime]:
@@ -74,86 +104,64 @@ def _when(slot: int) -> tuple[EWSDateTime, EWSDateTime]:
     return start, start + dt.timedelta(minutes=30)
 
 
+def _local(value: EWSDateTime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S")
+
+
 class TwoWaySync(RuleBasedStateMachine):
     events = Bundle("events")
+    series = Bundle("series")
 
     def __init__(self) -> None:
         super().__init__()
-        import tempfile
-
-        self._tmp = tempfile.TemporaryDirectory(prefix="calsync-sm-")
-        tmp = Path(self._tmp.name)
-        self.ews = start_server(users=PASSWORDS)
-        self.google = GoogleCalendarServer(port=0, users=tuple(PASSWORDS)).start()
-        path = write_config(tmp, self.google, ews_url=self.ews.url, users=(ALICE,))
-        self.config = load_config(path)
-        self.user = self.config.users[0]
-        self.store = Store(self.config.store_path)
-        self.job = SyncJob(self.config, self.store)
-        google_client, _ = self.job.clients(self.user)
-        google_client.backoff_s = 0.0
-        self.account = Account(
-            ALICE,
-            config=Configuration(
-                service_endpoint=self.ews.url,
-                credentials=Credentials(ALICE, PASSWORDS[ALICE]),
-                auth_type=BASIC,
-                version=Version(build=EXCHANGE_2016),
-                retry_policy=FailFast(),
-            ),
-            autodiscover=False,
-            access_type=DELEGATE,
-        )
-        self.service = calendar_service(self.google.api_endpoint)
+        self.world = World()
         self.counter = 0
         self.logical: dict[str, Logical] = {}
+        #: both sides before the last run that wrote, while nothing happened after it
+        self.undo_base: dict[str, tuple[Any, Any]] | None = None
+        #: whether the last `calsync sync` process was killed (else it ended by itself)
+        self.killed = False
 
     def teardown(self) -> None:
         try:
             self._quiesce_and_check()
         finally:
-            self.store.close()
-            self.google.stop()
-            self.ews.stop()
-            self._tmp.cleanup()
+            self.world.close()
 
-    # --- the two sides, through the real clients ------------------------------------------
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    @staticmethod
+    def enabled(source: str) -> bool:
+        return source not in NOT_YET or os.environ.get("CALSYNC_SM_ALL") == "1"
 
     def _next(self) -> int:
         self.counter += 1
         return self.counter
 
-    def _exchange_items(self) -> dict[str, list[CalendarItem]]:
-        out: dict[str, list[CalendarItem]] = {}
-        for item in self.account.calendar.all():
-            out.setdefault(str(item.text_body or item.body or "").strip(), []).append(item)
-        return out
+    def _user_acts(self) -> float:
+        """A user is about to change something: the clock moves on; what the last run
+        wrote can no longer simply be undone."""
+        self.world.clock.advance(EDIT_GAP_S)
+        self.undo_base = None
+        return self.world.clock.time()
 
-    def _google_events(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        page_token = None
-        while True:
-            page = (
-                self.service.events()
-                .list(calendarId="primary", pageToken=page_token, maxResults=2500)
-                .execute()
-            )
-            for event in page.get("items", []):
-                if event.get("status") != "cancelled":
-                    out.setdefault(str(event.get("description", "")).strip(), []).append(event)
-            page_token = page.get("nextPageToken")
-            if not page_token:
-                return out
+    def _record(self, token: str, side: str, name: str, value: Any, at: float) -> None:
+        self.logical[token].record(side, name, value, at)
 
-    def _record(self, token: str, side: str, name: str, value: Any) -> None:
-        logical = self.logical[token]
-        # a Google edit must win unless Exchange also edited the field since the last clean
-        # run (then exchange-wins may settle the conflict for Exchange)
-        uncontested = "exchange" not in logical.since_clean.get(name, set())
-        logical.edits.setdefault(name, []).append((side, value, uncontested))
-        logical.since_clean.setdefault(name, set()).add(side)
+    def _synced(self) -> None:
+        """Something of calsync's may have written: newest-wins can no longer be told
+        from the user's edits alone until the next clean run."""
+        self.undo_base = None
+        for logical in self.logical.values():
+            logical.synced_since_clean = True
 
-    # --- rules ------------------------------------------------------------------------------
+    # --- the policy -------------------------------------------------------------------------
+
+    @initialize(policy=st.sampled_from(POLICIES))
+    def choose_policy(self, policy: str) -> None:
+        self.world.set_policy(policy)
+
+    # --- Exchange, directly (the job's feed sees it) ------------------------------------------
 
     @initialize(target=events)
     def first_event(self) -> str:
@@ -161,58 +169,89 @@ class TwoWaySync(RuleBasedStateMachine):
 
     @rule(target=events)
     def create_in_exchange(self) -> str:
+        return self._create_in_exchange(series=False)
+
+    def _create_in_exchange(self, *, series: bool) -> str:
+        self._user_acts()
         n = self._next()
         token = f"sm-{n}"
         start, end = _when(n % 9)
+        recurrence = Recurrence(
+            pattern=WeeklyPattern(interval=1, weekdays=[start.isoweekday()]),
+            start=start.date(),
+            number=COUNT,
+        )
         CalendarItem(
-            account=self.account,
-            folder=self.account.calendar,
-            subject=f"Exchange {n}",
+            account=self.world.account,
+            folder=self.world.account.calendar,
+            subject=f"{'Series' if series else 'Exchange'} {n}",
             body=Body(token),
             start=start,
             end=end,
+            recurrence=recurrence if series else None,
         ).save()
-        self.logical[token] = Logical(token)
-        return token
-
-    @rule(target=events)
-    def create_in_google(self) -> str:
-        n = self._next()
-        token = f"sm-{n}"
-        start, end = _when(n % 9)
-        self.service.events().insert(
-            calendarId="primary",
-            body={
-                "summary": f"Google {n}",
-                "description": token,
-                "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
-                "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Berlin"},
-            },
-        ).execute()
-        self.logical[token] = Logical(token)
+        self.logical[token] = Logical(token, series=series)
         return token
 
     def _edit_exchange(self, token: str, name: str) -> bool:
-        items = self._exchange_items().get(token)
+        items = self.world.exchange_items().get(token)
         if not items:
             return False
         item = items[0]
+        at = self._user_acts()
         n = self._next()
         if name == "time":
             item.start, item.end = _when(n % 9)
             item.save(update_fields=["start", "end"])
-            self._record(token, "exchange", name, n % 9)
+            self._record(token, "exchange", name, n % 9, at)
         else:
             attribute = "subject" if name == "summary" else name
             setattr(item, attribute, f"E{n}")
             item.save(update_fields=[attribute])
-            self._record(token, "exchange", name, f"E{n}")
+            self._record(token, "exchange", name, f"E{n}", at)
         return True
 
+    @rule(token=events, name=st.sampled_from(FIELDS))
+    def edit_in_exchange(self, token: str, name: str) -> None:
+        self._edit_exchange(token, name)
+
+    @rule(token=consumes(events))
+    def delete_in_exchange(self, token: str) -> None:
+        items = self.world.exchange_items().get(token, [])
+        if items:
+            self._user_acts()
+        for item in items:
+            item.delete()
+            self.logical[token].deleted = True
+
+    # --- Google -------------------------------------------------------------------------------
+
+    @rule(target=events)
+    def create_in_google(self) -> str:
+        return self._create_in_google(series=False)
+
+    def _create_in_google(self, *, series: bool) -> str:
+        self._user_acts()
+        n = self._next()
+        token = f"sm-{n}"
+        start, end = _when(n % 9)
+        body: dict[str, Any] = {
+            "summary": f"Google {'series ' if series else ''}{n}",
+            "description": token,
+            "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Berlin"},
+        }
+        if series:
+            body["recurrence"] = [f"RRULE:FREQ=WEEKLY;COUNT={COUNT};BYDAY=MO"]
+        self.world.service.events().insert(calendarId="primary", body=body).execute()
+        self.logical[token] = Logical(token, series=series)
+        return token
+
     def _edit_google(self, token: str, name: str) -> bool:
-        events = self._google_events().get(token)
+        events = self.world.google_events().get(token)
         if not events:
             return False
+        at = self._user_acts()
         n = self._next()
         if name == "time":
             start, end = _when(n % 9)
@@ -224,19 +263,27 @@ class TwoWaySync(RuleBasedStateMachine):
         else:
             body = {name: f"G{n}"}
             value = f"G{n}"
-        self.service.events().patch(
+        self.world.service.events().patch(
             calendarId="primary", eventId=events[0]["id"], body=body
         ).execute()
-        self._record(token, "google", name, value)
+        self._record(token, "google", name, value, at)
         return True
-
-    @rule(token=events, name=st.sampled_from(FIELDS))
-    def edit_in_exchange(self, token: str, name: str) -> None:
-        self._edit_exchange(token, name)
 
     @rule(token=events, name=st.sampled_from(FIELDS))
     def edit_in_google(self, token: str, name: str) -> None:
         self._edit_google(token, name)
+
+    @precondition(lambda self: self._deletion_seen())
+    @rule(token=consumes(events))
+    def delete_in_google(self, token: str) -> None:
+        events = self.world.google_events().get(token, [])
+        if events:
+            self._user_acts()
+        for event in events:
+            self.world.service.events().delete(calendarId="primary", eventId=event["id"]).execute()
+            self.logical[token].deleted = True
+
+    # --- both sides -------------------------------------------------------------------------
 
     @rule(token=events, name=st.sampled_from(FIELDS), exchange_first=st.booleans())
     def edit_same_field_on_both_sides(self, token: str, name: str, exchange_first: bool) -> None:
@@ -252,17 +299,204 @@ class TwoWaySync(RuleBasedStateMachine):
         self._edit_exchange(token, first)
         self._edit_google(token, second)
 
-    @rule(token=consumes(events))
-    def delete_in_exchange(self, token: str) -> None:
-        for item in self._exchange_items().get(token, []):
-            item.delete()
-            self.logical[token].deleted = True
+    # --- Exchange, through the proxy (the addon's outbox worker mirrors it) ----------------------
 
-    @rule(token=consumes(events))
-    def delete_in_google(self, token: str) -> None:
-        for event in self._google_events().get(token, []):
-            self.service.events().delete(calendarId="primary", eventId=event["id"]).execute()
+    def _deletion_seen(self) -> bool:
+        return self.enabled("google deletions before a complete listing") or (
+            self.world.google_listed()
+        )
+
+    def _proxied(self) -> None:
+        """The outbox worker drains at once, as it does while Google answers, unless
+        late drains are let in: then a drain rule decides when."""
+        if not self.enabled("late drains"):
+            self._synced()
+            self.world.drain()
+
+    @rule(target=events)
+    def create_through_proxy(self) -> str:
+        self._user_acts()
+        n = self._next()
+        token = f"sm-{n}"
+        start, end = _when(n % 9)
+        answer = self.world.through_proxy(
+            soap.create_item(f"Proxy {n}", token, _local(start), _local(end))
+        )
+        assert answer.ok(), answer.answer[:500]
+        self.logical[token] = Logical(token)
+        self._proxied()
+        return token
+
+    @rule(token=events, name=st.sampled_from(FIELDS))
+    def edit_through_proxy(self, token: str, name: str) -> None:
+        items = self.world.exchange_items().get(token)
+        if not items:
+            return
+        item = items[0]
+        at = self._user_acts()
+        n = self._next()
+        if name == "time":
+            start, end = _when(n % 9)
+            fields = {"start": _local(start), "end": _local(end)}
+            value: Any = n % 9
+        else:
+            fields = {"subject" if name == "summary" else name: f"P{n}"}
+            value = f"P{n}"
+        answer = self.world.through_proxy(soap.update_item(item.id, item.changekey, fields))
+        assert answer.ok(), answer.answer[:500]
+        self._record(token, "exchange", name, value, at)
+        self._proxied()
+
+    @rule(token=consumes(events), how=st.sampled_from(["MoveToDeletedItems", "HardDelete"]))
+    def delete_through_proxy(self, token: str, how: str) -> None:
+        items = self.world.exchange_items().get(token, [])
+        if items:
+            self._user_acts()
+        for item in items:
+            answer = self.world.through_proxy(soap.delete_item(item.id, how))
+            assert answer.ok(), answer.answer[:500]
             self.logical[token].deleted = True
+        self._proxied()
+
+    @precondition(lambda self: self.world.has_addon and self.enabled("late drains"))
+    @rule()
+    def drain_outbox(self) -> None:
+        self._synced()
+        self.world.drain()
+
+    @precondition(lambda self: self.world.has_addon and self.enabled("late drains"))
+    @rule(
+        google_fault=st.none() | st.sampled_from(GOOGLE_FAULTS),
+        ews_fault=st.none() | st.sampled_from(EWS_FAULTS),
+        rate=st.sampled_from([0.2, 0.5]),
+        seed=st.integers(0, 3),
+    )
+    def drain_outbox_on_a_bad_network(
+        self, google_fault: str | None, ews_fault: str | None, rate: float, seed: int
+    ) -> None:
+        self._synced()
+        with faults(self.world, *_specs(google_fault, ews_fault, rate, seed)):
+            self.world.drain()
+
+    # --- series ---------------------------------------------------------------------------
+
+    @rule(target=series)
+    def create_series_in_exchange(self) -> str:
+        return self._create_in_exchange(series=True)
+
+    @rule(target=series)
+    def create_series_in_google(self) -> str:
+        return self._create_in_google(series=True)
+
+    def _master(self, token: str) -> CalendarItem | None:
+        items = self.world.exchange_items().get(token)
+        if not items:
+            return None
+        (master,) = self.world.account.fetch(ids=items[:1])
+        return master if isinstance(master, CalendarItem) else None
+
+    def _occurrence_change(self, n: int, change: str, start: dt.datetime) -> tuple[str, Any]:
+        """The aspect a change touches and the value it leaves."""
+        if change == "move":
+            moved = dt.datetime.fromtimestamp(start.timestamp(), dt.UTC)
+            moved += dt.timedelta(hours=1 + n % 3)
+            return "start", moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if change == "rename":
+            return "summary", f"O{n}"
+        return "deleted", True
+
+    @rule(token=series, index=st.integers(1, COUNT), change=st.sampled_from(CHANGES))
+    def change_occurrence_in_exchange(self, token: str, index: int, change: str) -> None:
+        master = self._master(token)
+        if master is None:
+            return
+        try:
+            occurrence = master.occurrence(index)
+            occurrence.refresh()
+        except EWSError:  # deleted already
+            return
+        at = self._user_acts()
+        n = self._next()
+        aspect, value = self._occurrence_change(n, change, occurrence.start)
+        if change == "move":
+            delta = dt.timedelta(hours=1 + n % 3)
+            occurrence.start, occurrence.end = occurrence.start + delta, occurrence.end + delta
+            occurrence.save(update_fields=["start", "end"])
+        elif change == "rename":
+            occurrence.subject = value
+            occurrence.save(update_fields=["subject"])
+        else:
+            occurrence.delete()
+        self._record(token, "exchange", f"occ{index}.{aspect}", value, at)
+
+    @rule(token=series, index=st.integers(1, COUNT), change=st.sampled_from(CHANGES))
+    def change_occurrence_through_proxy(self, token: str, index: int, change: str) -> None:
+        master = self._master(token)
+        if master is None:
+            return
+        found = self.world.through_proxy(soap.get_occurrence(master.id, index))
+        if not found.ok():  # deleted already
+            return
+        (occurrence_id, change_key), *_ = found.item_ids()
+        (occurrence,) = self.world.account.fetch(ids=[(occurrence_id, change_key)])
+        at = self._user_acts()
+        n = self._next()
+        aspect, value = self._occurrence_change(n, change, occurrence.start)
+        if change == "move":
+            delta = dt.timedelta(hours=1 + n % 3)
+            start = (occurrence.start + delta).astimezone(BERLIN)
+            end = (occurrence.end + delta).astimezone(BERLIN)
+            request = soap.update_item(
+                occurrence_id, change_key, {"start": _local(start), "end": _local(end)}
+            )
+        elif change == "rename":
+            request = soap.update_item(occurrence_id, change_key, {"subject": value})
+        else:
+            request = soap.delete_item(occurrence_id, "HardDelete")
+        answer = self.world.through_proxy(request)
+        assert answer.ok(), answer.answer[:500]
+        self._record(token, "exchange", f"occ{index}.{aspect}", value, at)
+        self._proxied()
+
+    @rule(token=series, index=st.integers(1, COUNT), change=st.sampled_from(CHANGES))
+    def change_instance_in_google(self, token: str, index: int, change: str) -> None:
+        events = self.world.google_events().get(token)
+        if not events:
+            return
+        instance = google_instance(self.world.service, events[0], index)
+        if instance is None:
+            return
+        at = self._user_acts()
+        n = self._next()
+        start = dt.datetime.fromisoformat(instance["start"]["dateTime"])
+        aspect, value = self._occurrence_change(n, change, start)
+        calendar = self.world.service.events()
+        if change == "move":
+            delta = dt.timedelta(hours=1 + n % 3)
+            end = dt.datetime.fromisoformat(instance["end"]["dateTime"])
+            body = {
+                "start": {"dateTime": (start + delta).isoformat(), "timeZone": "Europe/Berlin"},
+                "end": {"dateTime": (end + delta).isoformat(), "timeZone": "Europe/Berlin"},
+            }
+            calendar.patch(calendarId="primary", eventId=instance["id"], body=body).execute()
+        elif change == "rename":
+            calendar.patch(
+                calendarId="primary", eventId=instance["id"], body={"summary": value}
+            ).execute()
+        else:
+            calendar.delete(calendarId="primary", eventId=instance["id"]).execute()
+        self._record(token, "google", f"occ{index}.{aspect}", value, at)
+
+    @rule(token=consumes(series))
+    def delete_series_in_exchange(self, token: str) -> None:
+        self.delete_in_exchange(token)
+
+    @precondition(lambda self: self._deletion_seen())
+    @rule(token=consumes(series))
+    def delete_series_in_google(self, token: str) -> None:
+        self.delete_in_google(token)
+
+    # --- the job ----------------------------------------------------------------------------
 
     @rule()
     def run_job(self) -> None:
@@ -279,42 +513,75 @@ class TwoWaySync(RuleBasedStateMachine):
         self, google_fault: str | None, ews_fault: str | None, rate: float, seed: int
     ) -> None:
         # faults only around the job: the user's own edits are not what is under test
-        if google_fault:
-            _post(
-                self.google.url + "/_admin/faults",
-                {"kind": google_fault, "rate": rate, "seed": seed},
-            )
-        if ews_fault:
-            _post(
-                self.ews.base_url + "/_admin/faults",
-                {"kind": ews_fault, "rate": rate, "seed": seed, "backOffMilliseconds": 0},
-            )
-        try:
-            self._run()
-        finally:
-            _delete(self.google.url + "/_admin/faults")
-            _delete(self.ews.base_url + "/_admin/faults")
+        self._run(*_specs(google_fault, ews_fault, rate, seed))
 
-    def _run(self) -> Any:
-        (report,) = self.job.run([self.user], force_deletes=True)
+    @rule(side=st.sampled_from(["google", "ews"]), seed=st.integers(0, 7))
+    @precondition(lambda self: bool(self.logical))
+    def sync_killed_after_a_write(self, side: str, seed: int) -> None:
+        """`calsync sync`, SIGKILLed once one of its writes to `side` is done and before
+        it learns so (let alone records it)."""
+        self._synced()
+        self.killed = self.world.killed_sync(side, seed)
+
+    def _run(
+        self, google_fault: dict[str, Any] | None = None, ews_fault: dict[str, Any] | None = None
+    ) -> Any:
+        before = self._both_sides()
+        last = self.world.last_run_id()
+        with faults(self.world, google_fault, ews_fault):
+            report = self.world.run()
         if not report.errors and not report.stopped:
             for logical in self.logical.values():
-                logical.since_clean.clear()
+                logical.clean()
+        else:
+            self._synced()
+        if self.world.last_run_id() != last:
+            self.undo_base = before
         return report
+
+    # --- invariants -----------------------------------------------------------------------------
+
+    @invariant()
+    def no_duplicates(self) -> None:
+        for side, found in (
+            ("Exchange", self.world.exchange_items()),
+            ("Google", self.world.google_events()),
+        ):
+            for token, copies in found.items():
+                assert len(copies) <= 1, f"{token}: {len(copies)} copies in {side}"
 
     # --- quiescence and the invariants -------------------------------------------------------
 
-    def _quiesce_and_check(self) -> None:
+    def _quiesce(self) -> None:
+        """Faults cleared, the outbox drained and the job run until a run has nothing to
+        do, then once more after `verify_interval_s` (the job asks Exchange then which
+        mapped items still exist: the feed says nothing of an item created and deleted
+        between two of its reads)."""
+        clear_faults(self.world)
         reports = []
+        verified = False
         for _ in range(QUIET_RUNS):
+            drained = self.world.drain()
+            if drained:
+                self._synced()
             report = self._run()
             reports.append(report.summary())
-            if not report.errors and not report.actions and not report.stopped:
-                break
-        else:
-            raise AssertionError(f"no quiescence after {QUIET_RUNS} runs: {reports}")
-        exchange = self._exchange_items()
-        google = self._google_events()
+            quiet = not report.errors and not report.actions and not report.stopped
+            if quiet and not drained and verified:
+                return
+            verified = quiet and not drained
+            self.world.clock.advance(self.world.verify_interval_s + 1)  # past any back-off
+        raise AssertionError(f"no quiescence after {QUIET_RUNS} runs: {reports}")
+
+    def _quiesce_and_check(self) -> None:
+        self._quiesce()
+        pending, quarantined = self.world.outbox()
+        assert not pending and not quarantined, (
+            f"outbox: {pending} pending, {quarantined} quarantined after quiescence"
+        )
+        exchange = self.world.exchange_items()
+        google = self.world.google_events()
+        policy = self.world.policy
         for token, logical in self.logical.items():
             items, events = exchange.get(token, []), google.get(token, [])
             # no duplicates
@@ -327,25 +594,110 @@ class TwoWaySync(RuleBasedStateMachine):
             assert items and events, f"{token}: Exchange {len(items)}, Google {len(events)}"
             item, event = items[0], events[0]
             # both sides equal on the managed fields
-            ours = to_google(item)
-            theirs = to_google(CalendarItem(**_writable(to_ews(event))))
+            ours, theirs = _exchange_view(item), _google_view(event)
             for name in COMPARED:
-                assert normalised(name, ours.get(name)) == normalised(name, theirs.get(name)), (
-                    f"{token}: {name} differs: Exchange {ours.get(name)!r}, "
+                assert ours[name] == theirs[name], (
+                    f"{token}: {name} differs: Exchange {ours[name]!r}, "
                     f"Google {event.get(name)!r}"
                 )
+            if logical.series:
+                self._check_occurrences(logical, item, event)
             # no lost edit the policy says must win
-            for name, edits in logical.edits.items():
-                side, value, uncontested = edits[-1]
+            for name in logical.edits:
+                if name.startswith("occ"):
+                    continue
                 actual = _value(item, name)
-                if side == "exchange" or uncontested:
-                    assert actual == value, (
-                        f"{token}: the last edit of {name} ({side}: {value!r}) was lost: {actual!r}"
-                    )
-                else:
-                    assert actual in {v for _, v, _ in edits}, f"{token}: {name} is {actual!r}"
+                allowed = logical.acceptable(name, policy)
+                edit = logical.edits[name][-1]
+                assert actual in allowed, (
+                    f"{token}: {name} is {actual!r} under {policy}; the last edit was "
+                    f"{edit.side}'s {edit.value!r}, one of {sorted(map(str, allowed))} must win"
+                )
         unknown = (set(exchange) | set(google)) - set(self.logical)
         assert not unknown, f"events nobody made: {sorted(unknown)}"
+        self._check_undo()
+
+    def _check_occurrences(
+        self, logical: Logical, item: CalendarItem, event: dict[str, Any]
+    ) -> None:
+        """A series' occurrences equal on both sides, and the edits the policy says must
+        win made to them."""
+        (master,) = self.world.account.fetch(ids=[item])
+        ours = exchange_occurrences(self.world.account, master)
+        theirs = google_occurrences(self.world.service, event)
+        token = logical.token
+        for index in range(1, COUNT + 1):
+            assert ours.get(index) == theirs.get(index), (
+                f"{token}: occurrence {index} differs: Exchange {ours.get(index)!r}, "
+                f"Google {theirs.get(index)!r}"
+            )
+        for name in logical.edits:
+            if not name.startswith("occ"):
+                continue
+            index = int(name[3:].split(".")[0])
+            aspect = name.split(".")[1]
+            actual = ours.get(index)
+            if f"occ{index}.deleted" in logical.edits:
+                assert actual is None, f"{token}: occurrence {index} came back: {actual!r}"
+                continue
+            assert actual is not None, f"{token}: occurrence {index} is gone"
+            value = actual[0] if aspect == "start" else actual[2]
+            allowed = logical.acceptable(name, self.world.policy)
+            assert value in allowed, (
+                f"{token}: occurrence {index}'s {aspect} is {value!r}; one of "
+                f"{sorted(map(str, allowed))} must win"
+            )
+
+    def _both_sides(self) -> dict[str, tuple[Any, Any]]:
+        exchange = self.world.exchange_items()
+        google = self.world.google_events()
+        return {
+            token: (
+                [_exchange_view(i) for i in exchange.get(token, [])],
+                [_google_view(e) for e in google.get(token, [])],
+            )
+            for token in set(exchange) | set(google)
+        }
+
+    def _check_undo(self) -> None:
+        """`calsync undo` right after the last run that wrote puts back what it found."""
+        base = self.undo_base
+        if base is None:
+            return
+        if not self.enabled("undo of series exceptions") and any(
+            name.startswith("occ") for logical in self.logical.values() for name in logical.edits
+        ):
+            return
+        status, out = self.world.undo()
+        assert status == 0, f"calsync undo: exit {status}\n{out}"
+        after = self._both_sides()
+        for token in sorted(set(base) | set(after)):
+            assert after.get(token) == base.get(token), (
+                f"{token} after undo: {after.get(token)!r}, before the run: "
+                f"{base.get(token)!r}\n{out}"
+            )
+
+
+def _specs(
+    google_fault: str | None, ews_fault: str | None, rate: float, seed: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    google = {"kind": google_fault, "rate": rate, "seed": seed} if google_fault else None
+    ews = (
+        {"kind": ews_fault, "rate": rate, "seed": seed, "backOffMilliseconds": 0}
+        if ews_fault
+        else None
+    )
+    return google, ews
+
+
+def _exchange_view(item: CalendarItem) -> dict[str, Any]:
+    ours = to_google(item)
+    return {name: normalised(name, ours.get(name)) for name in COMPARED}
+
+
+def _google_view(event: dict[str, Any]) -> dict[str, Any]:
+    theirs = to_google(CalendarItem(**_writable(to_ews(event))))
+    return {name: normalised(name, theirs.get(name)) for name in COMPARED}
 
 
 def _value(item: CalendarItem, name: str) -> Any:
@@ -361,20 +713,6 @@ def _writable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in ("is_cancelled", "uid")}
 
 
-def _post(url: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
-
-
-def _delete(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(url, method="DELETE")).close()
-
-
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
@@ -384,10 +722,169 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-TwoWaySync.TestCase.settings = settings(
-    settings.get_profile(settings._current_profile or "default"),  # type: ignore[attr-defined]
-    max_examples=15,
-    stateful_step_count=12,
-    deadline=None,
-)
+def _settings() -> settings:
+    current = settings.get_profile(settings._current_profile or "default")  # type: ignore[attr-defined]
+    soak = int(os.environ.get("CALSYNC_SOAK") or 0)
+    if soak:
+        return settings(current, max_examples=soak, derandomize=False, stateful_step_count=STEPS)
+    examples = CI_EXAMPLES if os.environ.get("CI") else DEV_EXAMPLES
+    return settings(current, max_examples=examples, stateful_step_count=STEPS, deadline=None)
+
+
+#: steps an example takes at most
+STEPS = 15
+#: CI's derandomized examples: as many as fit in about three minutes on two cores
+CI_EXAMPLES = 15
+#: elsewhere, random examples: a few, so that scripts/test stays quick
+DEV_EXAMPLES = 15
+
+TwoWaySync.TestCase.settings = _settings()
 test_two_way_sync_converges = TwoWaySync.TestCase
+
+
+# --- named regressions: the sequences the machine found, shortest first ------------------------
+
+
+def replay(steps: Callable[[TwoWaySync], None]) -> None:
+    """Run `steps(machine)` on a new machine, then its invariant and teardown:
+    quiescence and the checks."""
+    machine = TwoWaySync()
+    try:
+        steps(machine)
+        machine.no_duplicates()
+    finally:
+        machine.teardown()
+
+
+def _known(reason: str) -> pytest.MarkDecorator:
+    """A failure the machine found, not fixed yet: the test fails on its invariant, and
+    passing is a failure too (then drop the mark, and the NOT_YET entry that kept the
+    random examples away from it)."""
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
+
+
+@pytest.mark.parametrize("then", ["delete_in_exchange", "edit_in_google"])
+def test_an_event_written_before_a_kill(then: str) -> None:
+    """`calsync sync` killed once it inserted the Google event of a new Exchange item,
+    before it recorded it; then the user deletes the item, or edits the event. (Found by
+    the machine: the event stayed, or the edit was lost, before 5adccff.)"""
+
+    def steps(m: TwoWaySync) -> None:
+        e0 = m.first_event()
+        m.sync_killed_after_a_write(side="google", seed=1)
+        assert m.killed  # while e0's event was inserted
+        if then == "delete_in_exchange":
+            m.delete_in_exchange(e0)
+        else:
+            m.edit_in_google(token=e0, name="location")
+        m.run_job()
+
+    replay(steps)
+
+
+@_known(
+    "an event deleted in Google while the job has no sync token (its first listing, or "
+    "every one since, met an error) is never seen deleted: full listings leave deleted "
+    "events out; its Exchange item stays"
+)
+@pytest.mark.parametrize("mapped_by", ["a failed run", "the proxy"])
+def test_a_google_deletion_before_a_complete_listing_reaches_exchange(mapped_by: str) -> None:
+    def steps(m: TwoWaySync) -> None:
+        if mapped_by == "the proxy":
+            e0 = m.create_through_proxy()  # the worker maps it before any run
+        else:
+            e0 = m.first_event()
+            m.create_in_google()
+            # maps e0; a 429 on the other event's write keeps the sync token unstored
+            m.run_job_on_a_bad_network(google_fault="429", ews_fault=None, rate=0.5, seed=0)
+        m.delete_in_google(e0)
+        m.run_job()
+
+    replay(steps)
+
+
+@_known(
+    "a proxy create drained after the job made and updated its event writes the "
+    "request's older fields over it, conditioned only on the etag calsync last wrote; "
+    "journaled as calsync's own, no later run repairs it"
+)
+@pytest.mark.parametrize("name", ["summary", "location"])
+def test_a_late_proxy_entry_does_not_undo_what_the_job_carried(name: str) -> None:
+    def steps(m: TwoWaySync) -> None:
+        e0 = m.create_through_proxy()
+        m.run_job()
+        m.edit_in_exchange(token=e0, name=name)
+        m.run_job()
+        m.drain_outbox()
+
+    with _let_in("late drains"):
+        replay(steps)
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_an_occurrence_changed_in_exchange_reaches_google(change: str) -> None:
+    """Seen only by the job's feed (exchangelib, no proxy)."""
+    def steps(m: TwoWaySync) -> None:
+        series = m.create_series_in_exchange()
+        m.run_job()
+        m.change_occurrence_in_exchange(token=series, index=2, change=change)
+        m.run_job()
+
+    replay(steps)
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_an_instance_changed_in_google_reaches_exchange(change: str) -> None:
+    """A moved instance, a renamed one, a cancelled one."""
+    def steps(m: TwoWaySync) -> None:
+        series = m.create_series_in_google()
+        m.run_job()
+        m.change_instance_in_google(token=series, index=3, change=change)
+        m.run_job()
+
+    replay(steps)
+
+
+@_known(
+    "an item the proxy's worker mapped and then deleted directly in Exchange before the "
+    "job's next run stays in Google until the job's next verification (verify_interval_s): "
+    "the feed says nothing of an item created and deleted since its state, and the job "
+    "looks for such items only among those it created itself"
+)
+def test_an_item_the_proxy_mapped_and_deleted_in_exchange_goes_at_the_next_run() -> None:
+    def steps(m: TwoWaySync) -> None:
+        m.run_job()
+        e1 = m.create_through_proxy()
+        m.delete_in_exchange(token=e1)
+        m.run_job()
+        m.no_duplicates()
+        assert not m.world.google_events().get(e1), f"{e1} still in Google after the run"
+
+    replay(steps)
+
+
+@_known(
+    "undo skips the Exchange series a run made for a Google series with an exception: "
+    "the run's own occurrence writes change the item's ChangeKey after its create was "
+    "recorded, so undo finds it 'changed since the run'"
+)
+@pytest.mark.parametrize("change", CHANGES)
+def test_undo_takes_back_a_series_made_with_an_exception(change: str) -> None:
+    def steps(m: TwoWaySync) -> None:
+        series = m.create_series_in_google()
+        m.change_instance_in_google(token=series, index=3, change=change)
+        # the teardown's first run makes the series in Exchange; undo must take it back
+
+    with _let_in("undo of series exceptions"):
+        replay(steps)
+
+
+@contextlib.contextmanager
+def _let_in(*sources: str) -> Iterator[None]:
+    """The machine with these NOT_YET sources let in (a replay that needs their rules'
+    full behaviour: late drains, proxy traffic before the first listing)."""
+    saved = {name: NOT_YET.pop(name) for name in sources}
+    try:
+        yield
+    finally:
+        NOT_YET.update(saved)
