@@ -183,8 +183,11 @@ class SeriesExceptions:
 
     def _journal_master(self, series: _Series) -> None:
         """Writing an occurrence gives its master a new ChangeKey: journal it as ours, so the
-        Exchange feed does not bring the series back, but only when the master shows
-        nothing but our writes (its fields, and every other exception, as read before)."""
+        Exchange feed does not bring the series back, and record it as the version this run
+        left the master at (a write with no fields: `calsync undo` checks the run's earlier
+        writes of the master against it, and has nothing of the master's own to put back),
+        but only when the master shows nothing but our writes (its fields, and every other
+        exception, as read before)."""
         master = series.exchange.calendar_item(series.master_item_id)
         if master is None or google_body(master) != series.exchange_master:
             return
@@ -202,6 +205,18 @@ class SeriesExceptions:
             None,
             now=self.reconciler.clock(),
         )
+        mapped = self.store.mapped(series.user.mailbox, series.master_item_id)
+        if mapped is not None and mapped.snapshot:
+            self.reconciler.record(
+                series.run,
+                "exchange",
+                "patch",
+                series.master_item_id,
+                other_key=series.master_event_id,
+                version=master.changekey,
+                before=mapped.snapshot,
+                fields={},
+            )
 
     def _occurrence(self, series: _Series, start: OriginalStart) -> int:
         for _ in range(RETRIES):

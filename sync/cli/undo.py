@@ -37,6 +37,8 @@ from sync.store import MappedItem, RunWrite, Store, StoreError
 
 #: Google fields a re-created event takes from its pre-image (never its old id or tags).
 _NOT_RECREATED = frozenset({"iCalUID", "extendedProperties"})
+#: CalendarItemTypes of a series' occurrence (its writes change its master's ChangeKey).
+_OCCURRENCES = frozenset({"Occurrence", "Exception"})
 
 
 def add_parser(subparsers: Any) -> None:
@@ -197,6 +199,8 @@ class _Undo:
             except ExchangeConflict:
                 return f"skipped\t{_what(write)}\tchanged since the run; left as it is", False
             new_version = written[1] if written is not None else version
+            if written is not None and getattr(current, "type", None) in _OCCURRENCES:
+                self._occurrence_written(current, now)
             mapped = self.store.mapped(self.mailbox, write.key)
             if mapped is not None:
                 mapped = replace(mapped, ews_change_key=new_version)
@@ -210,6 +214,17 @@ class _Undo:
                 replace(mapped, snapshot=snapshot, content_hash=content_hash(snapshot)), now=now
             )
         return f"restored\t{_what(write)}\t{', '.join(fields)}", True
+
+    def _occurrence_written(self, occurrence: Any, now: float) -> None:
+        """An occurrence is part of its series: writing it gave the master a new ChangeKey.
+        The run's earlier writes of the master are checked against that one, and it is
+        journaled as undo's own, as every write of undo's."""
+        master_id = self.exchange.master_item_id(occurrence)
+        master = self.exchange.calendar_item(master_id) if master_id else None
+        if master_id and master is not None:
+            version = str(master.changekey)
+            self.left[("exchange", master_id)] = version
+            self.store.journal(self.mailbox, "exchange", master_id, version, None, now=now)
 
     def _recreate(self, write: RunWrite) -> tuple[str, bool]:
         from mapping.event import content_hash, to_ews

@@ -16,6 +16,7 @@ from exchangelib.properties import OccurrenceItemId
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
+from sync.cli import main
 from tests.sync.conftest import ALICE, BERLIN
 from tests.sync.sources.test_job import World
 
@@ -286,3 +287,44 @@ def test_an_occurrence_exchange_refuses_does_not_hold_back_the_others(series: Se
     assert [d.start for d in master.deleted_occurrences] == [utc(2026, 3, 23, 8)]
     assert series.occurrence(2).start == utc(2026, 3, 9, 8)
     assert series.instance(SECOND)["start"]["dateTime"] == "2026-03-17T09:00:00+01:00"
+
+
+def undo(world: World, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    status = main(["undo", "--config", str(world.config_path), ALICE])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0, out
+    return out
+
+
+@pytest.mark.parametrize("moved", [True, False], ids=["moved and cancelled", "cancelled"])
+def test_undo_takes_back_a_series_a_run_made_with_its_exceptions(
+    tmp_path: Path,
+    ews: EwsServer,
+    google: GoogleCalendarServer,
+    capsys: pytest.CaptureFixture[str],
+    moved: bool,
+) -> None:
+    world = World(tmp_path, ews, google)
+    events = world.service.events()
+    master_id = events.insert(calendarId="primary", body=SERIES).execute()["id"]
+    if moved:
+        events.patch(calendarId="primary", eventId=f"{master_id}_{SECOND}", body=MOVED).execute()
+    events.delete(calendarId="primary", eventId=f"{master_id}_{THIRD}").execute()
+    world.run()
+    assert len(list(world.account.calendar.all())) == 1
+    undo(world, capsys)
+    assert list(world.account.calendar.all()) == []
+
+
+def test_undo_puts_back_an_occurrence_a_run_moved(
+    series: Series, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series.patch_instance(SECOND, MOVED)
+    series.run()
+    assert series.occurrence(2).start == utc(2026, 3, 10, 13)
+    undo(series, capsys)
+    second = series.occurrence(2)
+    assert (second.subject, second.start) == ("Standup", utc(2026, 3, 9, 8))
+    # Google keeps the edit the run found there, and undo's own writes are no fresh edits
+    assert series.instance(SECOND)["summary"] == "Standup (moved)"
+    series.quiet()
