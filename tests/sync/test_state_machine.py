@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -91,8 +92,10 @@ NOT_YET = {
     # an event deleted in Google while the job has no sync token yet (its first listing,
     # or every one since, failed somewhere): full listings leave deleted events out
     "google deletions before a complete listing": "such a deletion is never seen",
-    # the undo check after a run that may have made a series with exceptions
-    "undo of series exceptions": "undo skips a series the run made with an exception",
+    # `calsync sync` processes beside a process with two stores open (the job's, the
+    # addon's): SQLite's locks of this process are gone (see the regression below)
+    "a calsync process beside two stores": "its exit deletes the WAL under this "
+    "process's connections",
 }
 #: the stand-ins' clock moves on this much before each edit a user makes: "newest" is
 #: then never a tie within one of Exchange's whole seconds
@@ -516,7 +519,10 @@ class TwoWaySync(RuleBasedStateMachine):
         self._run(*_specs(google_fault, ews_fault, rate, seed))
 
     @rule(side=st.sampled_from(["google", "ews"]), seed=st.integers(0, 7))
-    @precondition(lambda self: bool(self.logical))
+    @precondition(
+        lambda self: bool(self.logical)
+        and (self.enabled("a calsync process beside two stores") or not self.world.has_addon)
+    )
     def sync_killed_after_a_write(self, side: str, seed: int) -> None:
         """`calsync sync`, SIGKILLed once one of its writes to `side` is done and before
         it learns so (let alone records it)."""
@@ -663,10 +669,6 @@ class TwoWaySync(RuleBasedStateMachine):
         """`calsync undo` right after the last run that wrote puts back what it found."""
         base = self.undo_base
         if base is None:
-            return
-        if not self.enabled("undo of series exceptions") and any(
-            name.startswith("occ") for logical in self.logical.values() for name in logical.edits
-        ):
             return
         status, out = self.world.undo()
         assert status == 0, f"calsync undo: exit {status}\n{out}"
@@ -863,19 +865,40 @@ def test_an_item_the_proxy_mapped_and_deleted_in_exchange_goes_at_the_next_run()
     replay(steps)
 
 
-@_known(
-    "undo skips the Exchange series a run made for a Google series with an exception: "
-    "the run's own occurrence writes change the item's ChangeKey after its create was "
-    "recorded, so undo finds it 'changed since the run'"
-)
 @pytest.mark.parametrize("change", CHANGES)
 def test_undo_takes_back_a_series_made_with_an_exception(change: str) -> None:
+    """(Found by the machine: undo skipped the series, its own occurrence writes having
+    changed its ChangeKey since its create was recorded, before 67bb93b.)"""
+
     def steps(m: TwoWaySync) -> None:
         series = m.create_series_in_google()
         m.change_instance_in_google(token=series, index=3, change=change)
         # the teardown's first run makes the series in Exchange; undo must take it back
 
-    with _let_in("undo of series exceptions"):
+    replay(steps)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=sqlite3.DatabaseError,
+    reason="sync/state/sealing.private_file opens and closes the database file while this "
+    "process has SQLite connections to it: POSIX locks belong to the process, so closing "
+    "any descriptor of the file drops them all (SQLite counts its own and does not take "
+    "them again for a second connection); another calsync process then sees no reader, "
+    "checkpoints and deletes the WAL and -shm at its exit, and this process's next writes "
+    "fail (disk I/O error) or corrupt the database (malformed)",
+)
+def test_a_calsync_process_beside_two_stores_leaves_the_database_whole() -> None:
+    def steps(m: TwoWaySync) -> None:
+        m.first_event()
+        m.run_job()  # the job's store
+        m.create_through_proxy()  # the addon's store: a second one in this process
+        m.sync_killed_after_a_write(side="ews", seed=0)
+        assert not m.killed  # it wrote nothing there: it ended by itself, closing the db
+        m.edit_in_google(token="sm-1", name="summary")
+        m.run_job()  # the job's connection writes; the teardown's undo opens a third
+
+    with _let_in("a calsync process beside two stores"):
         replay(steps)
 
 
