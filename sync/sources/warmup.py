@@ -3,12 +3,13 @@
 Cold, the first change after mitmdump starts waits for the worker process to spawn and
 import its libraries, then for each Google client to be built (googleapiclient imported,
 the discovery document parsed, credentials read), its token refreshed and its connection
-opened. `warm_up` does the last part ahead of time, for every user mirrored to Google:
-builds the client through the process's client cache and makes the cheapest call that
-proves it (calendars.get of the user's calendar), which refreshes an expired token and
-leaves the connection open. The worker process has imported the rest before it starts
+opened. The worker process imports most of its libraries as it starts
 (`sync.sources.outbox`, where its code lives, imports the mapping, the reconciler and
-exchangelib).
+exchangelib); `warm_up` does the rest ahead of time: the modules the first change would
+import, a sample request through the fast path's parser and mapping (their first-use
+work), and for every user mirrored to Google the client, made through the process's client
+cache and called once the cheapest way (calendars.get of the user's calendar), which
+refreshes an expired token and leaves the connection open.
 
 It runs in a thread of its own and nothing waits for it: a change due meanwhile takes the
 same clients (`Clients` makes each once; one call at a time per client). Google down, a
@@ -18,7 +19,6 @@ first change meets the same error and is retried as usual.
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib
 import logging
 import threading
@@ -41,6 +41,26 @@ LAZY_MODULES = (
     "mapping.ical",
 )
 
+#: A CreateItem as clients send one (times in UTC and in the request's zone): parsed and
+#: mapped once, writing nothing, so that the first change finds what the parser and the
+#: mapping build on first use (strptime's patterns, zone data) already built.
+SAMPLE_ZONE = "W. Europe Standard Time"
+SAMPLE_REQUEST = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"'
+    b' xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"'
+    b' xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">'
+    b'<s:Header><t:RequestServerVersion Version="Exchange2016"/><t:TimeZoneContext>'
+    b'<t:TimeZoneDefinition Id="W. Europe Standard Time"/></t:TimeZoneContext></s:Header>'
+    b'<s:Body><m:CreateItem SendMeetingInvitations="SendToNone"><m:SavedItemFolderId>'
+    b'<t:DistinguishedFolderId Id="calendar"/></m:SavedItemFolderId><m:Items>'
+    b"<t:CalendarItem><t:Subject>Warm-up</t:Subject>"
+    b"<t:Start>2026-03-02T08:00:00Z</t:Start><t:End>2026-03-02T09:00:00Z</t:End>"
+    b"</t:CalendarItem><t:CalendarItem><t:Subject>Warm-up</t:Subject>"
+    b"<t:Start>2026-03-02T09:00:00</t:Start><t:End>2026-03-02T10:00:00</t:End>"
+    b"</t:CalendarItem></m:Items></m:CreateItem></s:Body></s:Envelope>"
+)
+
 
 def warm_up(config: Config, clients: Clients) -> threading.Thread:
     """Start warming `clients` up for `config`'s users; the thread (a daemon) is returned."""
@@ -51,14 +71,30 @@ def warm_up(config: Config, clients: Clients) -> threading.Thread:
     return thread
 
 
+def _map_sample() -> None:
+    """SAMPLE_REQUEST through the fast path's parser and mapping (sync/fast_path.py)."""
+    from ews_parser.envelope import parse
+    from ews_parser.values import CreateItemRequest, ParsedItem
+    from sync.core.events import google_body
+
+    request = parse(SAMPLE_REQUEST, default_zone=SAMPLE_ZONE).body
+    if not isinstance(request, CreateItemRequest):
+        raise TypeError(f"the sample parsed as {type(request).__name__}")
+    for item in request.items:
+        if isinstance(item, ParsedItem) and item.model is not None:
+            google_body(item.model, default_zone=SAMPLE_ZONE)
+
+
 def warm_clients(config: Config, clients: Clients) -> int:
     """Import what the first change would, make each user's Google client and call it
     once; how many answered."""
     began = time.monotonic()
     for name in LAZY_MODULES:
         importlib.import_module(name)
-    # the first strptime imports _strptime (exchangelib reads a request's times with it)
-    dt.datetime.strptime("2000-01-01T00:00:00", "%Y-%m-%dT%H:%M:%S")
+    try:
+        _map_sample()
+    except Exception as exc:  # only a head start is lost: the clients still warm up
+        log.warning("warm-up could not map its sample request: %s", type(exc).__name__)
     warm = 0
     failed: list[str] = []
     for user in config.users:
