@@ -97,6 +97,11 @@ NOT_YET = {
     # the undo check when the last run that wrote lost the answer to a write
     "undo after a lost answer": "the write Exchange or Google did is not recorded, and "
     "stays",
+    # faults while a series exception made in Exchange is on its way to Google
+    "faults around exceptions": "an instance write that fails is never made again",
+    # an occurrence edited through the proxy and then directly, under google-wins
+    "proxy occurrence edits under google-wins": "the worker's instance write reads as "
+    "Google's edit, and wins over the later Exchange one",
     # `calsync sync` processes beside a process with two stores open (the job's, the
     # addon's): SQLite's locks of this process are gone (see the regression below)
     "a calsync process beside two stores": "its exit deletes the WAL under this "
@@ -166,7 +171,8 @@ class TwoWaySync(RuleBasedStateMachine):
 
     # --- the policy -------------------------------------------------------------------------
 
-    @initialize(policy=st.sampled_from(POLICIES))
+    # (not sampled_from: it favours the first policy, and the others met few conflicts)
+    @initialize(policy=st.randoms(use_true_random=False).map(lambda r: r.choice(POLICIES)))
     def choose_policy(self, policy: str) -> None:
         self.world.set_policy(policy)
 
@@ -303,6 +309,13 @@ class TwoWaySync(RuleBasedStateMachine):
             self._edit_google(token, name)
             self._edit_exchange(token, name)
 
+    @rule(token=events, name=st.sampled_from(FIELDS), exchange_first=st.booleans())
+    def conflict_after_a_run(self, token: str, name: str, exchange_first: bool) -> None:
+        """A run (both sides then hold the event), then the same field edited on both:
+        the conflict the policy settles."""
+        self._run()
+        self.edit_same_field_on_both_sides(token, name, exchange_first)
+
     @rule(token=events, first=st.sampled_from(FIELDS), second=st.sampled_from(FIELDS))
     def edit_different_fields(self, token: str, first: str, second: str) -> None:
         self._edit_exchange(token, first)
@@ -373,7 +386,9 @@ class TwoWaySync(RuleBasedStateMachine):
         self._synced()
         self.world.drain()
 
-    @precondition(lambda self: self.world.has_addon and self.enabled("late drains"))
+    @precondition(
+        lambda self: self.world.has_addon and self.enabled("late drains") and self._faults_allowed()
+    )
     @rule(
         google_fault=st.none() | st.sampled_from(GOOGLE_FAULTS),
         ews_fault=st.none() | st.sampled_from(EWS_FAULTS),
@@ -438,6 +453,10 @@ class TwoWaySync(RuleBasedStateMachine):
             occurrence.delete()
         self._record(token, "exchange", f"occ{index}.{aspect}", value, at)
 
+    @precondition(
+        lambda self: self.enabled("proxy occurrence edits under google-wins")
+        or self.world.policy != "google-wins"
+    )
     @rule(token=series, index=st.integers(1, COUNT), change=st.sampled_from(CHANGES))
     def change_occurrence_through_proxy(self, token: str, index: int, change: str) -> None:
         master = self._master(token)
@@ -517,7 +536,7 @@ class TwoWaySync(RuleBasedStateMachine):
         rate=st.sampled_from([0.2, 0.5]),
         seed=st.integers(0, 3),
     )
-    @precondition(lambda self: bool(self.logical))
+    @precondition(lambda self: bool(self.logical) and self._faults_allowed())
     def run_job_on_a_bad_network(
         self, google_fault: str | None, ews_fault: str | None, rate: float, seed: int
     ) -> None:
@@ -535,6 +554,11 @@ class TwoWaySync(RuleBasedStateMachine):
         it learns so (let alone records it)."""
         self._synced()
         self.killed = self.world.killed_sync(side, seed)
+
+    def _faults_allowed(self) -> bool:
+        return self.enabled("faults around exceptions") or not any(
+            name.startswith("occ") for logical in self.logical.values() for name in logical.since_clean
+        )
 
     def _run(
         self, google_fault: dict[str, Any] | None = None, ews_fault: dict[str, Any] | None = None
@@ -832,6 +856,41 @@ def test_undo_takes_back_a_write_whose_answer_was_lost() -> None:
 
     with _let_in("undo after a lost answer"):
         replay(steps)
+
+
+@_known(
+    "a series made in Exchange with an exception: once its Google event is made, an "
+    "instance write that fails (a 429) is never made again: the next runs see the item "
+    "unchanged and carry nothing"
+)
+def test_an_exception_whose_instance_write_failed_reaches_google_later() -> None:
+    def steps(m: TwoWaySync) -> None:
+        series = m.create_series_in_exchange()
+        m.change_occurrence_in_exchange(token=series, index=4, change="rename")
+        m.create_in_google()  # (one Google call more: the 429 meets the instance write)
+        m.run_job_on_a_bad_network(ews_fault=None, google_fault="429", rate=0.2, seed=2)
+
+    with _let_in("faults around exceptions"):
+        replay(steps)
+
+
+@_known(
+    "under google-wins, an occurrence edited through the proxy (the worker writes the "
+    "instance) and then directly in Exchange goes back to the proxy's value: the job reads "
+    "the worker's instance write as Google's edit, and Google wins"
+)
+@pytest.mark.parametrize("change", ["move", "rename"])
+def test_an_occurrence_edited_through_the_proxy_then_in_exchange_keeps_the_last(
+    change: str,
+) -> None:
+    def steps(m: TwoWaySync) -> None:
+        m.choose_policy("google-wins")
+        series = m.create_series_in_exchange()
+        m.change_occurrence_through_proxy(token=series, index=1, change=change)
+        m.change_occurrence_in_exchange(token=series, index=1, change=change)
+        m.run_job()
+
+    replay(steps)
 
 
 @_known(
