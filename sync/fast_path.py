@@ -79,7 +79,7 @@ class FastPath:
             # delete calsync never recorded (lost in a kill of the proxy)
             payload = GONE
         if payload["kind"] == "gone":
-            return self._forget_gone(google, notice, mapped)
+            return self._forget_gone(google, notice, user, mapped, run)
         if payload["kind"] == "skip":
             raise Skip(payload["reason"])
         if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
@@ -90,7 +90,7 @@ class FastPath:
                 payload = self._prepare(notice, exchange, None)
                 remember(payload)
                 if payload["kind"] == "gone":
-                    return self._forget_gone(google, notice, mapped)
+                    return self._forget_gone(google, notice, user, mapped, run)
                 if payload["kind"] == "skip":
                     raise Skip(payload["reason"])
                 event = payload["event"]
@@ -115,26 +115,22 @@ class FastPath:
         return notice.key in exchange.missing([notice.key])
 
     def _forget_gone(
-        self, google: GoogleBackend, notice: ChangeNotice, mapped: MappedItem | None
+        self,
+        google: GoogleBackend,
+        notice: ChangeNotice,
+        user: UserConfig,
+        mapped: MappedItem | None,
+        run: RunContext,
     ) -> Outcome:
         """The item is gone from Exchange: delete the Google event this entry or an earlier
         one made for it (the mapped event, else the item's deterministic id), but only
-        when that event is tagged as this item's, and forget the pair."""
+        when that event is tagged as this item's (recorded for undo), and forget the
+        pair."""
         from mapping.event import event_id_for
 
         event_id = mapped.google_event_id if mapped else event_id_for(notice.key)
-        event = google.get(event_id)
-        if event is None or event.get("status") == "cancelled":
-            outcome = "no Google event to delete"
-        elif not belongs_to(event, notice.key):
-            outcome = f"Google {event_id} is not tagged as its event: left alone"
-        else:
-            try:
-                google.delete(event_id)
-            except GoogleError as exc:
-                if exc.status not in (404, 410):
-                    raise
-            outcome = f"Google {event_id} deleted"
+        left = self._delete_if_ours(google, notice, user, event_id, run, "no longer in Exchange")
+        outcome = left or f"Google {event_id} deleted"
         log.info(
             "%s %s %s: no longer in Exchange; %s",
             notice.mailbox,
@@ -389,18 +385,32 @@ class FastPath:
             )
         else:
             event_id = event_id_for(notice.key)
-            event = google.get(event_id)
-            if event is not None and belongs_to(event, notice.key):
-                self.reconciler.delete_google(
-                    user, google, notice.key, event_id, run, "deleted in Exchange"
-                )
-            else:
+            if self._delete_if_ours(google, notice, user, event_id, run, "deleted in Exchange"):
                 log.info(
                     "%s delete %s: not mapped; left to the two-way job",
                     notice.mailbox,
                     short(notice.key),
                 )
         return Outcome(None, forget=True)
+
+    def _delete_if_ours(
+        self,
+        google: GoogleBackend,
+        notice: ChangeNotice,
+        user: UserConfig,
+        event_id: str,
+        run: RunContext,
+        why: str,
+    ) -> str | None:
+        """Delete `event_id` through the reconciler (recorded for undo) only when it is
+        live and tagged as this item's event; else why it was left, in words."""
+        event = google.get(event_id)
+        if event is None or event.get("status") == "cancelled":
+            return "no Google event to delete"
+        if not belongs_to(event, notice.key):
+            return f"Google {event_id} is not tagged as its event: left alone"
+        self.reconciler.delete_google(user, google, notice.key, event_id, run, why, before=event)
+        return None
 
     def _mapped_after(
         self,

@@ -393,9 +393,16 @@ class Reconciler:
         event_id: str,
         run: RunContext,
         why: str,
+        *,
+        before: dict[str, Any] | None = None,
     ) -> None:
+        """Delete the pair's Google event and forget the pair; the event as it was is
+        kept for undo. `before`: the event as the caller just read it (else it is read
+        here, when this run is recorded)."""
         # the pre-image, for undo: read only when this run is recorded
-        gone = google.get(event_id) if run.run_id is not None else None
+        gone = before if before is not None else (
+            google.get(event_id) if run.run_id is not None else None
+        )
         try:
             google.delete(event_id)
         except GoogleError as exc:

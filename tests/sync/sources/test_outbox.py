@@ -19,6 +19,7 @@ from exchangelib.recurrence import Recurrence, WeeklyPattern
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
+from sync.cli import main
 from sync.config import load_config
 from sync.core.events import EWS_ID_PROPERTY
 from sync.sources.outbox import Mirror
@@ -173,6 +174,33 @@ def test_an_item_found_gone_takes_the_event_an_earlier_entry_made(setup: _Setup)
     assert setup.live_events() == {}
     assert setup.store.mapped(ALICE, item_id) is None
     assert setup.quiet()
+
+
+def test_the_event_of_an_item_found_gone_is_deleted_for_undo_to_put_back(
+    setup: _Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the worker's delete of the event an item found gone leaves is a write like any
+    # other: recorded with what it replaced, so `calsync undo` brings the event back
+    item = setup.item("Mirrored, then deleted where calsync could not see")
+    item_id = item.id
+    setup.store.enqueue(ALICE, item_id, "upsert", now=0.0, change_key=item.changekey)
+    setup.drain()
+    item.delete()
+    setup.store.enqueue(ALICE, item_id, "refresh", now=0.0)
+    setup.drain()
+    assert setup.live_events() == {}
+    run = setup.store.last_run(ALICE)
+    assert run is not None
+    writes = setup.store.run_writes(run.id)
+    assert [(w.side, w.op, w.key) for w in writes] == [
+        ("google", "delete", event_id_for(item_id))
+    ]
+    assert main(["undo", "--config", str(setup.config.source), ALICE]) == 0
+    capsys.readouterr()
+    back = setup.live_events()
+    assert [e["summary"] for e in back.values()] == [
+        "Mirrored, then deleted where calsync could not see"
+    ]
 
 
 def test_an_event_not_tagged_as_the_items_is_never_deleted(setup: _Setup) -> None:
