@@ -85,8 +85,9 @@ class Streaming:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self, users: Sequence[UserConfig] | None = None) -> None:
-        chosen = [u for u in (users if users is not None else self.config.users)]
-        chosen = [u for u in chosen if u.mirrors_to_google]
+        chosen = [
+            u for u in (users if users is not None else self.config.users) if u.mirrors_to_google
+        ]
         if not chosen or not self.config.exchange_ews_url:
             return
         self.groups = self._grouped(chosen)
@@ -126,13 +127,11 @@ class Streaming:
         gap = True  # at start, the feed catches up
         while not self._stop.is_set():
             try:
+                self._subscribe(group, gap)
+                gap = False
                 if group.mode == "streaming":
-                    self._subscribe_streaming(group, gap)
-                    gap = False
                     self._stream(group)
                 else:
-                    self._subscribe_pull(group, gap)
-                    gap = False
                     self._pull(group)
                 failures = 0
             except ews.NotificationError as exc:
@@ -177,10 +176,18 @@ class Streaming:
         log.warning("streaming for %s: %s; again in %.0f s", _names(group), exc.code, wait)
         return wait
 
-    def _subscribe_streaming(self, group: Group, gap: bool) -> None:
+    def _subscribe(self, group: Group, gap: bool) -> None:
+        """Subscribe the group's users that hold no subscription (streaming or pull, as
+        the group runs); after a gap, or a new subscription, every user's feed catches up."""
         missing = _unsubscribed(group)
         for user in missing:
-            group.subscriptions[ews.subscribe_streaming(self._mailbox(user))] = user
+            mailbox = self._mailbox(user)
+            if group.mode == "streaming":
+                group.subscriptions[ews.subscribe_streaming(mailbox)] = user
+            else:
+                subscription_id, watermark = ews.subscribe_pull(mailbox, self.pull_timeout)
+                group.subscriptions[subscription_id] = user
+                group.watermarks[subscription_id] = watermark
         if gap or missing:
             for user in group.users:
                 self.trigger(user)
@@ -202,16 +209,6 @@ class Streaming:
             group.connected = False
             group.stream = None
         group.reconnects += 1  # the connection's timeout: open it again at once
-
-    def _subscribe_pull(self, group: Group, gap: bool) -> None:
-        missing = _unsubscribed(group)
-        for user in missing:
-            subscription_id, watermark = ews.subscribe_pull(self._mailbox(user), self.pull_timeout)
-            group.subscriptions[subscription_id] = user
-            group.watermarks[subscription_id] = watermark
-        if gap or missing:
-            for user in group.users:
-                self.trigger(user)
 
     def _pull(self, group: Group) -> None:
         group.connected = True
