@@ -116,11 +116,17 @@ class Stream:
             raise _translate(exc) from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            # closing a connection that may be gone already
-            with contextlib.suppress(Exception):
-                self._service.stop_streaming()
+        """Mark the stream closed and release its connection without waiting: closing a
+        response another thread is reading blocks until that read returns (urllib3-future
+        holds the connection while it reads, up to the next heartbeat), so the release runs
+        on a daemon thread of its own and the reader ends at its next chunk."""
+        self._closed = True
+        threading.Thread(target=self._release, name="calsync-stream-close", daemon=True).start()
+
+    def _release(self) -> None:
+        # closing a connection that may be gone already
+        with self._lock, contextlib.suppress(Exception):
+            self._service.stop_streaming()
 
 
 def subscribe_streaming(mailbox: ExchangeMailbox) -> str:

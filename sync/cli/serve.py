@@ -9,7 +9,7 @@ state at the next start."""
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import signal
 import threading
 import time
@@ -75,10 +75,7 @@ def run_command(args: Any) -> int:
         connection_timeout=config.exchange_streaming_timeout_min,
     )
     mirror = Mirror(config, store, clients=job.client_cache)
-    stopping = threading.Event()
-    drainer = threading.Thread(
-        target=_drain, args=(mirror, stopping), name="calsync-outbox", daemon=True
-    )
+    drainer = _Drainer(mirror)
     try:
         service.start()
         if config.exchange_streaming:
@@ -105,7 +102,7 @@ def run_command(args: Any) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stopping.set()
+        drainer.stop()
         streaming.stop(timeout=1.5)
         service.stop(timeout=2.0)
         drainer.join(timeout=1.0)
@@ -113,17 +110,28 @@ def run_command(args: Any) -> int:
     return EXIT_OK
 
 
-def _drain(mirror: Mirror, stopping: threading.Event) -> None:
-    """What a proxy left in the outbox of this store (one process per store): drained
-    until `stopping`, waking when a retry is due and at least every 5 s."""
-    while not stopping.is_set():
-        try:
-            asyncio.run(mirror.drain())
-            due = mirror.store.next_due()
-        except Exception as exc:  # never let the drainer die: log, wait, go on
-            logging.getLogger("calsync.serve").error(
-                "outbox: %s: %s", type(exc).__name__, exc
-            )
-            due = None
-        wait = 5.0 if due is None else min(5.0, max(0.05, due - time.time()))
-        stopping.wait(wait)
+class _Drainer(threading.Thread):
+    """The outbox a proxy left in this store (one process per store), drained by the
+    worker's own loop (`Mirror.run`: retries when due) on an event loop of its own."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        super().__init__(name="calsync-outbox", daemon=True)
+        self.mirror = mirror
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self.mirror.run())
+        self._ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def stop(self) -> None:
+        if self.is_alive() and self._ready.wait(1.0):
+            assert self._loop is not None and self._task is not None
+            self._loop.call_soon_threadsafe(self._task.cancel)

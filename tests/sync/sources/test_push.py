@@ -520,3 +520,36 @@ def test_the_addon_moves_its_webhook_when_reconfigured_while_running(
         addon.configure({"calsync_push_port", "calsync_sync_interval"})
         asyncio.run(scenario(addon, tctx))
     assert open_at_google(google) == set()
+
+
+SERVE = (sys.executable, "-m", "sync.cli", "serve")
+
+
+def test_calsync_serve_drains_what_a_proxy_left_in_the_outbox(
+    world: World, google: GoogleCalendarServer
+) -> None:
+    """A proxy stopped with entries queued; `calsync serve` on the same store mirrors them
+    (its outbox drainer) and still stops cleanly on SIGTERM."""
+    item = world.create_in_exchange("Left in the outbox")
+    world.store.enqueue(ALICE, item.id, "upsert", now=time.time(), change_key=item.changekey)
+    world.store.close()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    process = subprocess.Popen(
+        [*SERVE, "--config", str(world.config_path), "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        store = Store(world.config.store_path)
+        try:
+            wait_until(lambda: not store.pending(ALICE))
+        finally:
+            store.close()
+        assert "Left in the outbox" in world.google_events()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
