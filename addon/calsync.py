@@ -125,10 +125,11 @@ class CalSync:
         try:
             config = load_config(ctx.options.calsync_config)
             store = (
-                Store(config.store_path)
+                Store.open(config)
                 if self.store is None
                 or self.config is None
-                or self.config.store_path != config.store_path
+                or (self.config.store_path, self.config.store_url)
+                != (config.store_path, config.store_url)
                 else self.store
             )
         except (ConfigError, StoreError) as exc:

@@ -23,6 +23,7 @@ from sync.cli.common import (
     user_from,
 )
 from sync.config import Config, UserConfig
+from sync.state.base import StoreError
 
 #: Seconds a side may take to answer a doctor's question.
 TIMEOUT_S = 10
@@ -103,6 +104,8 @@ def check_ca(confdir: Path) -> list[Finding]:
 
 
 def check_store(config: Config) -> list[Finding]:
+    if config.store_url is not None:
+        return check_shared_store(config)
     path = Path(config.store_path)
     if not path.exists():
         parent = path.parent
@@ -114,6 +117,20 @@ def check_store(config: Config) -> list[Finding]:
         if file.exists() and file.stat().st_mode & 0o077:
             found.append(Finding(False, f"{file} is readable by others", f"chmod 600 {file}"))
     return found
+
+
+def check_shared_store(config: Config) -> list[Finding]:
+    """A PostgreSQL store: its key in the environment, the server reachable, the schema
+    current (opening migrates it, as every node does at start)."""
+    from sync.state import open_state
+    from sync.state.postgres import describe
+
+    where = describe(config.store_url or "")
+    try:
+        open_state(config).close()
+    except StoreError as exc:
+        return [Finding(False, f"store {where}: {exc}", "see README, Several nodes")]
+    return [Finding(True, f"store {where} (PostgreSQL, shared by the nodes)")]
 
 
 def check_exchange_settings(config: Config) -> list[Finding]:

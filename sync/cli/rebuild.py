@@ -52,7 +52,7 @@ def rebuild(args: Any) -> int:
     config = config_from(args)
     user = user_from(config, args.user)
     try:
-        store = Store(config.store_path)  # a lost store is what this rebuilds into
+        store = Store.open(config)  # a lost store is what this rebuilds into
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     added, kept, orphans, clashes = [], 0, [], []

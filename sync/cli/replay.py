@@ -158,7 +158,7 @@ def replay(
     from sync.sources.proxy import Exchange, Observer, lower_headers
     from sync.store import Store
 
-    store = Store(config.store_path)
+    store = Store.open(config)
     try:
         mirror = Mirror(config, store)
         observer = Observer(config, store, mirror, clock=time.time, max_body=DEFAULT_MAX_BYTES)

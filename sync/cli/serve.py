@@ -50,15 +50,13 @@ def run_command(args: Any) -> int:
 
     try:
         config = load_config(args.config)
-        store = Store(config.store_path)
+        store = Store.open(config)
     except (ConfigError, StoreError) as exc:
         print(f"calsync serve: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     job = SyncJob(config, store)
     try:
-        service = PushService(
-            config, store, job.run_user, port=args.port, clients=job.client_cache
-        )
+        service = PushService(config, store, job.run_user, port=args.port, clients=job.client_cache)
     except OSError as exc:
         store.close()
         print(f"calsync serve: cannot listen: {exc.strerror or exc}", file=sys.stderr)

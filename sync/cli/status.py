@@ -40,16 +40,26 @@ def add_parser(subparsers: Any) -> None:
 
 
 def open_store(config: Config) -> Store:
-    """The existing store (never a new one: a missing file means nothing ran yet)."""
+    """The existing store (never a new SQLite file: a missing file means nothing ran yet;
+    a shared PostgreSQL store is opened as `[store] url` names it)."""
     path = Path(config.store_path)
-    if not path.exists():
+    if config.store_url is None and not path.exists():
         raise CommandError(
             f"no state store at {path} yet: start mitmdump with the addon or `calsync sync`"
         )
     try:
-        return Store(path)
+        return Store.open(config)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
+
+
+def store_name(config: Config) -> str:
+    """The SQLite file, or the PostgreSQL server and database (never its password)."""
+    if config.store_url is None:
+        return str(config.store_path)
+    from sync.state.postgres import describe
+
+    return f"postgresql://{describe(config.store_url)}"
 
 
 def user_status(store: Store, mailbox: str) -> dict[str, Any]:
@@ -109,10 +119,10 @@ def status(args: Any) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"store": str(config.store_path), "users": report}, indent=2))
+        print(json.dumps({"store": store_name(config), "users": report}, indent=2))
         return 0
     print_table(
-        f"calsync status ({config.store_path})",
+        f"calsync status ({store_name(config)})",
         [
             "mailbox",
             "mapped",

@@ -54,7 +54,7 @@ def run_command(args: Any) -> int:
         missing = [name for name, user in zip(args.user, users, strict=True) if user is None]
         if missing:
             raise ConfigError(f"no such user in {args.config}: {', '.join(missing)}")
-        store = Store(config.store_path)
+        store = Store.open(config)
     except (ConfigError, StoreError) as exc:
         print(f"calsync sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -64,7 +64,7 @@ def undo(args: Any) -> int:
     config = config_from(args)
     user = user_from(config, args.user)
     try:
-        store = Store(config.store_path)
+        store = Store.open(config)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     try:

@@ -315,6 +315,7 @@ class Mirror:
         Exchange (most fast-path writes never do; a proxy without ews_url works)."""
         return cast("ExchangeBackend", _Lazy(lambda: self.clients.exchange(user)))
 
+
 class _Lazy:
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
@@ -348,7 +349,7 @@ def _init_worker(config_path: str) -> None:
     logging.basicConfig(level=logging.INFO, format="calsync worker: %(message)s")
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     config = load_config(config_path)
-    _worker = Mirror(config, Store(config.store_path))
+    _worker = Mirror(config, Store.open(config))
     warm_up(config, _worker.clients)
 
 

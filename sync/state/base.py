@@ -226,6 +226,15 @@ class Outbox(Protocol):
         claim not ended in time is handed out again (its holder is presumed dead)."""
         ...
 
+    def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
+        """`claim` for one process draining a store alone: its own earlier claims (a worker
+        process that died, a restart cut short) are handed out again at once."""
+        ...
+
+    def next_ready(self) -> float | None:
+        """When `ready` may next hand something out."""
+        ...
+
     def release(self, entry_id: int) -> None:
         """End the claim without an attempt: the entry is due again at once."""
         ...

@@ -8,6 +8,7 @@ and `state.unit()`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -15,29 +16,43 @@ from typing import Any
 
 import sqlite_utils
 
+from sync.config import Config
+from sync.state import open_state
 from sync.state.base import (
     JsonInput,
     MappedItem,
     OutboxEntry,
     RunWrite,
+    State,
+    StoreError,
     SyncRun,
+    UnitOfWork,
     WatchChannel,
 )
 from sync.state.sqlite import SqliteState
 
 
 class Store:
-    """One SQLite file for all users; every row carries its mailbox."""
+    """One store for all users (every row carries its mailbox): a SQLite file at a path,
+    or any `State` (`Store.open(config)`: PostgreSQL when `[store] url` names one)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.state = SqliteState(path)
-        self.path = self.state.path
+    def __init__(self, where: str | Path | State) -> None:
+        self.state: State = SqliteState(where) if isinstance(where, (str, os.PathLike)) else where
+        #: the SQLite file (None for a server's database)
+        self.path: Path | None = getattr(self.state, "path", None)
+
+    @classmethod
+    def open(cls, config: Config) -> Store:
+        """The store the config names (sync/state `open_state`)."""
+        return cls(open_state(config))
 
     @property
     def db(self) -> sqlite_utils.Database:
+        if not isinstance(self.state, SqliteState):
+            raise StoreError("this store is not a SQLite file")
         return self.state.db
 
-    def unit(self) -> AbstractContextManager[SqliteState]:
+    def unit(self) -> AbstractContextManager[UnitOfWork]:
         """`State.unit()`: the concerns (`uow.ids`, `uow.outbox`, ...) in one transaction."""
         return self.state.unit()
 
@@ -242,8 +257,15 @@ class Store:
         now: float,
     ) -> None:
         self.state.runs.record_write(
-            run_id, side, op, key, other_key=other_key, version=version, before=before,
-            fields=fields, now=now,
+            run_id,
+            side,
+            op,
+            key,
+            other_key=other_key,
+            version=version,
+            before=before,
+            fields=fields,
+            now=now,
         )
 
     def last_run(self, mailbox: str) -> SyncRun | None:

@@ -103,7 +103,14 @@ def test_event_text_is_never_stored_in_plain_sight(state_impl: Backing) -> None:
     state.outbox.set_payload(later, text)
     run = state.runs.begin(A, now=1.0)
     state.runs.record_write(
-        run, "google", "patch", "g1", other_key="I1", version='"2"', before=text, fields=text,
+        run,
+        "google",
+        "patch",
+        "g1",
+        other_key="I1",
+        version='"2"',
+        before=text,
+        fields=text,
         now=1.0,
     )
     state.runs.finish(run, now=2.0)
@@ -239,6 +246,19 @@ def test_a_claimed_item_is_handed_to_nobody_else_until_its_claim_ends(state: Sta
     assert [e.id for e in state.outbox.claim(3.0, "w2", 60.0)] == [second]
 
 
+def test_a_lone_drainer_takes_its_own_claims_back_and_no_one_elses(state: State) -> None:
+    # `ready`: one process drains the store alone; what it claimed before dying or being
+    # restarted is its own, handed out again at once, while another holder's claim holds
+    mine = state.outbox.enqueue(A, "MINE", "upsert", now=1.0)
+    theirs = state.outbox.enqueue(A, "THEIRS", "upsert", now=1.0)
+    assert [e.id for e in state.outbox.claim(1.0, "node-2", 30.0)] == [mine, theirs]
+    assert state.outbox.ready(2.0) == [] and state.outbox.next_ready() == 31.0
+    state.outbox.release(mine)
+    assert [e.id for e in state.outbox.ready(2.0)] == [mine]
+    assert [e.id for e in state.outbox.ready(2.0)] == [mine]  # its own claim: again
+    assert state.outbox.next_ready() == 1.0  # due since it was queued
+
+
 def test_an_expired_claim_is_handed_out_again(state: State) -> None:
     entry = state.outbox.enqueue(A, "ITEM", "upsert", now=1.0)
     state.outbox.claim(1.0, "dead", 10.0)  # its worker dies holding it
@@ -264,8 +284,7 @@ def test_two_workers_drain_one_outbox_each_entry_once_in_item_order(
     setup = state_impl.open()
     items = [f"ITEM{i}" for i in range(6)]
     expected = {
-        item: setup.outbox.enqueue_many([(A, item, "update", None)] * 8, now=0.0)
-        for item in items
+        item: setup.outbox.enqueue_many([(A, item, "update", None)] * 8, now=0.0) for item in items
     }
     done: list[tuple[str, int, str]] = []
     lock = threading.Lock()
@@ -326,8 +345,7 @@ def test_claimers_at_the_same_instant_share_no_item_and_skip_no_entry(
             got[n] = [e.id for e in state.outbox.claim(1.0, f"w{n}", 60.0, limit=100)]
 
         threads = [
-            threading.Thread(target=claim, args=(n, s, start, got))
-            for n, s in enumerate(claimers)
+            threading.Thread(target=claim, args=(n, s, start, got)) for n, s in enumerate(claimers)
         ]
         for thread in threads:
             thread.start()
@@ -608,8 +626,15 @@ def test_a_run_records_its_writes_in_order_for_undo(state: State) -> None:
         run, "google", "create", "g1", other_key="I1", version='"1"', before=None, now=2.0
     )
     state.runs.record_write(
-        run, "exchange", "patch", "I2", other_key="g2", version="CK2",
-        before={"summary": "old"}, fields={"summary": "new"}, now=3.0,
+        run,
+        "exchange",
+        "patch",
+        "I2",
+        other_key="g2",
+        version="CK2",
+        before={"summary": "old"},
+        fields={"summary": "new"},
+        now=3.0,
     )
     state.runs.finish(run, now=4.0)
     assert state.runs.last_run(A) == SyncRun(run, A, 1.0, 4.0, None)
@@ -617,8 +642,9 @@ def test_a_run_records_its_writes_in_order_for_undo(state: State) -> None:
     writes = state.runs.run_writes(run)
     assert [dataclasses.replace(w, id=0) for w in writes] == [
         RunWrite(0, run, "google", "create", "g1", "I1", '"1"', None, None),
-        RunWrite(0, run, "exchange", "patch", "I2", "g2", "CK2", {"summary": "old"},
-                 {"summary": "new"}),
+        RunWrite(
+            0, run, "exchange", "patch", "I2", "g2", "CK2", {"summary": "old"}, {"summary": "new"}
+        ),
     ]
     state.runs.mark_undone(run, now=5.0)
     assert state.runs.last_run(A) is None  # undone: nothing left to undo
@@ -689,9 +715,7 @@ def test_two_contenders_one_lease(state_impl: Backing) -> None:
         start.wait()
         fences[name] = state.leases.acquire(A, name, 60.0, now=1.0)
 
-    threads = [
-        threading.Thread(target=contend, args=(f"w{i}", s)) for i, s in enumerate(states)
-    ]
+    threads = [threading.Thread(target=contend, args=(f"w{i}", s)) for i, s in enumerate(states)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -706,8 +730,9 @@ class LeaseLost(Exception):
     pass
 
 
-def fenced_unit_writes(state: State, holder: str, fence: int, *, now: float,
-                       renewed: threading.Event | None = None) -> None:
+def fenced_unit_writes(
+    state: State, holder: str, fence: int, *, now: float, renewed: threading.Event | None = None
+) -> None:
     """A leased run's writes: inside one unit, the lease renewed first (refused for a stale
     holder), then the writes."""
     with state.unit() as uow:
