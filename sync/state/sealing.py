@@ -17,9 +17,18 @@ from sync.state.base import JsonInput, JsonObject, JsonValue, StoreError
 
 
 def private_file(path: Path) -> None:
-    """Create `path` if missing and make it readable by its owner only."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
+    """Create `path` (empty, 0600) if missing and make it readable by its owner only.
+
+    A file already there is never opened, only changed by its path: POSIX locks belong to
+    the process, and closing any descriptor of a file drops all of the process's locks on
+    it, SQLite's too when it is a database this process has open (the addon's second
+    store): another process would then find no reader and delete the WAL under it."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)  # a file just made: nothing of this process's has it open
     os.chmod(path, 0o600)
 
 

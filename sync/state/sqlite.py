@@ -69,17 +69,24 @@ from sync.state.sealing import Sealer, private_file
 
 SCHEMA_VERSION = 6
 
+#: held while a database file is made and its connection opened: a file made by another
+#: thread of this process is closed before this one connects (closing it later would drop
+#: this process's SQLite locks; see sealing.private_file)
+_OPENING = threading.Lock()
+
+
 class Database:
     """The connection, its lock, the sealer and the unit of work in progress."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        private_file(path)
+        with _OPENING:  # a file private_file makes is closed before a connection reaches it
+            private_file(path)
+            conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.sealer = Sealer(path.with_name(path.name + ".key"))
         self.lock = threading.RLock()
         self.depth = 0  # units open on the thread holding the lock
-        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # survives kill -9; fsync at checkpoints
         conn.execute("PRAGMA busy_timeout=5000")

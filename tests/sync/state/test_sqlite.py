@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,15 +19,20 @@ ALICE = "alice@example.com"  # the user of old_stores/make.py
 
 
 def test_files_are_private(tmp_path: Path) -> None:
-    SqliteState(tmp_path / "calsync.db").close()
-    for name in ("calsync.db", "calsync.db.key"):
-        mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
-        assert mode == 0o600, (name, oct(mode))
+    state = SqliteState(tmp_path / "calsync.db")
+    try:
+        for name in ("calsync.db", "calsync.db.key", "calsync.db-wal", "calsync.db-shm"):
+            mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+            assert mode == 0o600, (name, oct(mode))
+    finally:
+        state.close()
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     state = SqliteState(tmp_path / "s.db")
-    state.db.table("meta").upsert({"key": "schema_version", "value": str(SCHEMA_VERSION + 1)}, pk="key")
+    state.db.table("meta").upsert(
+        {"key": "schema_version", "value": str(SCHEMA_VERSION + 1)}, pk="key"
+    )
     state.close()
     with pytest.raises(StoreError, match="newer than this calsync"):
         SqliteState(tmp_path / "s.db")
@@ -144,3 +151,37 @@ def test_an_older_store_is_migrated_and_keeps_its_data(version: int, tmp_path: P
     # opened again: already current, nothing to do
     SqliteState(tmp_path / "calsync.db").close()
 
+
+# --- two stores on one file in one process ---------------------------------------------------
+
+_OTHER_PROCESS = """
+import sys
+from sync.state.sqlite import SqliteState
+state = SqliteState(sys.argv[1])
+state.outbox.enqueue("b@x", "OTHER", "upsert", now=2.0)
+state.close()
+"""
+
+
+def test_a_second_store_in_this_process_keeps_the_file_locked(tmp_path: Path) -> None:
+    """The addon opens a second store on the job's file. POSIX locks are the process's: a
+    descriptor of the database file opened and closed beside a connection drops that
+    connection's locks, and another calsync process, seeing no reader, deletes the WAL
+    under it at its exit (this process's next writes then fail or are lost)."""
+    path = tmp_path / "s.db"
+    first = SqliteState(path)
+    try:
+        first.outbox.enqueue("a@x", "I1", "upsert", now=1.0)
+        SqliteState(path).close()  # the second store
+        subprocess.run([sys.executable, "-c", _OTHER_PROCESS, str(path)], check=True, timeout=60)
+        assert path.with_name("s.db-wal").exists(), "the other process deleted the WAL"
+        first.outbox.enqueue("a@x", "I2", "upsert", now=3.0)
+        assert first.outbox.count() == 3
+    finally:
+        first.close()
+    again = SqliteState(path)
+    try:
+        assert again.outbox.count() == 3
+        assert again.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        again.close()
