@@ -32,8 +32,10 @@ import logging
 import multiprocessing
 import os
 import random
+import socket
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -54,6 +56,9 @@ log = logging.getLogger("calsync.mirror")
 
 #: How many requests' bytes are kept for the worker; older ones are read from Exchange.
 HOT_LIMIT = 10_000
+#: how long a claim on a shared store's entry lasts: an entry a dead node held is handed to
+#: another this long after (one entry's writes take well under a second)
+CLAIM_S = 60.0
 
 
 class Mirror:
@@ -80,6 +85,8 @@ class Mirror:
         self.completed: list[tuple[int, float]] = []
         self._pool: ProcessPoolExecutor | None = None
         self._pool_args: tuple[str, int] | None = None
+        #: who this worker is in the claims it takes on a shared store
+        self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
     # --- what the hook calls -----------------------------------------------------------------
 
@@ -126,7 +133,7 @@ class Mirror:
         """Apply every entry that is due now; returns how many were handled."""
         handled = 0
         while True:
-            entries = await asyncio.to_thread(self.store.ready, self.clock())
+            entries = await asyncio.to_thread(self._take, self.clock())
             if not entries:
                 return handled
             by_user: dict[str, list[OutboxEntry]] = {}
@@ -134,6 +141,14 @@ class Mirror:
                 by_user.setdefault(entry.mailbox, []).append(entry)
             await asyncio.gather(*(self._drain_user(batch) for batch in by_user.values()))
             handled += len(entries)
+
+    def _take(self, now: float) -> list[OutboxEntry]:
+        """The entries due now. A store other nodes drain too hands them out under a claim
+        of this worker's own, which runs out if the worker dies (another node then takes
+        them); a store this node owns alone gives back what an earlier run left claimed."""
+        if self.store.shared:
+            return self.store.claim(now, self.holder, CLAIM_S)
+        return self.store.ready(now)
 
     async def _drain_user(self, entries: list[OutboxEntry]) -> None:
         for entry in entries:

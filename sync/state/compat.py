@@ -134,6 +134,15 @@ class Store:
     def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
         return self.state.outbox.ready(now, limit)
 
+    @property
+    def shared(self) -> bool:
+        """Whether other nodes may drain this outbox too (a server's database, not a file
+        one node owns): workers then take entries by `claim`, not `ready`."""
+        return not isinstance(self.state, SqliteState)
+
+    def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
+        return self.state.outbox.claim(now, holder, lease_s, limit)
+
     def next_due(self) -> float | None:
         return self.state.outbox.next_ready()
 

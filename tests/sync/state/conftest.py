@@ -155,3 +155,14 @@ def state_impl(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backi
 @pytest.fixture
 def state(state_impl: Backing) -> State:
     return state_impl.open()
+
+
+def shared_store_config(directory: Path, google: Any, ews_url: str, url: str) -> Path:
+    """tests.addon.conftest's config for alice, with the store at PostgreSQL `url`."""
+    from tests.addon.conftest import write_config
+
+    path = write_config(directory, google, ews_url=ews_url, users=("alice@example.com",))
+    path.write_text(
+        path.read_text().replace(f'path = "{directory / "calsync.db"}"', f'url = "{url}"')
+    )
+    return path

@@ -14,9 +14,8 @@ from emulators.google.server import GoogleCalendarServer
 from sync.config import load_config
 from sync.state import open_state
 from sync.store import Store
-from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
-from tests.sync.state.conftest import POSTGRES_KEY
+from tests.sync.state.conftest import POSTGRES_KEY, shared_store_config
 from tests.sync.state.pg_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,10 +41,8 @@ def test_calsync_sync_status_and_doctor_use_the_shared_store(
 ) -> None:
     from exchangelib import CalendarItem, EWSDateTime
 
-    path = write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,))
     url = postgres_server.url(postgres_database)
-    text = path.read_text().replace(f'path = "{tmp_path / "calsync.db"}"', f'url = "{url}"')
-    path.write_text(text)
+    path = shared_store_config(tmp_path, google, ews.url, url)
     account = ews_account(ews.url)
     CalendarItem(
         account=account,
