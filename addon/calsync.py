@@ -28,7 +28,7 @@ from sync.config import Config, ConfigError, load_config
 from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
 from sync.sources.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
-from sync.sources.push import RENEW_CHECK_S, PushService, UserRuns
+from sync.sources.push import RENEW_CHECK_S, Leasing, PushService, UserRuns
 from sync.sources.warmup import warm_up
 from sync.store import Store, StoreError
 
@@ -145,7 +145,7 @@ class CalSync:
         clients = Clients(config)
         self.mirror = Mirror(config, store, clients=clients)
         self.job = SyncJob(config, store, clients=clients)
-        self.runs = UserRuns(self.job.run_user)
+        self.runs = UserRuns(self.job.run_user, leasing=Leasing.for_store(store))
         self.observer = Observer(
             config,
             store,

@@ -26,13 +26,16 @@ terminated in front of it.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +45,7 @@ from ews_parser.errors import CalsyncError
 from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
+from sync.state.base import Leases
 from sync.store import Store, WatchChannel
 
 log = logging.getLogger("calsync.push")
@@ -50,6 +54,8 @@ log = logging.getLogger("calsync.push")
 DEFAULT_PATH = "/google/push"
 #: How often renewals are looked for; channels last days, so a minute is plenty.
 RENEW_CHECK_S = 60.0
+#: how long a node's lease on a user lasts unrenewed (a dead node's users move on after it)
+LEASE_S = 30.0
 #: Calendar channels last a week when the watch request asks for nothing shorter.
 GOOGLE_DEFAULT_TTL_S = 7 * 24 * 3600.0
 
@@ -212,12 +218,68 @@ class Channels:
 # --- runs: one in flight and one queued per user --------------------------------------------
 
 
+class Leasing:
+    """One node's leases on the users it syncs, when several nodes share a store: a user's
+    run happens only on the node holding that user's lease (sync/state `Leases`), which it
+    keeps while it runs (renewed every third of `ttl`) and after, until it lapses unused.
+    A node that dies or stalls loses its users `ttl` seconds later to the next node
+    triggered for them."""
+
+    def __init__(
+        self,
+        leases: Leases,
+        *,
+        holder: str | None = None,
+        ttl: float = LEASE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.leases = leases
+        self.holder = holder or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.ttl = ttl
+        self.clock = clock
+
+    @classmethod
+    def for_store(cls, store: Store) -> Leasing | None:
+        """Leases where other nodes share the store; none for a store one node owns."""
+        return cls(store.state.leases) if store.shared else None
+
+    @contextlib.contextmanager
+    def held(self, mailbox: str) -> Iterator[int | None]:
+        """The lease's fencing number for the body's duration, or None (the body must then
+        do nothing): another node holds the user."""
+        fence = self.leases.acquire(mailbox, self.holder, self.ttl, now=self.clock())
+        if fence is None:
+            yield None
+            return
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.ttl / 3):
+                if not self.leases.renew(mailbox, self.holder, fence, self.ttl, now=self.clock()):
+                    log.warning("lease on %s lost during a run (this node stalled)", mailbox)
+                    return
+
+        renewer = threading.Thread(target=renew, name="calsync-lease", daemon=True)
+        renewer.start()
+        try:
+            yield fence
+        finally:
+            done.set()
+            renewer.join()
+
+
 class UserRuns:
     """Serialises the sync runs of each user (push and polling alike) and coalesces
-    notification bursts: a trigger while a run is in flight queues at most one more."""
+    notification bursts: a trigger while a run is in flight queues at most one more.
+    With `leasing` (a shared store), a user's run happens only on the node holding the
+    user's lease; elsewhere the trigger is counted in `elsewhere` and dropped."""
 
-    def __init__(self, run: Callable[[UserConfig], Any]) -> None:
+    def __init__(
+        self, run: Callable[[UserConfig], Any], *, leasing: Leasing | None = None
+    ) -> None:
         self._run = run
+        self.leasing = leasing
+        self.elsewhere: dict[str, int] = {}  # per mailbox, runs left to the lease holder
         self._guard = threading.Lock()
         self._user_locks: dict[str, threading.Lock] = {}
         self._in_flight: set[str] = set()
@@ -230,7 +292,14 @@ class UserRuns:
         with self._guard:
             lock = self._user_locks.setdefault(user.mailbox, threading.Lock())
         with lock:
-            return self._run(user)
+            if self.leasing is None:
+                return self._run(user)
+            with self.leasing.held(user.mailbox) as fence:
+                if fence is None:
+                    with self._guard:
+                        self.elsewhere[user.mailbox] = self.elsewhere.get(user.mailbox, 0) + 1
+                    return None
+                return self._run(user)
 
     def trigger(self, user: UserConfig) -> None:
         with self._guard:
@@ -434,7 +503,7 @@ class PushService:
         clients: Clients | None = None,
     ) -> None:
         self.settings = config.push or PushConfig()
-        self.runs = runs or UserRuns(run)
+        self.runs = runs or UserRuns(run, leasing=Leasing.for_store(store))
         self.webhook = Webhook(config, store, self.runs.trigger)
         self.server = WebhookServer(
             self.webhook,
