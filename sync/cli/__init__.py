@@ -27,6 +27,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("sync.cli.rebuild", "add_parser"),
     ("sync.cli.undo", "add_parser"),
     ("sync.cli.serve", "add_parser"),
+    ("sync.cli.store", "add_parser"),
 ]
 
 
