@@ -45,7 +45,7 @@ from ews_parser.errors import CalsyncError
 from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
-from sync.state.base import Leases
+from sync.state.base import Leases, Listening, StoreError
 from sync.store import Store, WatchChannel
 
 log = logging.getLogger("calsync.push")
@@ -503,8 +503,12 @@ class PushService:
         clients: Clients | None = None,
     ) -> None:
         self.settings = config.push or PushConfig()
+        self.config = config
         self.runs = runs or UserRuns(run, leasing=Leasing.for_store(store))
-        self.webhook = Webhook(config, store, self.runs.trigger)
+        #: nodes sharing the store: a notification is passed on to the user's lease holder
+        self.pokes = store.pokes if self.runs.leasing is not None else None
+        self._listening: Listening | None = None
+        self.webhook = Webhook(config, store, self._pushed)
         self.server = WebhookServer(
             self.webhook,
             self.settings.listen_host,
@@ -520,7 +524,25 @@ class PushService:
             clients=clients,
         )
 
+    def _pushed(self, user: UserConfig) -> None:
+        self.runs.trigger(user)
+        if self.pokes is not None and self.runs.leasing is not None:
+            # Google picked this node; the user's lease may be another's
+            try:
+                self.pokes.poke(user.mailbox, sender=self.runs.leasing.holder)
+            except StoreError as exc:  # a hint: the holder's next poll carries the change
+                log.warning("push: could not tell the other nodes: %s", exc)
+
+    def _poked(self, mailbox: str, sender: str) -> None:
+        if self.runs.leasing is not None and sender == self.runs.leasing.holder:
+            return  # this node's own poke: it triggered the run already
+        user = self.config.user_named(mailbox)
+        if user is not None:
+            self.runs.trigger(user)  # runs only where the lease is held (never re-poked)
+
     def start(self) -> None:
+        if self.pokes is not None:
+            self._listening = self.pokes.listen(self._poked)
         self.server.start()
         if self.settings.webhook_url is None:
             log.warning(
@@ -539,5 +561,7 @@ class PushService:
         try:
             self.channels.stop_all()
         finally:
+            if self._listening is not None:
+                self._listening.stop()
             self.server.stop()
             self.runs.close(timeout)

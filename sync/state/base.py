@@ -18,7 +18,7 @@ contract suite in tests/sync/state/test_contract.py.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
@@ -435,6 +435,21 @@ class Leases(Protocol):
 
     def holder(self, mailbox: str, *, now: float) -> Lease | None:
         """The live lease, if any."""
+        ...
+
+
+class Listening(Protocol):
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+class Pokes(Protocol):
+    """Nodes sharing a store telling each other that a user has something to sync (a hint:
+    one lost costs the change its real-time path, never the change)."""
+
+    def poke(self, mailbox: str, *, sender: str) -> None: ...
+
+    def listen(self, on_poke: Callable[[str, str], None]) -> Listening:
+        """`on_poke(mailbox, sender)` for every poke, until `stop()`."""
         ...
 
 

@@ -22,6 +22,7 @@ from sync.state.base import (
     JsonInput,
     MappedItem,
     OutboxEntry,
+    Pokes,
     RunWrite,
     State,
     StoreError,
@@ -139,6 +140,12 @@ class Store:
         """Whether other nodes may drain this outbox too (a server's database, not a file
         one node owns): workers then take entries by `claim`, not `ready`."""
         return not isinstance(self.state, SqliteState)
+
+    @property
+    def pokes(self) -> Pokes | None:
+        """How nodes sharing this store tell each other a user has something to sync."""
+        pokes: Pokes | None = getattr(self.state, "pokes", None) if self.shared else None
+        return pokes
 
     def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
         return self.state.outbox.claim(now, holder, lease_s, limit)

@@ -30,6 +30,7 @@ node at a time (an advisory lock). Every statement is here.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple
@@ -71,6 +72,8 @@ from sync.state.rows import (
     watch_channel,
 )
 from sync.state.sealing import Sealer
+
+log = logging.getLogger("calsync.state")
 
 SCHEMA_VERSION = 1
 #: What the sealed check value in `meta` says (any key opens only its own seal).
@@ -1003,6 +1006,65 @@ class PostgresLeases:
         return Lease(*row) if row else None
 
 
+#: the NOTIFY channel nodes tell each other on that a user has something to sync
+POKE_CHANNEL = "calsync_poke"
+
+
+class PostgresPokes:
+    """Nodes telling each other, through the server (NOTIFY / LISTEN), that a user has
+    something to sync: a Google push notification reaches whichever node the load balancer
+    picks, and the user's lease may be another's. A poke is a hint, not state: one lost
+    (no listener, a reconnect) costs the change its real-time path only, never the change
+    (the holder's next poll or feed run carries it). Payload: the sender, the mailbox."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def poke(self, mailbox: str, *, sender: str) -> None:
+        self._db.one("SELECT pg_notify(%s, %s)", [POKE_CHANNEL, f"{sender} {mailbox}"])
+
+    def listen(self, on_poke: Callable[[str, str], None]) -> PokeListener:
+        """`on_poke(mailbox, sender)` on a thread of its own for every poke, until the
+        listener's `stop()`; a lost connection is made again (1 s, then up to 30 s apart)."""
+        listener = PokeListener(self._db.url, on_poke)
+        listener.start()
+        return listener
+
+
+class PokeListener(threading.Thread):
+    def __init__(self, url: str, on_poke: Callable[[str, str], None]) -> None:
+        super().__init__(name="calsync-pokes", daemon=True)
+        self.url = url
+        self.on_poke = on_poke
+        self.listening = threading.Event()
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        wait = 1.0
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {POKE_CHANNEL}")
+                    self.listening.set()
+                    wait = 1.0
+                    while not self._stopping.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            sender, _, mailbox = note.payload.partition(" ")
+                            try:
+                                self.on_poke(mailbox, sender)
+                            except Exception as exc:  # one poke's handler, not the listener
+                                log.error("poke for a user failed: %s", type(exc).__name__)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                log.warning("pokes: %s; listening again in %g s", type(exc).__name__, wait)
+                self._stopping.wait(wait)
+                wait = min(30.0, wait * 2)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        self.join(timeout)
+
+
 class PostgresState:
     """calsync's state in one PostgreSQL database, shared by every node (every user's; each
     row carries its mailbox).
@@ -1038,6 +1100,7 @@ class PostgresState:
         self.runs = PostgresRuns(self._database)
         self.learned = PostgresLearned(self._database)
         self.leases = PostgresLeases(self._database)
+        self.pokes = PostgresPokes(self._database)
 
     def unit(self) -> StateUnit[PostgresState]:
         return StateUnit(self, self._database.unit())

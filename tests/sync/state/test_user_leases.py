@@ -7,14 +7,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from sync.config import UserConfig
-from sync.sources.push import Leasing, UserRuns
+from emulators.ews import EwsServer
+from emulators.google.server import GoogleCalendarServer
+from sync.config import UserConfig, load_config
+from sync.sources.push import Leasing, PushService, UserRuns
+from sync.state import open_state
 from sync.state.postgres import PostgresState
+from sync.store import Store
 from tests.sync.conftest import ALICE, BOB
-from tests.sync.state.conftest import POSTGRES_KEY
+from tests.sync.sources.test_push import post, wait_until
+from tests.sync.state.conftest import POSTGRES_KEY, shared_store_config
 from tests.sync.state.pg_server import PostgresServer
 
 USERS = {m: UserConfig(mailbox=m) for m in (ALICE, BOB)}
@@ -95,3 +101,49 @@ def test_a_run_longer_than_the_lease_keeps_it_and_a_silent_node_loses_it(
     assert ran(nodes, ALICE) == ["n1", "n2"]
     spans = [(start, end) for _, user, start, end in first.log if user == ALICE]
     assert spans[0][1] <= spans[1][0]  # never two runs of one user at once
+
+
+def test_a_push_notification_at_any_node_runs_the_user_where_the_lease_is(
+    tmp_path: Path,
+    ews: EwsServer,
+    google: GoogleCalendarServer,
+    postgres_server: PostgresServer,
+    postgres_database: str,
+) -> None:
+    """Google's notification reaches the node the load balancer picks; the user's lease
+    is another node's: that one runs (told through the server), the first does not."""
+    url = postgres_server.url(postgres_database)
+    config = load_config(shared_store_config(tmp_path, google, ews.url, url))
+    environ = {"CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}
+    ran_on: list[tuple[str, str]] = []
+    stores = [Store(open_state(config, environ=environ)) for _ in range(2)]
+    services = [
+        PushService(config, store, lambda u, n=name: ran_on.append((n, u.mailbox)), port=0)
+        for name, store in zip(("n1", "n2"), stores, strict=True)
+    ]
+    try:
+        for service in services:
+            service.start()
+        alice = config.user_named(ALICE)
+        assert alice is not None
+        services[0].runs.run_now(alice)  # n1 takes alice's lease
+        channel = stores[1].channels(ALICE)[0]
+        headers = {
+            "X-Goog-Channel-ID": channel.channel_id,
+            "X-Goog-Channel-Token": channel.token,
+            "X-Goog-Resource-ID": channel.resource_id or "",
+            "X-Goog-Resource-State": "exists",
+            "X-Goog-Message-Number": "2",
+        }
+        for service in services:
+            assert service._listening is not None
+            assert service._listening.listening.wait(10)  # type: ignore[attr-defined]
+        assert post(services[1].server.url, headers) == 200
+        wait_until(lambda: ran_on.count(("n1", ALICE)) == 2)
+        assert ("n2", ALICE) not in ran_on
+        assert services[1].runs.elsewhere == {ALICE: 1}
+    finally:
+        for service in services:
+            service.stop(timeout=5)
+        for store in stores:
+            store.close()
