@@ -547,8 +547,14 @@ class PushService:
         if self.settings.webhook_url is None:
             log.warning(
                 "push: no [push] webhook_url: Google is given %s, which only a local "
-                "stand-in can reach",
+                "stand-in can reach%s",
                 self.address,
+                (
+                    "; nodes sharing a store each replace the others' channels: give them"
+                    " the load balancer's address"
+                    if self.runs.leasing is not None
+                    else ""
+                ),
             )
         self.channels.refresh()
 
@@ -559,7 +565,10 @@ class PushService:
         """Stop the channels and the webhook; wait at most `timeout` seconds for runs in
         flight (one cut short is redone from the stored state next time)."""
         try:
-            self.channels.stop_all()
+            if self.runs.leasing is None:
+                self.channels.stop_all()
+            # else the channels are every node's (one address, the load balancer's): the
+            # other nodes go on using them and renew them
         finally:
             if self._listening is not None:
                 self._listening.stop()

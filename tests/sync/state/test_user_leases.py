@@ -142,6 +142,10 @@ def test_a_push_notification_at_any_node_runs_the_user_where_the_lease_is(
         wait_until(lambda: ran_on.count(("n1", ALICE)) == 2)
         assert ("n2", ALICE) not in ran_on
         assert services[1].runs.elsewhere == {ALICE: 1}
+        # a node that stops leaves the channels to the others
+        services.pop().stop(timeout=5)
+        assert stores[0].channel(channel.channel_id) is not None
+        assert channel.channel_id in google.notifier.channels
     finally:
         for service in services:
             service.stop(timeout=5)
