@@ -7,6 +7,7 @@ from typing import Any
 
 from sync.core.events import short as _short
 from sync.sources.job import SyncJob
+from sync.sources.push import Leasing
 from sync.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
@@ -60,9 +61,29 @@ def run_command(args: Any) -> int:
         return EXIT_CONFIG
     job = SyncJob(config, store, progress=sys.stderr.isatty())
     selected = [u for u in users if u is not None] or list(config.users)
+    # nodes sharing the store: a user another node is syncing is left to it (a dry run
+    # writes nothing and needs no lease)
+    leasing = None if args.dry_run else Leasing.for_store(store)
+
+    def run_once() -> list[Any]:
+        if leasing is None:
+            return job.run(selected, dry_run=args.dry_run, force_deletes=args.force_deletes)
+        reports = []
+        for user in selected:
+            with leasing.held(user.mailbox, keep=False) as fence:
+                if fence is None:
+                    print(
+                        f"calsync sync: {user.mailbox}: another node is syncing this user;"
+                        " left to it",
+                        file=sys.stderr,
+                    )
+                    continue
+                reports += job.run([user], force_deletes=args.force_deletes)
+        return reports
+
     try:
         while True:
-            reports = job.run(selected, dry_run=args.dry_run, force_deletes=args.force_deletes)
+            reports = run_once()
             for report in reports:
                 if args.dry_run:
                     for action in report.actions:

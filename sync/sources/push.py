@@ -244,9 +244,10 @@ class Leasing:
         return cls(store.state.leases) if store.shared else None
 
     @contextlib.contextmanager
-    def held(self, mailbox: str) -> Iterator[int | None]:
+    def held(self, mailbox: str, *, keep: bool = True) -> Iterator[int | None]:
         """The lease's fencing number for the body's duration, or None (the body must then
-        do nothing): another node holds the user."""
+        do nothing): another node holds the user. `keep=False`: given up after the body
+        (a one-off `calsync sync`, not a node that goes on serving the user)."""
         fence = self.leases.acquire(mailbox, self.holder, self.ttl, now=self.clock())
         if fence is None:
             yield None
@@ -266,6 +267,8 @@ class Leasing:
         finally:
             done.set()
             renewer.join()
+            if not keep:
+                self.leases.release(mailbox, self.holder, fence)
 
 
 class UserRuns:

@@ -7,12 +7,18 @@ import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+from exchangelib import CalendarItem, EWSDateTime
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from sync.config import load_config
 from sync.state import open_state
+from sync.state.postgres import PostgresState
 from sync.store import Store
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
 from tests.sync.state.conftest import POSTGRES_KEY, shared_store_config
@@ -32,26 +38,41 @@ def calsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_calsync_sync_status_and_doctor_use_the_shared_store(
+@dataclass
+class Shared:
+    """A config whose store is a PostgreSQL database of the test's own; one item in
+    alice's Exchange calendar, nothing synced yet."""
+
+    path: Path
+    env: dict[str, str]
+    url: str
+
+
+@pytest.fixture
+def shared(
     tmp_path: Path,
     ews: EwsServer,
     google: GoogleCalendarServer,
     postgres_server: PostgresServer,
     postgres_database: str,
-) -> None:
-    from exchangelib import CalendarItem, EWSDateTime
-
+) -> Shared:
     url = postgres_server.url(postgres_database)
     path = shared_store_config(tmp_path, google, ews.url, url)
     account = ews_account(ews.url)
     CalendarItem(
         account=account,
         folder=account.calendar,
-        subject="Kept on the shared store",
+        subject="On the shared store",
         start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
         end=EWSDateTime(2026, 3, 2, 10, tzinfo=BERLIN),
     ).save()
-    env = {**os.environ, "CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}
+    return Shared(path, {**os.environ, "CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}, url)
+
+
+def test_calsync_sync_status_and_doctor_use_the_shared_store(
+    shared: Shared, google: GoogleCalendarServer
+) -> None:
+    path, env, _ = shared.path, shared.env, shared.url
 
     done = calsync("sync", "--config", str(path), env=env)
     assert done.returncode == 0, done.stderr
@@ -70,9 +91,37 @@ def test_calsync_sync_status_and_doctor_use_the_shared_store(
         assert [e["id"] for e in events.execute()["items"]] == [pair.google_event_id]
     finally:
         store.close()
-    assert not list(tmp_path.glob("*.db*"))
+    assert not list(path.parent.glob("*.db*"))
 
     # without the key every command says which variable to set, and touches nothing
     bare = {k: v for k, v in env.items() if k != "CALSYNC_STORE_KEY"}
     refused = calsync("sync", "--config", str(path), env=bare)
     assert refused.returncode == 2 and "set CALSYNC_STORE_KEY" in refused.stderr
+
+
+def test_calsync_sync_leaves_a_user_another_node_is_syncing_to_it(
+    shared: Shared, google: GoogleCalendarServer
+) -> None:
+    path, env, url = shared.path, shared.env, shared.url
+    node = PostgresState(url, key=POSTGRES_KEY, pool_size=1)
+    try:
+        fence = node.leases.acquire(ALICE, "node-2", 60.0, now=time.time())
+        assert fence is not None
+        busy = calsync("sync", "--config", str(path), env=env)
+        assert busy.returncode == 0, busy.stderr
+        assert "another node is syncing this user" in busy.stderr
+        assert listed(google) == []
+        node.leases.release(ALICE, "node-2", fence)
+        done = calsync("sync", "--config", str(path), env=env)
+        assert done.returncode == 0, done.stderr
+        assert len(listed(google)) == 1
+        # and a one-off run gives the lease back when it is done
+        assert node.leases.holder(ALICE, now=time.time()) is None
+    finally:
+        node.close()
+
+
+def listed(google: GoogleCalendarServer) -> list[dict[str, object]]:
+    events = calendar_service(google.api_endpoint).events().list(calendarId="primary")
+    items: list[dict[str, object]] = events.execute()["items"]
+    return items
