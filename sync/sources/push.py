@@ -45,7 +45,7 @@ from ews_parser.errors import CalsyncError
 from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
-from sync.state.base import Leases, Listening, StoreError
+from sync.state.base import Fencing, Leases, Listening, StoreError
 from sync.store import Store, WatchChannel
 
 log = logging.getLogger("calsync.push")
@@ -232,8 +232,11 @@ class Leasing:
         holder: str | None = None,
         ttl: float = LEASE_S,
         clock: Callable[[], float] = time.time,
+        fencing: Fencing | None = None,
     ) -> None:
         self.leases = leases
+        #: the store's check of every write of a run against the lease it runs under
+        self.fencing = fencing
         self.holder = holder or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.ttl = ttl
         self.clock = clock
@@ -241,7 +244,10 @@ class Leasing:
     @classmethod
     def for_store(cls, store: Store) -> Leasing | None:
         """Leases where other nodes share the store; none for a store one node owns."""
-        return cls(store.state.leases) if store.shared else None
+        if not store.shared:
+            return None
+        fencing = store.state if isinstance(store.state, Fencing) else None
+        return cls(store.state.leases, fencing=fencing)
 
     @contextlib.contextmanager
     def held(self, mailbox: str, *, keep: bool = True) -> Iterator[int | None]:
@@ -263,7 +269,11 @@ class Leasing:
         renewer = threading.Thread(target=renew, name="calsync-lease", daemon=True)
         renewer.start()
         try:
-            yield fence
+            if self.fencing is None:
+                yield fence
+            else:
+                with self.fencing.fenced(mailbox, self.holder, fence):
+                    yield fence
         finally:
             done.set()
             renewer.join()

@@ -21,7 +21,7 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from ews_parser.errors import CalsyncError
 
@@ -36,6 +36,10 @@ JsonInput: TypeAlias = (
 
 class StoreError(CalsyncError):
     """The state cannot be used as it is (a newer schema, a replaced key, ...)."""
+
+
+class StaleLease(StoreError):
+    """A write made under a user's lease after it passed to another node: refused."""
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -440,6 +444,14 @@ class Leases(Protocol):
 
 class Listening(Protocol):
     def stop(self, timeout: float = ...) -> None: ...
+
+
+@runtime_checkable
+class Fencing(Protocol):
+    def fenced(self, mailbox: str, holder: str, fence: int) -> AbstractContextManager[None]:
+        """This thread's writes of `mailbox`'s rows, for the body's duration, only while
+        `holder` holds the user's lease with `fence` (else StaleLease)."""
+        ...
 
 
 class Pokes(Protocol):

@@ -30,9 +30,10 @@ node at a time (an advisory lock). Every statement is here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import astuple
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,6 +50,7 @@ from sync.state.base import (
     MappedItem,
     OutboxEntry,
     RunWrite,
+    StaleLease,
     State,
     StoreError,
     SyncRun,
@@ -114,6 +116,10 @@ class _Open:
         return any(mailbox in level for level in self.locked)
 
 
+def _writes(sql: str) -> bool:
+    return not sql.lstrip().upper().startswith("SELECT")
+
+
 _LOCK_MAILBOX = "SELECT pg_advisory_xact_lock(hashtextextended('calsync mailbox ' || %s, 0))"
 
 
@@ -158,6 +164,9 @@ class Database:
         autocommit."""
         unit = self._unit_open()
         if unit is None:
+            if mailbox is not None and mailbox in self.fences() and _writes(sql):
+                with self.write():  # the lease checked in the write's own transaction
+                    return self.run(sql, params, mailbox=mailbox, result=result)
             with self.pool.connection() as conn:
                 return result(conn.execute(sql, params))
         conn = unit.conn
@@ -181,6 +190,30 @@ class Database:
             if not unit.holds(mailbox):
                 unit.conn.execute(_LOCK_MAILBOX, [mailbox])
                 unit.locked[-1].add(mailbox)
+                fence = self.fences().get(mailbox)
+                if fence is not None:
+                    self._check_fence(unit.conn, mailbox, fence)
+
+    def fences(self) -> dict[str, tuple[str, int]]:
+        """The leases this thread works under, per mailbox: (holder, fencing number)."""
+        fences: dict[str, tuple[str, int]] | None = getattr(self.local, "fences", None)
+        if fences is None:
+            fences = self.local.fences = {}
+        return fences
+
+    @staticmethod
+    def _check_fence(
+        conn: psycopg.Connection[Row], mailbox: str, fence: tuple[str, int]
+    ) -> None:
+        # under the mailbox's lock, which a takeover (acquire) takes too
+        row = conn.execute(
+            "SELECT holder, fence FROM leases WHERE mailbox = %s", [mailbox]
+        ).fetchone()
+        if row is None or (row[0], int(row[1])) != fence:
+            raise StaleLease(
+                f"this node's lease on a user ({fence[0]}, fence {fence[1]}) has passed to"
+                " another node: its write is refused"
+            )
 
     def rows(self, sql: str, params: Any = (), *, mailbox: str | None = None) -> list[Row]:
         return self.run(sql, params, mailbox=mailbox, result=_all)
@@ -1104,6 +1137,19 @@ class PostgresState:
 
     def unit(self) -> StateUnit[PostgresState]:
         return StateUnit(self, self._database.unit())
+
+    @contextlib.contextmanager
+    def fenced(self, mailbox: str, holder: str, fence: int) -> Iterator[None]:
+        """On this thread, for the body's duration, every write of `mailbox`'s rows is made
+        only while `holder` holds the user's lease with `fence` (checked in the write's
+        transaction, under the user's lock): a node that stalled past its lease and wakes
+        up finds its writes refused (StaleLease), never overwriting the new holder's."""
+        fences = self._database.fences()
+        fences[mailbox] = (holder, fence)
+        try:
+            yield
+        finally:
+            fences.pop(mailbox, None)
 
     def close(self) -> None:
         self._database.close()

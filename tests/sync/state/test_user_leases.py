@@ -16,6 +16,7 @@ from emulators.google.server import GoogleCalendarServer
 from sync.config import UserConfig, load_config
 from sync.sources.push import Leasing, PushService, UserRuns
 from sync.state import open_state
+from sync.state.base import StaleLease
 from sync.state.postgres import PostgresState
 from sync.store import Store
 from tests.sync.conftest import ALICE, BOB
@@ -141,7 +142,7 @@ def test_a_push_notification_at_any_node_runs_the_user_where_the_lease_is(
         assert post(services[1].server.url, headers) == 200
         wait_until(lambda: ran_on.count(("n1", ALICE)) == 2)
         assert ("n2", ALICE) not in ran_on
-        assert services[1].runs.elsewhere == {ALICE: 1}
+        wait_until(lambda: services[1].runs.elsewhere == {ALICE: 1})
         # a node that stops leaves the channels to the others
         services.pop().stop(timeout=5)
         assert stores[0].channel(channel.channel_id) is not None
@@ -151,3 +152,32 @@ def test_a_push_notification_at_any_node_runs_the_user_where_the_lease_is(
             service.stop(timeout=5)
         for store in stores:
             store.close()
+
+
+def test_a_node_whose_lease_passed_on_has_its_writes_refused(nodes: list[Node]) -> None:
+    """A node that stalled past its lease (paused, swapping, a long GC) wakes up mid-run:
+    its writes of the user's rows are refused, the new holder's stay."""
+    first, second, _ = nodes
+    outcome: list[BaseException | None] = []
+
+    def run(user: UserConfig) -> None:
+        first.state.cursors.save_google(user.mailbox, "token-1", now=1.0)  # while it holds
+        # ... it stalls; the lease runs out and the second node takes the user
+        assert second.state.leases.acquire(user.mailbox, "n2", 30.0, now=time.time() + 60)
+        second.state.cursors.save_google(user.mailbox, "token-2", now=2.0)
+        try:
+            first.state.cursors.save_google(user.mailbox, "token-stale", now=3.0)
+            with first.state.unit() as uow:
+                uow.ids.forget(user.mailbox, "ITEM")
+        except StaleLease as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    leasing = Leasing(first.state.leases, holder="n1", ttl=30.0, fencing=first.state)
+    UserRuns(run, leasing=leasing).run_now(USERS[ALICE])
+    assert isinstance(outcome[0], StaleLease)
+    assert first.state.cursors.get(ALICE).google_sync_token == "token-2"
+    # outside a run (no lease), the same state writes as before
+    first.state.cursors.save_google(ALICE, "token-3", now=4.0)
+    assert second.state.cursors.get(ALICE).google_sync_token == "token-3"
