@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sync.backends import notifications as ews
 from sync.backends.clients import Clients
@@ -39,6 +40,9 @@ from sync.config import Config, UserConfig
 log = logging.getLogger("calsync.streaming")
 
 MAX_BACKOFF_S = 300.0
+#: sessions an Exchange client keeps beside its streams, for the job's calls and
+#: (re)subscribing (sync/backends/exchange.py gives each client one stream and this room)
+ROOM_BESIDE_STREAMS = 3
 
 
 @dataclass
@@ -91,6 +95,7 @@ class Streaming:
         if not chosen or not self.config.exchange_ews_url:
             return
         self.groups = self._grouped(chosen)
+        self._make_room()
         for number, group in enumerate(self.groups):
             thread = threading.Thread(
                 target=self._run, args=(group,), name=f"calsync-streaming-{number}", daemon=True
@@ -114,6 +119,23 @@ class Streaming:
             size = self.per_connection
             return [Group(users[i : i + size]) for i in range(0, len(users), size)]
         return [Group([user]) for user in users]
+
+    def _make_room(self) -> None:
+        """With impersonation every user's client shares one exchangelib protocol (one per
+        endpoint and credentials) and so one pool of sessions, which each open stream
+        holds one of for its whole connection: the pool must hold every group's stream
+        and room beside them, else the streams past the pool's size, and every call of
+        every user's sync, wait for a session for ever."""
+        streams: dict[int, tuple[Any, int]] = {}
+        for group in self.groups:
+            try:
+                protocol = self._mailbox(group.users[0]).account.protocol
+            except Exception:  # noqa: S112 - no client (a password missing): the group's thread says so
+                continue
+            _, count = streams.get(id(protocol), (protocol, 0))
+            streams[id(protocol)] = (protocol, count + 1)
+        for protocol, count in streams.values():
+            protocol.max_connections = max(protocol.max_connections, count + ROOM_BESIDE_STREAMS)
 
     # --- one connection -------------------------------------------------------------------
 

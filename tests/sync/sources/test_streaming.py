@@ -196,3 +196,46 @@ def test_a_refused_stream_falls_back_to_pulling(
             other.sock.close()
     finally:
         server.stop()
+
+
+def test_impersonated_groups_each_hold_a_stream_and_leave_room_for_the_sync(
+    tmp_path: Path, google: GoogleCalendarServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With impersonation every user's client shares one exchangelib protocol and its pool
+    of sessions (4), and each open stream holds a session: six groups must still open six
+    streams, and the sync's calls still get a session beside them."""
+    mailboxes = tuple(f"user{n}@example.com" for n in range(6))
+    server = start_server(
+        users=dict.fromkeys(mailboxes, "unused"),
+        impersonators={"svc-calsync@example.com": "svc-secret"},
+        notifications=Policy(minute=MINUTE, heartbeat=0.1),
+    )
+    monkeypatch.setenv("CALSYNC_TEST_SERVICE_PASSWORD", "svc-secret")
+    try:
+        path = write_config(tmp_path, google, ews_url=server.url, users=mailboxes)
+        path.write_text(
+            path.read_text().replace(
+                "[exchange]\n",
+                '[exchange]\nimpersonation_username = "svc-calsync@example.com"\n'
+                'impersonation_password_env = "CALSYNC_TEST_SERVICE_PASSWORD"\n',
+            )
+        )
+        config = load_config(path)
+        clients, triggers = Clients(config), Triggers()
+        source = Streaming(config, clients, triggers, connection_timeout=1, per_connection=1)
+        source.start()
+        try:
+            deadline = time.monotonic() + 5
+            while server.hub.status()["connections"] < len(mailboxes):
+                assert time.monotonic() < deadline, server.hub.status()
+                time.sleep(0.05)
+            counted: list[int] = []
+            account = clients.exchange(config.users[0]).account  # type: ignore[attr-defined]
+            call = threading.Thread(target=lambda: counted.append(account.calendar.all().count()))
+            call.start()
+            call.join(5.0)
+            assert counted == [0], "the sync's call found no session beside the streams"
+        finally:
+            source.stop()
+    finally:
+        server.stop()
