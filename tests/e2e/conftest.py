@@ -61,9 +61,13 @@ def google() -> Iterator[GoogleCalendarServer]:
         yield server
 
 
-def write_config(directory: Path, google: GoogleCalendarServer, ews: EwsServer) -> Path:
+def write_config(
+    directory: Path, google: GoogleCalendarServer, ews: EwsServer, *, streaming: bool = False
+) -> Path:
     """calsync.toml for the stand-ins. Retries come quickly and give up only after a
-    minute, so an outage of a few seconds is waited out, not quarantined."""
+    minute, so an outage of a few seconds is waited out, not quarantined. EWS streaming
+    notifications are off unless asked for: they run the two-way job, and what these tests
+    wait for must come by the proxy's own path."""
     tokens = directory / "tokens"
     tokens.mkdir(exist_ok=True)
     lines = [
@@ -75,6 +79,7 @@ def write_config(directory: Path, google: GoogleCalendarServer, ews: EwsServer) 
         "[exchange]",
         f'ews_url = "{ews.url}"',
         f'ca_file = "{ews.ca_path}"',
+        f"streaming = {str(streaming).lower()}",
         "[outbox]",
         "max_attempts = 200",
         "backoff_base_s = 0.1",
