@@ -29,6 +29,7 @@ from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
 from sync.sources.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
 from sync.sources.push import RENEW_CHECK_S, Leasing, PushService, UserRuns
+from sync.sources.streaming import Streaming
 from sync.sources.warmup import warm_up
 from sync.store import Store, StoreError
 
@@ -38,6 +39,8 @@ log = logging.getLogger("calsync")
 #: (`mitmdump -nr capture` shuts down as soon as the file is read.) Whatever is left stays
 #: in the outbox for the next start.
 DRAIN_ON_EXIT_S = 10.0
+#: On shutdown, how long the streaming connections' threads are waited for (they end at once).
+STREAMING_STOP_S = 2.0
 
 
 def parse_ews_path(value: str) -> str:
@@ -61,6 +64,8 @@ class CalSync:
         self.runs: UserRuns | None = None
         self._push_task: asyncio.Task[None] | None = None
         self._push_ending: asyncio.Task[None] | None = None  # still stopping its channels
+        # EWS streaming notifications (sync/sources/streaming.py): changes made without the proxy
+        self._streaming_task: asyncio.Task[None] | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -167,6 +172,9 @@ class CalSync:
             if self._push_task is not None:  # it stops its channels as it ends
                 self._push_task.cancel()
                 self._push_ending, self._push_task = self._push_task, None
+            if self._streaming_task is not None:  # it stops its connections as it ends
+                self._streaming_task.cancel()
+                self._streaming_task = None
             self.running()
 
     def running(self) -> None:
@@ -198,6 +206,22 @@ class CalSync:
             )
             ending, self._push_ending = self._push_ending, None
             self._push_task = loop.create_task(self._push_loop(push, ending))
+        config = self.config
+        if (
+            self.job is not None
+            and self.runs is not None
+            and self._streaming_task is None
+            and config is not None
+            and config.exchange_streaming
+            and config.exchange_ews_url
+        ):
+            streaming = Streaming(
+                config,
+                self.job.client_cache,
+                self.runs.trigger,
+                connection_timeout=config.exchange_streaming_timeout_min,
+            )
+            self._streaming_task = loop.create_task(self._streaming_loop(streaming))
 
     async def _push_loop(
         self, make: Callable[[], PushService], ending: asyncio.Task[None] | None
@@ -226,6 +250,21 @@ class CalSync:
             except Exception as exc:
                 log.error("calsync: push channels not stopped: %s", type(exc).__name__)
 
+    async def _streaming_loop(self, streaming: Streaming) -> None:
+        """EWS streaming notifications, as `calsync serve` runs them: a change made without
+        the proxy (web mail, phones, Windows Outlook) runs that user's sync within about a
+        second, through the same runs as push and polling. The connections live on threads
+        of their own; starting (exchangelib clients) and stopping block, so they run in
+        threads too, and this task only holds them until it is cancelled."""
+        try:
+            await asyncio.to_thread(streaming.start)
+            log.info("calsync: streaming notifications on %d connection(s)", len(streaming.groups))
+            await asyncio.Future()  # until cancelled
+        except Exception as exc:  # polling and push go on without streaming
+            log.error("calsync: streaming failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            await asyncio.to_thread(streaming.stop, STREAMING_STOP_S)
+
     async def _sync_loop(self, job: SyncJob, interval: float) -> None:
         """The two-way job for every user, one after the other, in a thread: never on
         the proxy's event loop."""
@@ -253,6 +292,11 @@ class CalSync:
                 with contextlib.suppress(asyncio.CancelledError):
                     await push_task
         self._push_task = self._push_ending = None
+        streaming_task, self._streaming_task = self._streaming_task, None
+        if streaming_task is not None:
+            streaming_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming_task
         if self._sync_task is not None:
             self._sync_task.cancel()
             self._sync_task = None
