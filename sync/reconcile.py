@@ -27,14 +27,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ews_parser.errors import CalsyncError
-from sync.backends.base import ExchangeConflict, GoogleError, differs
+from sync.backends.base import ExchangeConflict, ExchangeError, GoogleError, differs
 from sync.config import Config, UserConfig
-from sync.core.decide import Merge, Policy, deletion_wins, merge
+from sync.core.decide import Action, Merge, OtherSide, Policy, deletion_wins, merge
+from sync.core.decide import plan as decide_plan
 from sync.core.events import (
     EWS_ID_PROPERTY,
     MAILBOX_PROPERTY,
@@ -57,6 +58,10 @@ log = logging.getLogger("calsync.reconcile")
 
 #: How many times a write re-reads and re-decides after a concurrent change.
 RETRIES = 3
+
+
+def _nothing(count: int) -> None:
+    pass
 
 
 class StillChanging(CalsyncError):
@@ -135,7 +140,7 @@ class Reconciler:
         side what it lacks, conditioned on the versions read; read again on a concurrent
         change. A side found gone is the deletion rule's business (`settle_deleted`).
         Returns the pair as recorded (None when it is no longer mapped)."""
-        from mapping.event import content_hash, normalised, to_ews
+        from mapping.event import content_hash, to_ews
 
         for _ in range(RETRIES):
             mapped = self.store.mapped(user.mailbox, ews_item_id)
@@ -150,16 +155,7 @@ class Reconciler:
             exchange_before = google_body(item)
             exchange_view = tagged(exchange_before, user.mailbox, ews_item_id)
             google_view = managed(event)
-            result: Merge = merge(
-                mapped.snapshot or {},
-                exchange_view,
-                google_view,
-                fields=WRITTEN_FIELDS,
-                policy=self.policy(user),
-                exchange_updated=getattr(item, "last_modified_time", None),
-                google_updated=_parse_time(event.get("updated")),
-                same=lambda name, a, b: normalised(name, a) == normalised(name, b),
-            )
+            result = self._merge(user, mapped, item, event, exchange_view)
             for conflict in result.conflicts:
                 run.conflicts += 1
                 self.store.record_conflict(
@@ -260,6 +256,31 @@ class Reconciler:
             return pair
         raise StillChanging(f"{short(ews_item_id)} kept changing on both sides; will try again")
 
+    def _merge(
+        self,
+        user: UserConfig,
+        mapped: MappedItem,
+        item: Any,
+        event: dict[str, Any],
+        exchange_view: dict[str, Any] | None = None,
+    ) -> Merge:
+        """Both sides merged three-way against the pair's base, the policy settling a
+        field both changed."""
+        from mapping.event import normalised
+
+        if exchange_view is None:
+            exchange_view = tagged(google_body(item), user.mailbox, mapped.ews_item_id)
+        return merge(
+            mapped.snapshot or {},
+            exchange_view,
+            managed(event),
+            fields=WRITTEN_FIELDS,
+            policy=self.policy(user),
+            exchange_updated=getattr(item, "last_modified_time", None),
+            google_updated=_parse_time(event.get("updated")),
+            same=lambda name, a, b: normalised(name, a) == normalised(name, b),
+        )
+
     # --- deletions ---------------------------------------------------------------------------
 
     def settle_deleted(
@@ -277,8 +298,6 @@ class Reconciler:
         pair last agreed survives, and the deleted side gets it back as a new item or
         event (`sync.core.decide.deletion_wins` decides). A deleted event is never brought
         back by itself otherwise."""
-        from mapping.event import normalised
-
         live = _live(event)
         if item is None and not live:
             self.store.forget(user.mailbox, mapped.ews_item_id)
@@ -286,11 +305,7 @@ class Reconciler:
         base = mapped.snapshot or {}
 
         def changed(view: dict[str, Any]) -> bool:
-            return any(
-                normalised(k, view.get(k)) != normalised(k, base.get(k))
-                for k in set(view) | set(base)
-                if k != "extendedProperties"
-            )
+            return _changed(base, view)
 
         modified_beats_delete = self.config.sync.modified_beats_delete
         if item is None:  # deleted in Exchange; the Google event is live
@@ -400,8 +415,10 @@ class Reconciler:
         kept for undo. `before`: the event as the caller just read it (else it is read
         here, when this run is recorded)."""
         # the pre-image, for undo: read only when this run is recorded
-        gone = before if before is not None else (
-            google.get(event_id) if run.run_id is not None else None
+        gone = (
+            before
+            if before is not None
+            else (google.get(event_id) if run.run_id is not None else None)
         )
         try:
             google.delete(event_id)
@@ -498,10 +515,10 @@ class Reconciler:
         base = adoption_base(
             current, None if item is None else tagged(google_body(item), user.mailbox, item_id)
         )
+        # no version agreed yet on either side (the merge records them): a notice of the
+        # event's version is no echo until then
         self.store.save_mapping(
-            MappedItem(
-                user.mailbox, item_id, event_id, None, current.get("etag"), content_hash(base), base
-            ),
+            MappedItem(user.mailbox, item_id, event_id, None, None, content_hash(base), base),
             now=self.clock(),
         )
         return self.reconcile_pair(user, google, exchange, item_id, run)
@@ -580,14 +597,10 @@ class Reconciler:
         if run.created_in_exchange is not None:
             run.created_in_exchange.append(item_id)
         snapshot = managed(event)
+        # the event's version is agreed once it carries the tag: until then (a failed
+        # patch) the Google feed's notice of it is no echo, and the next run tags it
         pair = MappedItem(
-            user.mailbox,
-            item_id,
-            event_id,
-            change_key,
-            event.get("etag"),
-            content_hash(snapshot),
-            snapshot,
+            user.mailbox, item_id, event_id, change_key, None, content_hash(snapshot), snapshot
         )
         with self.store.transaction():
             self.record(
@@ -695,6 +708,83 @@ class Reconciler:
 
     # --- change notices ---------------------------------------------------------------------
 
+    def held(self, notice: ChangeNotice, mapped: MappedItem | None) -> bool:
+        """Whether the pair holds the notice's version already: the version it last agreed
+        on (a change carried since, by whichever source), or one calsync wrote itself (its
+        journal: an echo). A deletion is never held."""
+        if notice.version is None or notice.kind == "delete":
+            return False
+        if mapped is not None:
+            agreed = mapped.ews_change_key if notice.side == "exchange" else mapped.google_etag
+            if agreed == notice.version:
+                return True
+        return self.store.is_echo(notice.mailbox, notice.side, notice.key, notice.version)
+
+    def _pair_of(self, notice: ChangeNotice) -> MappedItem | None:
+        if notice.side == "exchange":
+            return self.store.mapped(notice.mailbox, notice.key)
+        return self.store.mapped_by_google(notice.mailbox, notice.key)
+
+    def plan(
+        self,
+        notice: ChangeNotice,
+        *,
+        user: UserConfig,
+        google: GoogleBackend | None = None,
+        exchange: ExchangeBackend | None = None,
+    ) -> Action:
+        """What `notice` calls for (`sync.core.decide.plan`), from what the source read and
+        the pair the map holds. Given both backends (a dry run), the pair's other side is
+        read too, and the plan says what the merge (the user's policy) and the deletion
+        rule (`modified_beats_delete`) make of it; without them nothing is read, and
+        `apply` decides those as it writes."""
+        from sync.backends.base import google_event_of
+
+        mapped = self._pair_of(notice)
+        pair = (mapped.ews_item_id, mapped.google_event_id) if mapped is not None else None
+        held = self.held(notice, mapped)
+        made_for = google_event_of(notice.item) if notice.item is not None else None
+        other = None
+        if mapped is not None and not held and google is not None and exchange is not None:
+            other = self._other_side(user, notice, mapped, google, exchange)
+        return decide_plan(
+            notice,
+            pair,
+            held=held,
+            made_for=made_for,
+            other=other,
+            modified_beats_delete=self.config.sync.modified_beats_delete,
+        )
+
+    def _other_side(
+        self,
+        user: UserConfig,
+        notice: ChangeNotice,
+        mapped: MappedItem,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+    ) -> OtherSide:
+        """The pair's other side as it is now, and, for a change, the merge."""
+        base = mapped.snapshot or {}
+        if notice.side == "exchange":
+            event = google.get(mapped.google_event_id)
+            if not _live(event):
+                return OtherSide(live=False, changed=False)
+            assert event is not None
+            view = managed(event)
+            result = None
+            if notice.kind != "delete" and notice.item is not None:
+                result = self._merge(user, mapped, notice.item, event)
+            return OtherSide(live=True, changed=_changed(base, view), merge=result)
+        item = exchange.calendar_item(mapped.ews_item_id)
+        if item is None:
+            return OtherSide(live=False, changed=False)
+        view = tagged(google_body(item), user.mailbox, mapped.ews_item_id)
+        result = None
+        if notice.kind != "delete" and notice.event is not None:
+            result = self._merge(user, mapped, item, notice.event)
+        return OtherSide(live=True, changed=_changed(base, view), merge=result)
+
     def apply(
         self,
         notice: ChangeNotice,
@@ -704,23 +794,204 @@ class Reconciler:
         google: GoogleBackend,
         exchange: ExchangeBackend,
         remember: Callable[[dict[str, Any]], None] = lambda prepared: None,
+        action: Action | None = None,
     ) -> Outcome:
         """Apply one change notice with the user's policy; every write is recorded in
-        `run`. The caller records the returned pair together with its own bookkeeping.
+        `run`. A notice whose version the pair holds already (an echo of calsync's own
+        write, a change another source carried) is skipped (`Skip`), whatever its origin.
 
         Proxy notices take the fast path (sync/fast_path.py): the request says what
-        changed. They are never skipped by version: calsync's own writes never pass the
-        proxy, so a proxy notice is no echo. (The feeds skip a version the pair already
-        holds before they notice anything: sync/sources/job.py.)"""
+        changed; `remember` keeps what it prepared, and the caller records the returned
+        pair with its own bookkeeping. A feed's notice (or the job's check of which items
+        exist) is applied as `plan` decides (`action`: the plan the caller made already),
+        reading both sides: merged three-way, created, adopted, or settled by the deletion
+        rule; the pair is recorded here."""
+        if notice.origin == "proxy":
+            if notice.side != "exchange":
+                raise NotImplementedError(f"no rule for {notice.origin} {notice.side} notices")
+            if self.held(notice, self._proxied_pair(notice)):
+                raise Skip("the pair holds this version already")
+            return self._fast().apply(notice, user, run, google, exchange, remember)
+        if action is None:
+            action = self.plan(notice, user=user)
+        return self._execute(notice, action, run, user, google, exchange)
+
+    def _proxied_pair(self, notice: ChangeNotice) -> MappedItem | None:
+        # read only when the notice has a version to compare (a delete has none)
+        if notice.version is None or notice.kind == "delete":
+            return None
+        return self.store.mapped(notice.mailbox, notice.key)
+
+    def _fast(self) -> FastPath:
         from sync.fast_path import FastPath
 
-        if notice.side != "exchange" or notice.origin != "proxy":
-            raise NotImplementedError(f"no rule for {notice.origin} {notice.side} notices")
         if self._fast_path is None:
             self._fast_path = FastPath(self.config, self.store, self, clock=self.clock)
-        return self._fast_path.apply(notice, user, run, google, exchange, remember)
+        return self._fast_path
+
+    def apply_many(
+        self,
+        planned: Sequence[tuple[ChangeNotice, Action]],
+        run: RunContext,
+        *,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        progress: Callable[[int], None] = _nothing,
+    ) -> Iterator[tuple[ChangeNotice, Action, Outcome | CalsyncError]]:
+        """Apply a feed's planned notices, in order, one at a time as the caller takes each
+        result (a caller that stops taking them stops the rest): each notice's outcome, or
+        the error that stopped it (its own; the others go on). Echoes and skips are left
+        out. Many new Exchange items' events go as batched inserts (and the reads after a
+        409 too), first; the items earlier attempts made for many new Google events (their
+        answers lost) are looked up with one FindItem, so that no create is made twice."""
+        todo = [(n, a) for n, a in planned if a.kind not in ("echo", "skip")]
+        inserts = [(n, a) for n, a in todo if a.kind == "create-google" and n.side == "exchange"]
+        batched = len(inserts) > 1 and hasattr(google, "insert_many")
+        if batched:
+            yield from self._create_google_many(user, google, exchange, inserts, run, progress)
+        found: dict[str, str] | None = None
+        creates = [n.key for n, a in todo if a.kind == "create-exchange" and n.side == "google"]
+        if creates:
+            try:
+                found = exchange.created_for(creates)
+            except ExchangeError as exc:  # each create looks on its own then
+                log.info("%s: items made for Google events not looked up: %s", user.mailbox, exc)
+        for notice, action in todo:
+            if batched and action.kind == "create-google" and notice.side == "exchange":
+                continue
+            result: Outcome | CalsyncError
+            try:
+                result = self._execute(notice, action, run, user, google, exchange, found=found)
+            except CalsyncError as exc:
+                result = exc
+            yield notice, action, result
+            progress(1)
+
+    def _execute(
+        self,
+        notice: ChangeNotice,
+        action: Action,
+        run: RunContext,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        *,
+        found: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        """Carry out the plan for a feed's notice, deciding again with both sides read."""
+        if action.kind in ("echo", "skip"):
+            raise Skip(action.reason)
+        item_id, event_id = action.ews_item_id, action.google_event_id
+        if notice.kind == "delete":
+            mapped = self.store.mapped(user.mailbox, item_id) if item_id else None
+            if mapped is None:
+                return Outcome(None, forget=True)
+            if notice.side == "exchange":  # deleted in Exchange (or gone from it)
+                item, event = None, google.get(mapped.google_event_id)
+            else:  # deleted in Google: the item as it is now decides
+                item, event = exchange.calendar_item(mapped.ews_item_id), notice.event
+            pair = self.settle_deleted(user, google, exchange, mapped, item, event, run)
+            return Outcome(pair, forget=pair is None)
+        if action.kind == "forget":  # the map lost an earlier write's pair: adopt it
+            assert item_id is not None and event_id is not None
+            if notice.side == "exchange":
+                pair = self.adopt_created(user, google, exchange, item_id, event_id, run)
+            elif self.store.is_mapped(user.mailbox, item_id):
+                return Outcome(None)  # the item has its pair: this event is not it (left alone)
+            else:
+                # both live: merged; the item gone (deleted after a run wrote its event and
+                # was killed before its record): the deletion rule, the event goes too
+                pair = self.adopt_taken(
+                    user, google, exchange, item_id, event_id, run, current=notice.event
+                )
+        elif action.kind == "create-google" and notice.side == "exchange":
+            assert notice.item is not None
+            body = google_body(notice.item)
+            pair = self.create_google(user, google, exchange, notice.key, notice.version, body, run)
+        elif action.kind == "create-exchange" and notice.side == "google":
+            assert notice.event is not None
+            pair = self.create_exchange(user, google, exchange, notice.event, run, found=found)
+        else:
+            assert item_id is not None
+            pair = self.reconcile_pair(user, google, exchange, item_id, run)
+        return Outcome(pair, forget=pair is None)
+
+    def _create_google_many(
+        self,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        planned: list[tuple[ChangeNotice, Action]],
+        run: RunContext,
+        progress: Callable[[int], None],
+    ) -> Iterator[tuple[ChangeNotice, Action, Outcome | CalsyncError]]:
+        """`create_google` for many new items: the inserts go as batch requests (and the
+        reads after a 409 too); each item's error is its own."""
+        from mapping.event import event_id_for
+
+        ready: list[tuple[ChangeNotice, Action, dict[str, Any], str]] = []
+        for notice, action in planned:
+            assert notice.item is not None
+            try:
+                body = tagged(google_body(notice.item), user.mailbox, notice.key)
+            except CalsyncError as exc:
+                yield notice, action, exc
+                continue
+            ready.append((notice, action, body, event_id_for(notice.key)))
+        answers = google.insert_many(
+            [{**body, "id": event_id} for _, _, body, event_id in ready], progress=progress
+        )
+        taken = [i for i, a in enumerate(answers) if isinstance(a, GoogleError) and a.status == 409]
+        current = dict(zip(taken, google.get_many([ready[i][3] for i in taken]), strict=True))
+        for index, ((notice, action, body, event_id), answer) in enumerate(
+            zip(ready, answers, strict=True)
+        ):
+            result = current.get(index, answer)
+            if isinstance(result, GoogleError):
+                yield notice, action, result
+                continue
+            try:
+                if index in current:  # the id was taken: the one 409 rule
+                    pair = self.adopt_taken(
+                        user, google, exchange, notice.key, event_id, run, result
+                    )
+                elif result is not None:
+                    pair = self.created(
+                        user, notice.key, notice.version, body, event_id, result, run
+                    )
+                else:
+                    pair = None
+            except CalsyncError as exc:
+                yield notice, action, exc
+                continue
+            yield notice, action, Outcome(pair)
 
     # --- series exceptions ------------------------------------------------------------------
+
+    def apply_series(
+        self,
+        notice: ChangeNotice,
+        run: RunContext,
+        *,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        instances: Sequence[ChangeNotice] = (),
+    ) -> int:
+        """Bring the exceptions of the series `notice` names (its master: an Exchange item,
+        or a Google event) into agreement, with the instances of it a feed reported
+        (those the pair holds already left out). How many writes it took; 0 when the
+        series is not mapped, or all the instances were echoes."""
+        if notice.item is not None and not _is_series(notice.item):
+            return 0  # the feed's item says it is no series: nothing more to read
+        mapped = self._pair_of(notice)
+        if mapped is None:
+            return 0
+        reported = [i.event for i in instances if i.event is not None and not self.held(i, None)]
+        if instances and not reported:
+            return 0
+        return self.reconcile_exceptions(user, google, exchange, mapped.ews_item_id, run, reported)
 
     def reconcile_exceptions(
         self,
@@ -753,6 +1024,7 @@ class Outcome:
 class Skip(CalsyncError):
     """Nothing to write: said why, and the change is done."""
 
+
 #: How much later than its `created` an event's `updated` shows a change made after the
 #: insert (Google stamps the two a few milliseconds apart at creation).
 CHANGED_SINCE_CREATED_S = 1.0
@@ -773,6 +1045,26 @@ def adoption_base(event: dict[str, Any], item_view: dict[str, Any] | None) -> di
         and (updated - created).total_seconds() > CHANGED_SINCE_CREATED_S
     )
     return item_view if edited and item_view is not None else managed(event)
+
+
+def _changed(base: Mapping[str, Any], view: Mapping[str, Any]) -> bool:
+    """Whether a side's view changed since the pair's base (its tag aside)."""
+    from mapping.event import normalised
+
+    return any(
+        normalised(k, view.get(k)) != normalised(k, base.get(k))
+        for k in set(view) | set(base)
+        if k != "extendedProperties"
+    )
+
+
+def _is_series(item: Any) -> bool:
+    """Whether an item a feed reported is a series master (whatever the feed's shape says
+    of its exceptions: they are read with the master)."""
+    return (
+        getattr(item, "type", None) == "RecurringMaster"
+        or getattr(item, "recurrence", None) is not None
+    )
 
 
 def _live(event: dict[str, Any] | None) -> bool:

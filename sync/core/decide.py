@@ -11,6 +11,11 @@ shape (the mapping's `to_google`), with values compared as the mapping normalise
 - a deletion on one side wins over a modification on the other unless the policy says
   `modified_beats_delete`; a deleted event never comes back by itself.
 
+`plan` decides what one change notice calls for (sync/core/notice.py), from what was read:
+the notice, the pair the id map holds, and, when read, the pair's other side. The
+reconciler (sync/reconcile.py) applies the plan; the dry run prints it, the job's safety
+rule counts its deletions.
+
 `check_safety` refuses a run that would delete more than a share of a user's events, or
 that finds one side suddenly empty (vdirsyncer's "storage went empty" guard).
 """
@@ -20,13 +25,29 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ews_parser.errors import CalsyncError
+from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY
+
+if TYPE_CHECKING:
+    from sync.core.notice import ChangeNotice
 
 Policy = Literal["exchange-wins", "google-wins", "newest-wins"]
 POLICIES: tuple[Policy, ...] = ("exchange-wins", "google-wins", "newest-wins")
 Side = Literal["exchange", "google"]
+Kind = Literal[
+    "create-exchange",
+    "create-google",
+    "update-exchange",
+    "update-google",
+    "update-both",
+    "delete-exchange",
+    "delete-google",
+    "forget",
+    "skip",
+    "echo",
+]
 
 
 class SyncConflict(CalsyncError):
@@ -57,19 +78,13 @@ class Merge:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One step of a plan, with the reason it is there (for --dry-run and `explain`)."""
+    """One step of a plan, with the reason it is there (for --dry-run and `explain`).
+    `forget` adopts a pair whose record was lost (the map is rebuilt from the tag or the
+    property calsync wrote), or forgets one gone from both sides; `echo` is a version the
+    pair holds already (calsync's own write, or a change carried since); `skip` is
+    nothing to do, said why."""
 
-    kind: Literal[
-        "create-exchange",
-        "create-google",
-        "update-exchange",
-        "update-google",
-        "update-both",
-        "delete-exchange",
-        "delete-google",
-        "forget",
-        "skip",
-    ]
+    kind: Kind
     mailbox: str
     ews_item_id: str | None
     google_event_id: str | None
@@ -168,3 +183,118 @@ def check_safety(
             f"(more than {max_delete_share:.0%}); stopped for this user. "
             "Check both calendars, then run `calsync sync --user ... --force-deletes`"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OtherSide:
+    """What was read of a pair's other side when a notice was planned (a dry run reads
+    it; a run decides again as it applies, with both sides read then)."""
+
+    live: bool
+    #: it changed since the pair last agreed (the snapshot)
+    changed: bool
+    #: the three-way merge of both sides (both live, a change notice)
+    merge: Merge | None = None
+
+
+#: Series instances in Google, occurrences and exceptions in Exchange: the reconciler
+#: carries them with their series (sync/series.py).
+RIDES_WITH_SERIES = "occurrences ride with their series"
+#: Exchange item types a master-level notice is about.
+_MASTER_TYPES = (None, "Single", "RecurringMaster")
+
+_CREATE: dict[Side, Kind] = {"exchange": "create-exchange", "google": "create-google"}
+_UPDATE: dict[Side, Kind] = {"exchange": "update-exchange", "google": "update-google"}
+_DELETE: dict[Side, Kind] = {"exchange": "delete-exchange", "google": "delete-google"}
+_OTHER: dict[Side, Side] = {"exchange": "google", "google": "exchange"}
+_NAME: dict[Side, str] = {"exchange": "Exchange", "google": "Google"}
+
+
+def plan(
+    notice: ChangeNotice,
+    pair: tuple[str, str] | None,
+    *,
+    held: bool,
+    made_for: str | None = None,
+    other: OtherSide | None = None,
+    modified_beats_delete: bool = False,
+) -> Action:
+    """What one change notice calls for.
+
+    `pair`: the mapped (Exchange item id, Google event id) the notice is about, if any;
+    `held`: the notice's version is one the pair holds already (an echo of calsync's own
+    write, or a change carried since); `made_for`: the Google event an Exchange item was
+    created for (the property calsync writes with CreateItem); `other`: the pair's other
+    side, when it was read: a deletion then follows the deletion rule
+    (`modified_beats_delete`), a change the merge, the policy settling conflicts."""
+    side, there = notice.side, _OTHER[notice.side]
+    here_name, there_name = _NAME[side], _NAME[there]
+
+    def action(kind: Kind, reason: str, merged: Merge | None = None) -> Action:
+        adopted = kind == "forget" and pair is None
+        if side == "exchange":
+            event_id = made_for if adopted else (pair[1] if pair else None)
+            return Action(kind, notice.mailbox, notice.key, event_id, reason, merged)
+        item_id = _tag(notice) if adopted else (pair[0] if pair else None)
+        return Action(kind, notice.mailbox, item_id, notice.key, reason, merged)
+
+    event = notice.event or {}
+    if side == "google" and event.get("recurringEventId") and notice.kind != "refresh":
+        return action("skip", RIDES_WITH_SERIES)
+    if held and notice.kind != "delete":
+        return action("echo", "the pair holds this version")
+    if side == "exchange" and getattr(notice.item, "type", None) not in _MASTER_TYPES:
+        return action("skip", RIDES_WITH_SERIES)
+    if notice.kind == "delete":
+        deleted = "gone from Exchange" if notice.origin == "verify" else f"deleted in {here_name}"
+        if pair is None:
+            return action("skip", "not mapped")
+        if other is not None and not other.live:
+            return action("forget", "gone from both sides")
+        if other is not None and not deletion_wins(
+            deleted_on=side,
+            other_changed=other.changed,
+            modified_beats_delete=modified_beats_delete,
+        ):
+            return action(_CREATE[side], f"{deleted} but edited in {there_name}: the edit wins")
+        return action(_DELETE[there], deleted)
+    if pair is None:
+        if notice.kind == "refresh":
+            return action("skip", "not mapped")
+        if side == "exchange" and made_for is not None:
+            # calsync made this item for a Google event and lost the record (a kill
+            # between CreateItem and the store): the pair again, never a second event
+            return action("forget", "made for a Google event, map lost: adopt")
+        if side == "google" and _tag(notice) is not None:
+            return action("forget", "ours, map lost: adopt")
+        return action(_CREATE[there], f"new in {here_name}")
+    changed = f"changed in {here_name}"
+    if notice.kind == "refresh":
+        changed = "instances changed in Google" if side == "google" else "exceptions changed"
+    if other is None:
+        return action(_UPDATE[there], changed)
+    if not other.live:  # changed here, deleted there
+        if not deletion_wins(
+            deleted_on=there, other_changed=True, modified_beats_delete=modified_beats_delete
+        ):
+            return action(_CREATE[there], f"{changed} but deleted in {there_name}: the edit wins")
+        return action(_DELETE[side], f"deleted in {there_name}")
+    merged = other.merge
+    if merged is None:
+        return action(_UPDATE[there], changed)
+    conflicts = "".join(f"; {c.reason}: {_NAME[c.winner]} wins" for c in merged.conflicts)
+    if merged.to_exchange and merged.to_google:
+        return action("update-both", changed + conflicts, merged)
+    if merged.to_exchange or merged.to_google:
+        to: Side = "exchange" if merged.to_exchange else "google"
+        return action(_UPDATE[to], changed + conflicts, merged)
+    return action("skip", f"{changed}; both sides agree", merged)
+
+
+def _tag(notice: ChangeNotice) -> str | None:
+    """The Exchange item a Google event is tagged as calsync's event of, for this
+    mailbox."""
+    private = ((notice.event or {}).get("extendedProperties") or {}).get("private") or {}
+    if private.get(MAILBOX_PROPERTY) != notice.mailbox:
+        return None
+    return private.get(EWS_ID_PROPERTY) or None

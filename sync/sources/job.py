@@ -7,11 +7,15 @@
    410 drops the token and lists in full again). Each page's changes are applied before its
    nextSyncToken is stored.
 
-For each changed item or event: versions we wrote ourselves (journaled by exact etag /
-ChangeKey) are echoes and ignored; new ones are created on the other side; changed ones are
-merged three-way against the stored snapshot (sync/core/decide.py), the policy settling true
-conflicts; deletions follow the deletion rule. Every run plans first, checks the plan
-against the safety rule, and only then applies; `dry_run` stops after planning.
+The job orchestrates; it writes nothing itself. Each changed item or event becomes a
+change notice (sync/core/notice.py, the feed's item or event its hint) for the one
+reconciler (sync/reconcile.py): `Reconciler.plan` says what each calls for (an echo of
+calsync's own write or a version the pair holds already is skipped; new ones are created
+on the other side; changed ones are merged three-way, the policy settling conflicts;
+deletions follow the deletion rule), the plan is checked against the safety rule, and only
+then `Reconciler.apply_many` applies it; `dry_run` stops after planning (its plan reads
+each pair's other side, so it says what the merge and the deletion rule make of it). The
+job keeps the feeds' cursors, the back-off and the quarantine.
 
 Every write a run makes is recorded with what it replaced (the store's `runs` and
 `run_writes`), so that `calsync undo USER` can put the last run's writes back.
@@ -22,9 +26,10 @@ Exchange which mapped items still exist and deletes the Google events of the gon
 run, quarantined outbox entries whose change the job has carried leave the quarantine, and
 a run without errors turns the user's current error into a past one.
 
-A series' exceptions ride with it: once a feed's masters are settled, the reconciler
-brings the exceptions of each series whose master Exchange reported changed, or whose
-instances Google reported changed, into agreement (sync/series.py). A dry run plans the
+A series' exceptions ride with it: once a feed's masters are settled, the reconciler's
+series entry point (`Reconciler.apply_series`) brings the exceptions of each series whose
+master Exchange reported changed, or whose instances Google reported changed, into
+agreement (sync/series.py). A dry run plans the
 masters only: what an occurrence needs is known once both sides are read.
 """
 
@@ -36,24 +41,28 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ews_parser.errors import CalsyncError
 from sync.backends.base import (
+    EventsPage,
+    ExchangeBackend,
     ExchangeError,
+    GoogleBackend,
     GoogleError,
     ItemChange,
     VersionConflict,
-    google_event_of,
 )
 from sync.backends.clients import Clients
-from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
 from sync.core.decide import Action, StateEmpty, check_safety
-from sync.core.events import EWS_ID_PROPERTY, MAILBOX_PROPERTY, google_body, tagged
 from sync.core.events import short as _short
+from sync.core.notice import ChangeNotice, Kind
 from sync.reconcile import Reconciler, RunContext
 from sync.store import OutboxEntry, Store
+
+if TYPE_CHECKING:
+    from mapping.event import GoogleEvent
 
 log = logging.getLogger("calsync.job")
 
@@ -243,18 +252,18 @@ class SyncJob:
     def _verify_pairs(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         report: Report,
         dry_run: bool,
         force_deletes: bool,
     ) -> None:
-        """Delete the Google events of mapped pairs whose Exchange item no longer exists.
-        The feed cannot report them all: SyncFolderItems says nothing of an item created
-        and deleted after its stored state (a delete the proxy never recorded, lost in a
-        kill). On a user's first run of this job, then every `[sync] verify_interval_s`,
-        Exchange is asked which mapped items still exist; the plan goes through the same
-        safety rule as every deletion, and its writes are recorded for undo."""
+        """Settle the mapped pairs whose Exchange item no longer exists (their Google
+        events go, by the deletion rule). The feed cannot report them all: SyncFolderItems
+        says nothing of an item created and deleted after its stored state (a delete the
+        proxy never recorded, lost in a kill). On a user's first run of this job, then
+        every `[sync] verify_interval_s`, Exchange is asked which mapped items still
+        exist; the plan goes through the same safety rule as every deletion."""
         now = self.clock()
         last = self._verified_at.get(user.mailbox)
         if last is not None and now - last < self.config.sync.verify_interval_s:
@@ -265,26 +274,29 @@ class SyncJob:
         except ExchangeError as exc:
             # "unknown", never "gone": nothing is deleted, the feeds still run (unless
             # Exchange asked us to wait), and the question is asked again next run
+            report.errors.append(f"verify: {exc}")
             wait = requested_wait(exc)
             if wait is not None:
-                report.errors.append(f"verify: {exc}")
                 raise BackOff(wait, exc) from exc
-            report.errors.append(f"verify: {exc}")
             log.warning("%s: mapped items not verified: %s", user.mailbox, exc)
             return
-        planned = gone_pairs(user.mailbox, pairs, gone)
-        self._check(user, planned, google=None, force_deletes=force_deletes)
-        report.actions.extend(planned)
+        notices = [
+            ChangeNotice(user.mailbox, "exchange", item_id, None, "delete", "verify")
+            for item_id in sorted(pairs)
+            if item_id in gone
+        ]
+        planned = self._plan(user, google, exchange, notices, report, dry_run, force_deletes)
         if dry_run:
             return
         failed = False
-        for action in planned:
-            try:
-                self._delete_google(user, google, exchange, action, report)
-                report.applied += 1
-            except (GoogleError, CalsyncError) as exc:
-                report.errors.append(f"{action.kind} {_short(action.ews_item_id or '')}: {exc}")
+        for notice, action, result in self.reconciler.apply_many(
+            planned, report.run, user=user, google=google, exchange=exchange
+        ):
+            if isinstance(result, CalsyncError):
+                report.errors.append(f"{action.kind} {_short(notice.key)}: {result}")
                 failed = True
+            else:
+                report.applied += 1
         if not failed:  # else asked again next run
             self._verified_at[user.mailbox] = now
 
@@ -342,8 +354,8 @@ class SyncJob:
     def _exchange_feed(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         report: Report,
         dry_run: bool,
         force_deletes: bool,
@@ -360,128 +372,20 @@ class SyncJob:
         if gone:
             seen = {c.item_id for c in changes}
             changes = changes + [ItemChange("delete", i, None) for i in sorted(gone - seen)]
-        planned: list[tuple[Action, ItemChange]] = []
-        for change in changes:
-            if change.kind != "delete" and self.store.is_echo(
-                user.mailbox, "exchange", change.item_id, change.change_key
-            ):
-                report.echoes += 1
-                continue
-            mapped = self.store.mapped(user.mailbox, change.item_id)
-            if (
-                change.kind != "delete"
-                and mapped is not None
-                and change.change_key
-                and change.change_key == mapped.ews_change_key
-            ):
-                report.echoes += 1  # already carried (by the proxy's worker, say)
-                continue
-            if change.kind == "delete":
-                if mapped is not None:
-                    planned.append(
-                        (
-                            Action(
-                                "delete-google",
-                                user.mailbox,
-                                change.item_id,
-                                mapped.google_event_id,
-                                "deleted in Exchange",
-                            ),
-                            change,
-                        )
-                    )
-                continue
-            if getattr(change.item, "type", None) not in (None, "Single", "RecurringMaster"):
-                continue  # occurrences and exceptions ride with their master
-            made_for = google_event_of(change.item) if change.item is not None else None
-            if mapped is None and made_for is not None:
-                # calsync made this item for a Google event and lost the record (a kill
-                # between CreateItem and the store): the pair again, never a second event
-                planned.append(
-                    (
-                        Action(
-                            "forget",
-                            user.mailbox,
-                            change.item_id,
-                            made_for,
-                            "made for a Google event, map lost: adopt",
-                        ),
-                        change,
-                    )
-                )
-            elif mapped is None:
-                planned.append(
-                    (
-                        Action(
-                            "create-google", user.mailbox, change.item_id, None, "new in Exchange"
-                        ),
-                        change,
-                    )
-                )
-            else:
-                planned.append(
-                    (
-                        Action(
-                            "update-google",
-                            user.mailbox,
-                            change.item_id,
-                            mapped.google_event_id,
-                            "changed in Exchange",
-                        ),
-                        change,
-                    )
-                )
-        self._check(user, [a for a, _ in planned], google=None, force_deletes=force_deletes)
-        report.actions.extend(a for a, _ in planned)
+        notices = [exchange_notice(user.mailbox, change) for change in changes]
+        planned = self._plan(user, google, exchange, notices, report, dry_run, force_deletes)
         if dry_run:
             return
-        creates = [change for action, change in planned if action.kind == "create-google"]
-        batched = len(creates) > 1 and hasattr(google, "insert_many")
+        todo = [(n, a) for n, a in planned if a.kind not in ("echo", "skip")]
         with progress_bar(
-            self.progress and state is None and bool(planned),
+            self.progress and state is None and bool(todo),
             f"{user.mailbox}: Exchange -> Google",
-            len(planned),
+            len(todo),
         ) as advance:
-            if batched:
-                # a first sync of a big calendar: one batch request per BATCH_SIZE events
-                self._create_google_many(user, google, exchange, creates, report, advance)
-            for action, change in planned:
-                if batched and action.kind == "create-google":
-                    continue
-                try:
-                    if action.kind == "delete-google":
-                        self._delete_google(user, google, exchange, action, report)
-                    elif action.kind == "forget":  # adopt the item made for a Google event
-                        assert action.google_event_id is not None
-                        self.reconciler.adopt_created(
-                            user,
-                            google,
-                            exchange,
-                            change.item_id,
-                            action.google_event_id,
-                            report.run,
-                        )
-                    elif action.kind == "create-google":
-                        self.reconciler.create_google(
-                            user,
-                            google,
-                            exchange,
-                            change.item_id,
-                            change.change_key,
-                            google_body(change.item),
-                            report.run,
-                        )
-                    else:
-                        self.reconciler.reconcile_pair(
-                            user, google, exchange, change.item_id, report.run
-                        )
-                    report.applied += 1
-                except (GoogleError, CalsyncError) as exc:
-                    self._failed(user, report, EXCHANGE_CHANGE, action.kind, change, exc)
-                advance(1)
-        for action, change in planned:
-            if action.kind != "delete-google" and _is_series(change.item):
-                self._exceptions(user, google, exchange, change.item_id, report, change)
+            self._apply(user, google, exchange, todo, report, advance)
+        for notice, _ in todo:
+            if notice.kind != "delete":  # a series' exceptions ride with its master
+                self._series(user, google, exchange, notice, report)
         if report.retry_exchange_feed:
             # the feed moves on only once what it carried is done: a change that failed
             # for a while (an outage, a rate limit) comes again next run; replaying the
@@ -497,8 +401,8 @@ class SyncJob:
     def _google_feed(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         report: Report,
         dry_run: bool,
         force_deletes: bool,
@@ -517,8 +421,8 @@ class SyncJob:
     def _google_pages(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         report: Report,
         token: str | None,
         dry_run: bool,
@@ -531,42 +435,27 @@ class SyncJob:
             )
             time_min = start.strftime("%Y-%m-%dT%H:%M:%SZ")
         full = self.progress and token is None
-        pages: list[dict[str, Any]] = []
+        pages: list[EventsPage] = []
         with progress_bar(full, f"{user.mailbox}: listing Google") as advance:
             for page in google.list_pages(sync_token=token, time_min=time_min):
                 pages.append(page)
                 advance(len(page.get("items", [])))
         events = [e for page in pages for e in page.get("items", [])]
-        planned = self._plan_google(user, events, report)
+        notices = [google_notice(user.mailbox, event) for event in events]
         full_count = (
             len([e for e in events if e.get("status") != "cancelled"]) if token is None else None
         )
-        self._check(user, [a for a, _ in planned], google=full_count, force_deletes=force_deletes)
-        report.actions.extend(a for a, _ in planned)
+        planned = self._plan(
+            user, google, exchange, notices, report, dry_run, force_deletes, google_count=full_count
+        )
         if dry_run:
             return
-        # the items earlier attempts made for these events (answers lost): one FindItem
-        # for many, so that no create is made twice
-        found: dict[str, str] | None = None
-        creates = [event["id"] for action, event in planned if action.kind == "create-exchange"]
-        if creates:
-            try:
-                found = exchange.created_for(creates)
-            except ExchangeError as exc:  # each create looks on its own then
-                log.info("%s: items made for Google events not looked up: %s", user.mailbox, exc)
+        todo = [(n, a) for n, a in planned if a.kind not in ("echo", "skip")]
         with progress_bar(
-            full and bool(planned), f"{user.mailbox}: Google -> Exchange", len(planned)
+            full and bool(todo), f"{user.mailbox}: Google -> Exchange", len(todo)
         ) as advance:
-            for action, event in planned:
-                try:
-                    self._apply_google_action(
-                        user, google, exchange, action, event, report, found=found
-                    )
-                    report.applied += 1
-                except (GoogleError, CalsyncError) as exc:
-                    self._failed(user, report, GOOGLE_CHANGE, action.kind, (action, event), exc)
-                advance(1)
-        self._google_exceptions(user, google, exchange, events, report)
+            self._apply(user, google, exchange, todo, report, advance)
+        self._google_exceptions(user, google, exchange, notices, report)
         next_token = pages[-1].get("nextSyncToken") if pages else None
         # a change that cannot be applied is quarantined and never holds the others back;
         # one that failed for a while (an outage, a rate limit) comes again next run
@@ -575,202 +464,107 @@ class SyncJob:
                 user.mailbox, google_sync_token=next_token, last_google_sync=self.clock()
             )
 
-    def _plan_google(
-        self, user: UserConfig, events: list[dict[str, Any]], report: Report
-    ) -> list[tuple[Action, dict[str, Any]]]:
-        planned: list[tuple[Action, dict[str, Any]]] = []
-        for event in events:
-            event_id = event.get("id", "")
-            if event.get("recurringEventId"):
-                continue  # instances ride with their series (_google_exceptions)
-            if self.store.is_echo(user.mailbox, "google", event_id, event.get("etag")):
-                report.echoes += 1
-                continue
-            mapped = self.store.mapped_by_google(user.mailbox, event_id)
-            if event.get("status") == "cancelled":
-                if mapped is not None:
-                    planned.append(
-                        (
-                            Action(
-                                "delete-exchange",
-                                user.mailbox,
-                                mapped.ews_item_id,
-                                event_id,
-                                "deleted in Google",
-                            ),
-                            event,
-                        )
-                    )
-                continue
-            if mapped is None:
-                private = (event.get("extendedProperties") or {}).get("private") or {}
-                if private.get(MAILBOX_PROPERTY) == user.mailbox and private.get(EWS_ID_PROPERTY):
-                    planned.append(
-                        (
-                            Action(
-                                "forget",
-                                user.mailbox,
-                                private[EWS_ID_PROPERTY],
-                                event_id,
-                                "ours, map lost: adopt",
-                            ),
-                            event,
-                        )
-                    )
-                else:
-                    planned.append(
-                        (
-                            Action(
-                                "create-exchange", user.mailbox, None, event_id, "new in Google"
-                            ),
-                            event,
-                        )
-                    )
-            else:
-                planned.append(
-                    (
-                        Action(
-                            "update-exchange",
-                            user.mailbox,
-                            mapped.ews_item_id,
-                            event_id,
-                            "changed in Google",
-                        ),
-                        event,
-                    )
-                )
+    # --- planned, then handed to the reconciler -----------------------------------------------
+
+    def _plan(
+        self,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        notices: Sequence[ChangeNotice],
+        report: Report,
+        dry_run: bool,
+        force_deletes: bool,
+        *,
+        google_count: int | None = None,
+    ) -> list[tuple[ChangeNotice, Action]]:
+        """The reconciler's plan for each notice, checked against the safety rule before
+        anything is written. A dry run's plan reads each pair's other side (what the merge
+        and the deletion rule make of it); a run's plan reads nothing more, and the
+        reconciler decides those as it writes."""
+        planned = [
+            (
+                notice,
+                self.reconciler.plan(
+                    notice,
+                    user=user,
+                    google=google if dry_run else None,
+                    exchange=exchange if dry_run else None,
+                ),
+            )
+            for notice in notices
+        ]
+        actions = [a for _, a in planned if a.kind not in ("echo", "skip")]
+        report.echoes += sum(1 for _, a in planned if a.kind == "echo")
+        self._check(user, actions, google=google_count, force_deletes=force_deletes)
+        report.actions.extend(actions)
         return planned
 
-    def _apply_google_action(
+    def _apply(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
-        action: Action,
-        event: dict[str, Any],
-        report: Report,
-        *,
-        found: dict[str, str] | None = None,
-    ) -> None:
-        run = report.run
-        if action.kind == "delete-exchange":
-            assert action.ews_item_id is not None
-            mapped = self.store.mapped(user.mailbox, action.ews_item_id)
-            if mapped is None:
-                return
-            # the deletion rule (modified_beats_delete) decides, with the item as it is now
-            item = exchange.calendar_item(action.ews_item_id)
-            self.reconciler.settle_deleted(user, google, exchange, mapped, item, event, run)
-        elif action.kind == "create-exchange":
-            self.reconciler.create_exchange(user, google, exchange, event, run, found=found)
-        elif action.kind == "forget":  # adopt: the map is rebuilt from Google's own tag
-            assert action.ews_item_id is not None
-            if self.store.is_mapped(user.mailbox, action.ews_item_id):
-                return  # the item has its pair: this event is not it (left alone)
-            # both live: merged; the item gone (deleted after a run wrote its event and
-            # was killed before its record): the deletion rule, the event goes too
-            self.reconciler.adopt_taken(
-                user, google, exchange, action.ews_item_id, event["id"], run, current=event
-            )
-        else:
-            assert action.ews_item_id is not None
-            self.reconciler.reconcile_pair(user, google, exchange, action.ews_item_id, run)
-
-    def _create_google_many(
-        self,
-        user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
-        changes: list[ItemChange],
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        planned: Sequence[tuple[ChangeNotice, Action]],
         report: Report,
         advance: Callable[[int], None] = _nothing,
     ) -> None:
-        """The reconciler's create for many items: the inserts go as batch requests (and
-        the reads after a 409 too); each item's error is its own."""
-        from mapping.event import event_id_for
-
-        ready: list[tuple[ItemChange, dict[str, Any], str]] = []
-        for change in changes:
-            try:
-                body = tagged(google_body(change.item), user.mailbox, change.item_id)
-            except CalsyncError as exc:
-                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, exc)
-                continue
-            ready.append((change, body, event_id_for(change.item_id)))
-        answers = google.insert_many(
-            [{**body, "id": event_id} for _, body, event_id in ready], progress=advance
-        )
-        taken = [i for i, a in enumerate(answers) if isinstance(a, GoogleError) and a.status == 409]
-        current = dict(zip(taken, google.get_many([ready[i][2] for i in taken]), strict=True))
-        for index, ((change, body, event_id), answer) in enumerate(
-            zip(ready, answers, strict=True)
+        """Hand a feed's planned notices to the reconciler; a failed one is retried or
+        quarantined (`_failed`), the others go on, unless a server asked us to wait."""
+        for notice, action, result in self.reconciler.apply_many(
+            planned, report.run, user=user, google=google, exchange=exchange, progress=advance
         ):
-            result = current.get(index, answer)
-            if isinstance(result, GoogleError):
-                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, result)
-                continue
-            try:
-                if index in current:  # the id was taken: the one 409 rule
-                    self.reconciler.adopt_taken(
-                        user, google, exchange, change.item_id, event_id, report.run, result
-                    )
-                elif result is not None:
-                    self.reconciler.created(
-                        user, change.item_id, change.change_key, body, event_id, result, report.run
-                    )
-            except (GoogleError, CalsyncError) as exc:
-                self._failed(user, report, EXCHANGE_CHANGE, "create-google", change, exc)
-                continue
-            report.applied += 1
+            if isinstance(result, CalsyncError):
+                self._failed(user, report, action.kind, notice, result, key=action.ews_item_id)
+            else:
+                report.applied += 1
 
     # --- series exceptions -------------------------------------------------------------------
 
     def _google_exceptions(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
-        events: list[dict[str, Any]],
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        notices: Sequence[ChangeNotice],
         report: Report,
     ) -> None:
-        """The instances Google reported (not our own writes), carried series by series."""
-        series: dict[str, list[dict[str, Any]]] = {}
-        for event in events:
-            master_id = event.get("recurringEventId")
-            if master_id and not self.store.is_echo(
-                user.mailbox, "google", event.get("id", ""), event.get("etag")
-            ):
-                series.setdefault(master_id, []).append(event)
+        """The instances Google reported, carried series by series."""
+        series: dict[str, list[ChangeNotice]] = {}
+        for notice in notices:
+            master_id = (notice.event or {}).get("recurringEventId")
+            if master_id:
+                series.setdefault(master_id, []).append(notice)
         for master_id, instances in series.items():
-            mapped = self.store.mapped_by_google(user.mailbox, master_id)
-            if mapped is not None:
-                why = "instances changed in Google"
-                action = Action("update-exchange", user.mailbox, mapped.ews_item_id, master_id, why)
-                change = (action, instances[0])
-                self._exceptions(
-                    user, google, exchange, mapped.ews_item_id, report, change, instances
+            master = ChangeNotice(user.mailbox, "google", master_id, None, "refresh", "google-feed")
+            action = self.reconciler.plan(master, user=user)
+            if action.kind != "skip":
+                self._series(
+                    user, google, exchange, master, report, instances, key=action.ews_item_id
                 )
 
-    def _exceptions(
+    def _series(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: ExchangeMailbox,
-        item_id: str,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        master: ChangeNotice,
         report: Report,
-        change: ItemChange | tuple[Action, dict[str, Any]],
-        instances: Sequence[dict[str, Any]] = (),
+        instances: Sequence[ChangeNotice] = (),
+        *,
+        key: str | None = None,
     ) -> None:
         """The reconciler's agreement on one series' exceptions; a failure is the change's,
         as any other (retried, or quarantined with its reason)."""
-        op = EXCHANGE_CHANGE if isinstance(change, ItemChange) else GOOGLE_CHANGE
         try:
-            if self.reconciler.reconcile_exceptions(
-                user, google, exchange, item_id, report.run, instances
+            if self.reconciler.apply_series(
+                master, report.run, user=user, google=google, exchange=exchange, instances=instances
             ):
                 report.applied += 1
-        except (GoogleError, CalsyncError) as exc:
-            self._failed(user, report, op, "exceptions", change, exc)
+        except CalsyncError as exc:
+            self._failed(
+                user, report, "exceptions", instances[0] if instances else master, exc, key=key
+            )
 
     # --- changes that fail -------------------------------------------------------------------
 
@@ -778,23 +572,21 @@ class SyncJob:
         self,
         user: UserConfig,
         report: Report,
-        op: str,
         kind: str,
-        change: ItemChange | tuple[Action, dict[str, Any]],
-        exc: GoogleError | CalsyncError,
+        notice: ChangeNotice,
+        exc: CalsyncError,
+        *,
+        key: str | None = None,
     ) -> None:
         """One change of a feed failed. One that may apply later as it is (an outage, a
         rate limit, a version conflict) keeps the feed where it was: the next run meets
         it again. One refused as it is (Google's 400, an Exchange ResponseCode, a value
         the mapping cannot carry) is quarantined with its reason and the feed moves on: it
-        is tried again when it changes again (or a full listing brings it back)."""
-        if isinstance(change, ItemChange):
-            key, version, label = change.item_id, change.change_key, _short(change.item_id)
-        else:
-            action, event = change
-            key = action.ews_item_id or str(event.get("id"))
-            version, label = event.get("etag"), str(event.get("id"))
+        is tried again when it changes again (or a full listing brings it back). The
+        quarantine keys it by its Exchange item (`key`; else the notice's own key)."""
+        label = _short(notice.key) if notice.side == "exchange" else notice.key
         report.errors.append(f"{kind} {label}: {exc}")
+        op = EXCHANGE_CHANGE if notice.side == "exchange" else GOOGLE_CHANGE
         if retryable(exc):
             if op == EXCHANGE_CHANGE:
                 report.retry_exchange_feed = True
@@ -804,7 +596,7 @@ class SyncJob:
             if wait is not None:  # the user's run stops here: no call until then
                 raise BackOff(wait, exc) from exc
             return
-        self._quarantine(user, op, key, version, f"{kind}: {exc}")
+        self._quarantine(user, op, key or notice.key, notice.version, f"{kind}: {exc}")
         report.quarantined.append(f"{kind} {label}")
 
     def _quarantine(
@@ -821,18 +613,6 @@ class SyncJob:
             entry_id = self.store.enqueue(user.mailbox, key, op, now=now, change_key=version)
             self.store.retry_later(entry_id, error=reason[:500], at=now, quarantine=True)
         log.warning("%s: %s %s quarantined: %s", user.mailbox, op, _short(key), reason)
-
-    def _delete_google(
-        self, user: UserConfig, google: Any, exchange: Any, action: Action, report: Report
-    ) -> None:
-        """Deleted in Exchange (or gone from it): the deletion rule decides, with the
-        Google event as it is now (`modified_beats_delete`)."""
-        assert action.google_event_id is not None and action.ews_item_id is not None
-        mapped = self.store.mapped(user.mailbox, action.ews_item_id)
-        if mapped is None:
-            return
-        event = google.get(action.google_event_id)
-        self.reconciler.settle_deleted(user, google, exchange, mapped, None, event, report.run)
 
     def _check(
         self, user: UserConfig, actions: list[Action], *, google: int | None, force_deletes: bool
@@ -886,16 +666,6 @@ def retryable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False)) or isinstance(exc, VersionConflict)
 
 
-def gone_pairs(mailbox: str, pairs: dict[str, str], gone: set[str]) -> list[Action]:
-    """`delete-google` for each pair (Exchange item id -> Google event id) whose item
-    Exchange reported gone."""
-    return [
-        Action("delete-google", mailbox, item_id, event_id, "gone from Exchange")
-        for item_id, event_id in sorted(pairs.items())
-        if item_id in gone
-    ]
-
-
 def carried(entry: OutboxEntry, *, reconciled_at: float | None) -> bool:
     """Whether the job has carried a quarantined entry's change to a pair that is still
     mapped: it brought the pair into agreement after the entry was recorded (its read of
@@ -904,12 +674,32 @@ def carried(entry: OutboxEntry, *, reconciled_at: float | None) -> bool:
     return entry.op != "delete" and reconciled_at is not None and reconciled_at >= entry.created_at
 
 
-def _is_series(item: Any) -> bool:
-    """Whether an item the Exchange feed reported is a series master (whatever the feed's
-    shape says of its exceptions: the reconciler reads them with the master)."""
-    return (
-        getattr(item, "type", None) == "RecurringMaster"
-        or getattr(item, "recurrence", None) is not None
+def exchange_notice(mailbox: str, change: ItemChange) -> ChangeNotice:
+    """The notice of one change SyncFolderItems reported (the item its hint)."""
+    kind: Kind = "delete" if change.kind == "delete" else "upsert"
+    return ChangeNotice(
+        mailbox,
+        "exchange",
+        change.item_id,
+        change.change_key,
+        kind,
+        "exchange-feed",
+        item=change.item,
+    )
+
+
+def google_notice(mailbox: str, event: GoogleEvent) -> ChangeNotice:
+    """The notice of one event events.list returned (the event its hint; a deleted one
+    comes with status cancelled)."""
+    kind: Kind = "delete" if event.get("status") == "cancelled" else "upsert"
+    return ChangeNotice(
+        mailbox,
+        "google",
+        event.get("id", ""),
+        event.get("etag"),
+        kind,
+        "google-feed",
+        event=event,
     )
 
 

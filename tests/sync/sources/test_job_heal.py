@@ -17,7 +17,7 @@ import pytest
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
-from sync.sources.job import SyncJob, carried, gone_pairs
+from sync.sources.job import SyncJob, carried
 from sync.sources.outbox import Mirror
 from sync.store import OutboxEntry
 from tests.sync.conftest import ALICE
@@ -145,16 +145,6 @@ def test_a_dry_run_plans_the_deletions_and_makes_none(world: World) -> None:
     assert "Lost in a kill" in world.google_events()
     assert not run(job, world).errors  # a dry run is no verification: the real run deletes
     assert "Lost in a kill" not in world.google_events()
-
-
-def test_gone_pairs_plans_a_delete_for_each_gone_item_only() -> None:
-    pairs = {"I1": "g1", "I2": "g2", "I3": "g3"}
-    planned = gone_pairs(ALICE, pairs, {"I3", "I1", "not-mapped"})
-    assert [(a.kind, a.ews_item_id, a.google_event_id) for a in planned] == [
-        ("delete-google", "I1", "g1"),
-        ("delete-google", "I3", "g3"),
-    ]
-    assert gone_pairs(ALICE, pairs, set()) == []
 
 
 # --- quarantine that heals -----------------------------------------------------------------
