@@ -5,6 +5,7 @@ calsync reported an error the test did not declare (`calsync_log`)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import re
@@ -222,9 +223,20 @@ def long_id(name: str) -> str:
     return base64.b64encode(raw)[:152].decode()
 
 
+_VERSIONS = itertools.count(1)
+
+
+def _change_key(operation: str, item: str) -> str:
+    if operation == "CreateItem":
+        return f"DwAAAB{item[-12:]}"
+    return f"DwAAAC{next(_VERSIONS):06d}{item[-6:]}"
+
+
 def response(operation: str, *items: str | None, failed: tuple[int, ...] = ()) -> bytes:
-    """One message per item: a CalendarItem with that id (and a change key derived from
-    it), no Items for None; the indexes in `failed` answer ErrorItemNotFound."""
+    """One message per item: a CalendarItem with that id and a change key (derived from
+    the id for a CreateItem; a new one for every other answer, as Exchange gives each
+    version of an item a key of its own), no Items for None; the indexes in `failed`
+    answer ErrorItemNotFound."""
     messages = []
     for index, item in enumerate(items):
         if index in failed:
@@ -235,7 +247,7 @@ def response(operation: str, *items: str | None, failed: tuple[int, ...] = ()) -
             )
             continue
         found = (
-            f'<m:Items><t:CalendarItem><t:ItemId Id="{item}" ChangeKey="DwAAAB{item[-12:]}"/></t:CalendarItem></m:Items>'
+            f'<m:Items><t:CalendarItem><t:ItemId Id="{item}" ChangeKey="{_change_key(operation, item)}"/></t:CalendarItem></m:Items>'
             if item
             else "<m:Items/>"
             if operation != "DeleteItem"
