@@ -460,6 +460,21 @@ def test_a_source_of_a_newer_schema_is_refused(in_process: Run, source: Path, ta
     assert pg_counts(target) == dict.fromkeys(COPIED, 0)
 
 
+def test_a_source_with_a_column_this_calsync_does_not_copy_is_refused(
+    in_process: Run, source: Path, target: str
+) -> None:
+    """A column added without teaching migrate.py to copy it would be lost on the way."""
+    conn = sqlite3.connect(source)
+    with conn:
+        conn.execute("ALTER TABLE items ADD COLUMN colour TEXT")
+    conn.close()
+    done = in_process("store", "migrate", str(source), target)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert "table items is not as this calsync knows it" in line and "colour" in line
+    assert pg_counts(target) == dict.fromkeys(COPIED, 0)
+
+
 @pytest.mark.parametrize(
     ("source_arg", "target_arg", "says"),
     [
