@@ -6,6 +6,7 @@ stop() ends the connection at once."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -165,14 +166,16 @@ def test_stop_ends_the_connection_at_once(config: Config) -> None:
     assert not source._threads  # every connection's thread ended
 
 
-def test_a_refused_stream_falls_back_to_pulling(
-    tmp_path: Path, google: GoogleCalendarServer
-) -> None:
-    # one streaming connection per account, held by another client (a raw
-    # GetStreamingEvents): calsync's is refused (ErrorExceededConnectionCount) and pulls
+@contextlib.contextmanager
+def pulling(
+    tmp_path: Path, google: GoogleCalendarServer, *, pull_interval: float, **policy: int
+) -> Iterator[tuple[Config, Clients, Triggers, Streaming]]:
+    """alice's source, pulling: the account's one streaming connection is held by another
+    client (a raw GetStreamingEvents), so calsync's is refused
+    (ErrorExceededConnectionCount) and it falls back to a pull subscription."""
     server = start_server(
         users=PASSWORDS,
-        notifications=Policy(minute=10.0, heartbeat=0.1, hanging_connection_limit=1),
+        notifications=Policy(minute=10.0, heartbeat=0.1, hanging_connection_limit=1, **policy),
     )
     try:
         _, _, answer = raw_post(server.url, subscribe_xml(), ALICE, PASSWORDS[ALICE])
@@ -180,22 +183,58 @@ def test_a_refused_stream_falls_back_to_pulling(
         assert other.chunked and other.next() is not None  # the connection is open
         config = load_config(write_config(tmp_path, google, ews_url=server.url, users=(ALICE,)))
         clients, triggers = Clients(config), Triggers()
-        source = Streaming(config, clients, triggers, connection_timeout=1, pull_interval=0.2)
+        source = Streaming(
+            config, clients, triggers, connection_timeout=1, pull_interval=pull_interval
+        )
         source.start()
         try:
             deadline = time.monotonic() + 5
             while source.groups[0].mode != "pull" or not source.groups[0].subscriptions:
                 assert time.monotonic() < deadline, source.groups[0]
                 time.sleep(0.05)
-            assert source.groups[0].last_error == "ErrorExceededConnectionCount"
-            made = triggers.count(ALICE)
-            create(clients, config, ALICE, "Pulled")
-            triggers.wait_for(ALICE, made)
+            yield config, clients, triggers, source
         finally:
             source.stop()
             other.sock.close()
     finally:
         server.stop()
+
+
+def test_a_refused_stream_falls_back_to_pulling(
+    tmp_path: Path, google: GoogleCalendarServer
+) -> None:
+    with pulling(tmp_path, google, pull_interval=0.2) as (config, clients, triggers, source):
+        assert source.groups[0].last_error == "ErrorExceededConnectionCount"
+        made = triggers.count(ALICE)
+        create(clients, config, ALICE, "Pulled")
+        triggers.wait_for(ALICE, made)
+
+
+def test_a_lost_watermark_is_subscribed_again_and_the_feed_catches_up(
+    tmp_path: Path, google: GoogleCalendarServer
+) -> None:
+    # the mailbox's event table keeps 3 events: 5 changes between two pulls lose the
+    # watermark (ErrorInvalidWatermark); the source subscribes again and triggers the
+    # feed, which carries what the lost events said
+    with pulling(tmp_path, google, pull_interval=2.0, event_retention=3) as (
+        config,
+        clients,
+        triggers,
+        source,
+    ):
+        first = set(source.groups[0].subscriptions)
+        made = triggers.count(ALICE)
+        for number in range(5):
+            create(clients, config, ALICE, f"Lost {number}")
+        deadline = time.monotonic() + 10
+        while set(source.groups[0].subscriptions) in (set(), first):
+            assert time.monotonic() < deadline, source.groups[0]
+            time.sleep(0.05)
+        assert source.groups[0].last_error == "ErrorInvalidWatermark"
+        triggers.wait_for(ALICE, made)  # the gap: the feed runs
+        again = triggers.count(ALICE)
+        create(clients, config, ALICE, "After the loss")
+        triggers.wait_for(ALICE, again, timeout=10.0)
 
 
 def test_impersonated_groups_each_hold_a_stream_and_leave_room_for_the_sync(
