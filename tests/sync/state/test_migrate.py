@@ -17,11 +17,15 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from emulators.ews import EwsServer
+from emulators.google.server import GoogleCalendarServer
 from sync.cli import main
 from sync.state.base import JsonObject, MappedItem, OutboxEntry, WatchChannel
 from sync.state.migrate import CLAIM_COLUMNS, COPIED, IDENTITIES, SEALED
 from sync.state.postgres import PostgresState
 from sync.state.sqlite import SqliteState
+from tests.addon.conftest import write_config
+from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
 from tests.sync.state.conftest import POSTGRES_KEY
 from tests.sync.state.pg_server import PostgresServer
 from tests.sync.state.test_sqlite import old_store
@@ -303,6 +307,36 @@ def test_every_concern_reads_back_equal_on_postgres(
     (snapshot,) = [row[6] for row in pg_rows(target, "items") if row[6] is not None]
     with pytest.raises(InvalidToken):
         opener.decrypt(snapshot)
+
+
+def test_calsync_undo_works_on_postgres_after_the_move(
+    tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer, target: str
+) -> None:
+    """A run `calsync sync` made on SQLite, undone by `calsync undo` on PostgreSQL."""
+    from exchangelib import CalendarItem, EWSDateTime
+
+    path = write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,))
+    account = ews_account(ews.url)
+    CalendarItem(
+        account=account,
+        folder=account.calendar,
+        subject=SECRET,
+        start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
+        end=EWSDateTime(2026, 3, 2, 10, tzinfo=BERLIN),
+    ).save()
+    synced = calsync("sync", "--config", str(path))
+    assert synced.returncode == 0, synced.stderr
+    events = calendar_service(google.api_endpoint).events()
+    assert [e["summary"] for e in events.list(calendarId="primary").execute()["items"]] == [SECRET]
+
+    moved = calsync("store", "migrate", str(tmp_path / "calsync.db"), target)
+    assert moved.returncode == 0, moved.stderr
+    sqlite_line = f'path = "{tmp_path / "calsync.db"}"'
+    path.write_text(path.read_text().replace(sqlite_line, f'url = "{target}"'))
+    undone = calsync("undo", ALICE, "--config", str(path))
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert "deleted" in undone.stdout
+    assert events.list(calendarId="primary").execute()["items"] == []
 
 
 def test_identities_cover_every_table_with_an_id_column() -> None:
