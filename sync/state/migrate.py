@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import operator
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,11 +316,15 @@ def _copy(
                 masters[item] = master
         target.learned.learn_items(box, kinds, masters)
 
-    _copy_rows(
-        conn,
-        "items",
-        _resealed(_rows(read, "items", "mailbox, ews_item_id"), "items", opener, sealer),
-    )
+    def copy(table: str, order: str, rows: Iterable[tuple[Any, ...]] | None = None) -> None:
+        rows = _rows(read, table, order) if rows is None else rows
+        if table in SEALED:
+            rows = _resealed(rows, table, opener, sealer)
+        with conn.cursor().copy(f"COPY {table} ({', '.join(COPIED[table])}) FROM STDIN") as out:
+            for row in rows:
+                out.write_row(row)
+
+    copy("items", "mailbox, ews_item_id")
     claims = 0
     claim_at = COPIED["outbox"].index(CLAIM_COLUMNS[0])
 
@@ -330,19 +334,15 @@ def _copy(
             claims += row[claim_at] is not None
             yield (*row[:claim_at], None, None)
 
-    _copy_rows(
-        conn, "outbox", unclaimed(_resealed(_rows(read, "outbox", "id"), "outbox", opener, sealer))
-    )
+    copy("outbox", "id", unclaimed(_rows(read, "outbox", "id")))
     for row in _rows(read, "sync_state", "mailbox"):
         target.cursors.save(Cursor(*row))
-    _copy_rows(conn, "journal", _rows(read, "journal", "at"))
-    _copy_rows(conn, "conflicts", _rows(read, "conflicts", "id"))
+    copy("journal", "at")
+    copy("conflicts", "id")
     for channel in source.channels.list():  # opened with the source's key, sealed by save
         target.channels.save(channel)
-    _copy_rows(conn, "runs", _rows(read, "runs", "id"))
-    _copy_rows(
-        conn, "run_writes", _resealed(_rows(read, "run_writes", "id"), "run_writes", opener, sealer)
-    )
+    copy("runs", "id")
+    copy("run_writes", "id")
     for table in IDENTITIES:  # the next id given is after every id copied
         conn.execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id))"  # noqa: S608 - a table of ours
@@ -361,10 +361,3 @@ def _resealed(
             if values[i] is not None:
                 values[i] = sealer.seal(opener.open(values[i]))
         yield tuple(values)
-
-
-def _copy_rows(conn: Connection, table: str, rows: Iterable[Sequence[Any]]) -> None:
-    columns = ", ".join(COPIED[table])
-    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
