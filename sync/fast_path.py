@@ -22,6 +22,7 @@ outcome (the pair) in the same transaction as its own bookkeeping.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -82,6 +83,19 @@ class FastPath:
             return self._forget_gone(google, notice, user, mapped, run)
         if payload["kind"] == "skip":
             raise Skip(payload["reason"])
+        if self._carried_since(notice, payload, mapped):
+            # the pair holds another version of the item than the one this payload was made
+            # from or leads to (the two-way job carried a later change since): the request's
+            # fields are older than what the pair holds, so both sides are read and merged
+            log.info(
+                "%s %s %s: the pair moved on since this change; merging both sides",
+                notice.mailbox,
+                notice.kind,
+                short(notice.key),
+            )
+            return Outcome(self.reconciler.reconcile_pair(user, google, exchange, notice.key, run))
+        if payload.get("version"):  # the version a full read found
+            notice = dataclasses.replace(notice, version=payload["version"])
         if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
             result = self._patch(google, exchange, notice, user, mapped, payload["patch"], run)
         else:
@@ -95,8 +109,8 @@ class FastPath:
                     raise Skip(payload["reason"])
                 event = payload["event"]
             result = self._put(google, exchange, notice, user, mapped, event, run)
-            if result is not None and payload.get("instances"):
-                self._write_instances(google, notice, payload["instances"])
+            if result is not None:
+                self._exceptions(google, exchange, notice, user, payload, run)
         if result is None:
             log.info(
                 "%s %s %s: the Google event was deleted there; not recreated",
@@ -106,6 +120,21 @@ class FastPath:
             )
             return Outcome(None, forget=True)
         return Outcome(result)
+
+    def _carried_since(
+        self, notice: ChangeNotice, payload: dict[str, Any], mapped: MappedItem | None
+    ) -> bool:
+        """Whether the pair holds an Exchange version this payload neither applies to nor
+        leads to: a create's payload applies to no pair, an update's to the version its
+        request was made on (`bases`), a full read's to the pair as it was then; each leads
+        to the version it shows. The fast path conditions its Google write on the etag
+        calsync last wrote, which the job's writes move too: without this, an entry drained
+        late writes its older fields over what the job carried since. A pair without a
+        version, or no Exchange to read (no `ews_url`), trusts the payload."""
+        if mapped is None or mapped.ews_change_key is None or not self.config.exchange_ews_url:
+            return False
+        leads_to = payload.get("version") or notice.version
+        return mapped.ews_change_key not in (leads_to, *payload.get("bases", ()))
 
     def _gone_from_exchange(self, notice: ChangeNotice, exchange: ExchangeBackend) -> bool:
         """One cheap GetItem (IdOnly): True only when Exchange answers ErrorItemNotFound.
@@ -179,18 +208,19 @@ class FastPath:
                         master = (
                             mapped.google_event_id if mapped else event_id_for(notice.key)
                         )
-                        cancelled = overrides_for(master, event, [], deleted)
-                        return {"kind": "event", "event": event, "instances": cancelled}
+                        cancelled = [o["id"] for o in overrides_for(master, event, [], deleted)]
+                        return {"kind": "event", "event": event, "cancelled": cancelled}
                 if (
                     notice.kind == "update"
                     and isinstance(request, UpdateItemRequest)
                     and mapped is not None
                     and mapped.snapshot is not None
                 ):
-                    updates = request.changes[hot.index].updates
-                    patch = patch_for(updates, mapped.snapshot)
+                    change = request.changes[hot.index]
+                    patch = patch_for(change.updates, mapped.snapshot)
                     if patch is not None:
-                        return {"kind": "patch", "patch": patch}
+                        base = change.target.change_key  # the version the client changed
+                        return {"kind": "patch", "patch": patch, "bases": [base] if base else []}
             except MappingError as exc:
                 # the request alone cannot say (an item without times, say): read it whole
                 log.info(
@@ -219,67 +249,46 @@ class FastPath:
             self.store.learn_folders(notice.mailbox, {calendar: "calendar"})
             if parent is not None and parent != calendar:
                 return {"kind": "skip", "reason": "the item is not in the calendar"}
-        event = google_body(full)
+        exceptions = getattr(full, "type", None) == "RecurringMaster" and bool(
+            full.modified_occurrences or full.deleted_occurrences
+        )
         return {
             "kind": "event",
-            "event": event,
-            "instances": self._instances(notice, exchange, full, event, mapped),
+            "event": google_body(full),
+            "series": exceptions,
+            "version": getattr(full, "changekey", None),
+            "bases": [mapped.ews_change_key] if mapped and mapped.ews_change_key else [],
         }
 
-    def _instances(
+    def _exceptions(
         self,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         notice: ChangeNotice,
-        mailbox: Any,
-        item: Any,
-        event: dict[str, Any],
-        mapped: MappedItem | None,
-    ) -> list[dict[str, Any]]:
-        """A series' exceptions as Google instances: each modified occurrence an override,
-        each deleted one a cancelled instance (mapping/exceptions.py)."""
-        from mapping.event import MANAGED_FIELDS, event_id_for
-        from mapping.exceptions import overrides_for
-
-        if getattr(item, "type", None) != "RecurringMaster":
-            return []
-        modified_ids = [o.id for o in item.modified_occurrences or [] if getattr(o, "id", None)]
-        deleted = [d.start for d in item.deleted_occurrences or [] if d.start is not None]
-        if not modified_ids and not deleted:
-            return []
-        master_id = mapped.google_event_id if mapped else event_id_for(notice.key)
-        zone = getattr(item._start_timezone, "key", None)
-        overrides = overrides_for(
-            master_id, event, mailbox.calendar_items(modified_ids), deleted, default_zone=zone
-        )
-        keep = {*MANAGED_FIELDS, "id", "status", "recurringEventId", "originalStartTime"}
-        # instances carry what their master carries (the core fields), never an iCalUID
-        return [
-            {k: v for k, v in o.items() if k in keep and k not in ("iCalUID", "recurrence")}
-            for o in overrides
-        ]
-
-    def _write_instances(
-        self, google: GoogleBackend, notice: ChangeNotice, instances: list[dict[str, Any]]
+        user: UserConfig,
+        payload: dict[str, Any],
+        run: RunContext,
     ) -> None:
-        """Patch each override onto its instance, delete each cancelled one; both are
-        idempotent, so a retry does no harm and nothing per instance is stored."""
-        for instance in instances:
-            instance_id = instance["id"]
-            try:
-                if instance.get("status") == "cancelled":
-                    google.delete(instance_id)
-                else:
-                    body = {k: v for k, v in instance.items() if k != "id"}
-                    google.patch(instance_id, body)
-            except GoogleError as exc:
-                if exc.status not in (404, 410):
-                    raise
-                # not an occurrence of the series as Google expands it: say so, go on
+        """A series' exceptions, once its master is written: those Exchange holds through
+        the reconciler's series rules (sync/series.py: the policy, and the base each
+        instance keeps, so the two-way job knows the instance as calsync's write), or the
+        occurrences a request's iCalendar deleted (EXDATE), cancelled without asking
+        Exchange."""
+        if payload.get("series") or payload.get("instances"):  # (instances: older payloads)
+            if self.config.exchange_ews_url:
+                self.reconciler.reconcile_exceptions(user, google, exchange, notice.key, run)
+            return
+        if not payload.get("cancelled"):
+            return
+        from sync.series import cancel_instance
+
+        for instance_id in payload["cancelled"]:
+            if not cancel_instance(google, instance_id):
                 log.info(
-                    "%s %s: no instance %s in Google (%s)",
+                    "%s %s: no instance %s to cancel in Google",
                     notice.mailbox,
                     short(notice.key),
                     instance_id,
-                    exc.status,
                 )
 
     def _put(

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -121,65 +122,87 @@ class SeriesExceptions:
         instances: Iterable[Mapping[str, Any]] = (),
     ) -> int:
         """Bring the exceptions of one mapped series into agreement; how many writes it
-        took. A series not mapped, or not a series on both sides, is left alone."""
-        from mapping.exceptions import read_original_start
-        from mapping.zones import item_zone
+        took. A series not mapped, or not a series on both sides, is left alone.
 
-        mapped = self.store.mapped(user.mailbox, ews_item_id)
-        if mapped is None:
-            return 0
-        master = exchange.calendar_item(ews_item_id)
-        if master is None or getattr(master, "type", None) != "RecurringMaster":
-            return 0
-        google_master = google.get(mapped.google_event_id)
-        if google_master is None or google_master.get("status") == "cancelled":
-            return 0
-        if not google_master.get("recurrence"):
-            return 0
-        exchange_master = google_body(master)
-        all_day = bool(exchange_master["start"].get("date"))
-        series = _Series(
-            user,
-            google,
-            exchange,
-            run,
-            ews_item_id,
-            mapped.google_event_id,
-            exchange_master,
-            google_master,
-            all_day,
-            item_zone(master._start_timezone, None),
-            {},
-            frozenset(),
-            {},
-        )
-        modified, deleted = _exceptions_of(series, master)
-        series = replace(series, modified=modified, deleted=frozenset(deleted))
-        named = set()
-        for instance in instances:
-            if instance.get("recurringEventId") != mapped.google_event_id:
-                continue
-            try:
-                named.add(read_original_start(instance.get("originalStartTime"), all_day=all_day))
-            except MappingError as exc:
-                log.info("%s: instance %s skipped: %s", user.mailbox, instance.get("id"), exc)
-        written = 0
-        refused: BackendError | None = None
-        for start in sorted({*modified, *deleted, *named}, key=lambda s: s.isoformat()):
-            try:
-                written += self._occurrence(series, start)
-            except BackendError as exc:
-                if exc.retryable:
-                    raise
-                # refused as it is (an occurrence moved past its neighbour, say): the
-                # others still go; the caller learns of it once they have
-                refused = refused or exc
-                self._log(series, "occurrence refused", start, exc)
-        if series.written:
-            self._journal_master(series)
-        if refused is not None:
-            raise refused
-        return written
+        When it fails, the pair stops holding the master's version: the pair took it when
+        the master was carried, before its exceptions, and holding it, the feed's next
+        listing of the master (kept where it was for a retry, or a full one) would read as
+        carried already, and the exceptions would never be tried again."""
+        with self._uncarried_if_it_fails(user.mailbox, ews_item_id):
+            from mapping.exceptions import read_original_start
+            from mapping.zones import item_zone
+
+            mapped = self.store.mapped(user.mailbox, ews_item_id)
+            if mapped is None:
+                return 0
+            master = exchange.calendar_item(ews_item_id)
+            if master is None or getattr(master, "type", None) != "RecurringMaster":
+                return 0
+            google_master = google.get(mapped.google_event_id)
+            if google_master is None or google_master.get("status") == "cancelled":
+                return 0
+            if not google_master.get("recurrence"):
+                return 0
+            exchange_master = google_body(master)
+            all_day = bool(exchange_master["start"].get("date"))
+            series = _Series(
+                user,
+                google,
+                exchange,
+                run,
+                ews_item_id,
+                mapped.google_event_id,
+                exchange_master,
+                google_master,
+                all_day,
+                item_zone(master._start_timezone, None),
+                {},
+                frozenset(),
+                {},
+            )
+            modified, deleted = _exceptions_of(series, master)
+            series = replace(series, modified=modified, deleted=frozenset(deleted))
+            named = set()
+            for instance in instances:
+                if instance.get("recurringEventId") != mapped.google_event_id:
+                    continue
+                try:
+                    original = instance.get("originalStartTime")
+                    named.add(read_original_start(original, all_day=all_day))
+                except MappingError as exc:
+                    log.info(
+                        "%s: instance %s skipped: %s", user.mailbox, instance.get("id"), exc
+                    )
+            written = 0
+            refused: BackendError | None = None
+            for start in sorted({*modified, *deleted, *named}, key=lambda s: s.isoformat()):
+                try:
+                    written += self._occurrence(series, start)
+                except BackendError as exc:
+                    if exc.retryable:
+                        raise
+                    # refused as it is (an occurrence moved past its neighbour, say): the
+                    # others still go; the caller learns of it once they have
+                    refused = refused or exc
+                    self._log(series, "occurrence refused", start, exc)
+            if series.written:
+                self._journal_master(series)
+            if refused is not None:
+                raise refused
+            return written
+
+    @contextmanager
+    def _uncarried_if_it_fails(self, mailbox: str, ews_item_id: str) -> Iterator[None]:
+        """On a failure, the pair stops holding the master's version (see `reconcile`)."""
+        try:
+            yield
+        except Exception:
+            mapped = self.store.mapped(mailbox, ews_item_id)
+            if mapped is not None and mapped.ews_change_key is not None:
+                self.store.save_mapping(
+                    replace(mapped, ews_change_key=None), now=self.reconciler.clock()
+                )
+            raise
 
     def _journal_master(self, series: _Series) -> None:
         """Writing an occurrence gives its master a new ChangeKey: journal it as ours, so the
@@ -252,13 +275,8 @@ class SeriesExceptions:
             return 0
         cancelled = instance.get("status") == "cancelled"
         if occurrence is None:  # deleted in Exchange: that deletion stands
-            if cancelled:
+            if not cancel_instance(google, event_id, instance):
                 return 0
-            try:
-                google.delete(event_id, etag=instance.get("etag"))
-            except GoogleError as exc:
-                if exc.status not in (404, 410):
-                    raise
             self._log(series, "cancel Google instance", start, "deleted in Exchange")
             return 1
         exchange_view = _view(google_body(occurrence))
@@ -460,6 +478,24 @@ class SeriesExceptions:
             start.isoformat(),
             why,
         )
+
+
+def cancel_instance(
+    google: GoogleBackend, event_id: str, instance: Mapping[str, Any] | None = None
+) -> bool:
+    """Cancel the Google instance `event_id` (an occurrence deleted in Exchange), If-Match
+    the version read (`instance`, else read here); False when there was none to cancel
+    (not an occurrence of the series as Google expands it, or cancelled already)."""
+    if instance is None:
+        instance = google.get(event_id)
+    if instance is None or instance.get("status") == "cancelled":
+        return False
+    try:
+        google.delete(event_id, etag=instance.get("etag"))
+    except GoogleError as exc:
+        if exc.status not in (404, 410):
+            raise
+    return True
 
 
 def _exceptions_of(

@@ -86,8 +86,6 @@ CHANGES = ("move", "rename", "delete")
 #: examples (CALSYNC_SM_ALL=1 lets them in); each has a strict xfail regression below,
 #: which passes, and so fails, the day the source is carried: then drop it from here
 NOT_YET = {
-    # the outbox drained later than right away (else each proxy rule drains at once)
-    "late drains": "a stale proxy entry overwrites what the job carried since",
     # an event deleted in Google while the job has no sync token yet (its first listing,
     # or every one since, failed somewhere): full listings leave deleted events out
     "google deletions before a complete listing": "such a deletion is never seen",
@@ -96,11 +94,6 @@ NOT_YET = {
     # the undo check when the last run that wrote lost the answer to a write
     "undo after a lost answer": "the write Exchange or Google did is not recorded, and "
     "stays",
-    # faults while a series exception made in Exchange is on its way to Google
-    "faults around exceptions": "an instance write that fails is never made again",
-    # an occurrence edited through the proxy and then directly, under google-wins
-    "proxy occurrence edits under google-wins": "the worker's instance write reads as "
-    "Google's edit, and wins over the later Exchange one",
 }
 #: the stand-ins' clock moves on this much before each edit a user makes: "newest" is
 #: then never a tie within one of Exchange's whole seconds
@@ -130,6 +123,8 @@ class TwoWaySync(RuleBasedStateMachine):
         self.undo_base_lost_an_answer = False
         #: whether the last `calsync sync` process was killed (else it ended by itself)
         self.killed = False
+        #: whether the outbox waits for a drain rule (else each proxy rule drains at once)
+        self.late_drains = False
 
     def teardown(self) -> None:
         try:
@@ -170,6 +165,10 @@ class TwoWaySync(RuleBasedStateMachine):
     @initialize(policy=st.randoms(use_true_random=False).map(lambda r: r.choice(POLICIES)))
     def choose_policy(self, policy: str) -> None:
         self.world.set_policy(policy)
+
+    @initialize(late=st.booleans())
+    def choose_drains(self, late: bool) -> None:
+        self.late_drains = late
 
     # --- Exchange, directly (the job's feed sees it) ------------------------------------------
 
@@ -325,8 +324,8 @@ class TwoWaySync(RuleBasedStateMachine):
 
     def _proxied(self) -> None:
         """The outbox worker drains at once, as it does while Google answers, unless
-        late drains are let in: then a drain rule decides when."""
-        if not self.enabled("late drains"):
+        the example drains late: then a drain rule decides when."""
+        if not self.late_drains:
             self._synced()
             self.world.drain()
 
@@ -375,15 +374,13 @@ class TwoWaySync(RuleBasedStateMachine):
             self.logical[token].deleted = True
         self._proxied()
 
-    @precondition(lambda self: self.world.has_addon and self.enabled("late drains"))
+    @precondition(lambda self: self.world.has_addon and self.late_drains)
     @rule()
     def drain_outbox(self) -> None:
         self._synced()
         self.world.drain()
 
-    @precondition(
-        lambda self: self.world.has_addon and self.enabled("late drains") and self._faults_allowed()
-    )
+    @precondition(lambda self: self.world.has_addon and self.late_drains)
     @rule(
         google_fault=st.none() | st.sampled_from(GOOGLE_FAULTS),
         ews_fault=st.none() | st.sampled_from(EWS_FAULTS),
@@ -448,10 +445,6 @@ class TwoWaySync(RuleBasedStateMachine):
             occurrence.delete()
         self._record(token, "exchange", f"occ{index}.{aspect}", value, at)
 
-    @precondition(
-        lambda self: self.enabled("proxy occurrence edits under google-wins")
-        or self.world.policy != "google-wins"
-    )
     @rule(token=series, index=st.integers(1, COUNT), change=st.sampled_from(CHANGES))
     def change_occurrence_through_proxy(self, token: str, index: int, change: str) -> None:
         master = self._master(token)
@@ -531,7 +524,7 @@ class TwoWaySync(RuleBasedStateMachine):
         rate=st.sampled_from([0.2, 0.5]),
         seed=st.integers(0, 3),
     )
-    @precondition(lambda self: bool(self.logical) and self._faults_allowed())
+    @precondition(lambda self: bool(self.logical))
     def run_job_on_a_bad_network(
         self, google_fault: str | None, ews_fault: str | None, rate: float, seed: int
     ) -> None:
@@ -548,11 +541,6 @@ class TwoWaySync(RuleBasedStateMachine):
         it learns so (let alone records it)."""
         self._synced()
         self.killed = self.world.killed_sync(side, seed)
-
-    def _faults_allowed(self) -> bool:
-        return self.enabled("faults around exceptions") or not any(
-            name.startswith("occ") for logical in self.logical.values() for name in logical.since_clean
-        )
 
     def _run(
         self, google_fault: dict[str, Any] | None = None, ews_fault: dict[str, Any] | None = None
@@ -852,31 +840,27 @@ def test_undo_takes_back_a_write_whose_answer_was_lost() -> None:
         replay(steps)
 
 
-@_known(
-    "a series made in Exchange with an exception: once its Google event is made, an "
-    "instance write that fails (a 429) is never made again: the next runs see the item "
-    "unchanged and carry nothing"
-)
 def test_an_exception_whose_instance_write_failed_reaches_google_later() -> None:
+    """(Found by the machine: a series made in Exchange with an exception, its Google
+    event made, then the instance write failed (a 429): the next runs took the master's
+    listing for carried, its version being the pair's, and never wrote the instance.)"""
+
     def steps(m: TwoWaySync) -> None:
         series = m.create_series_in_exchange()
         m.change_occurrence_in_exchange(token=series, index=4, change="rename")
         m.create_in_google()  # (one Google call more: the 429 meets the instance write)
         m.run_job_on_a_bad_network(ews_fault=None, google_fault="429", rate=0.2, seed=2)
 
-    with _let_in("faults around exceptions"):
-        replay(steps)
+    replay(steps)
 
 
-@_known(
-    "under google-wins, an occurrence edited through the proxy (the worker writes the "
-    "instance) and then directly in Exchange goes back to the proxy's value: the job reads "
-    "the worker's instance write as Google's edit, and Google wins"
-)
 @pytest.mark.parametrize("change", ["move", "rename"])
 def test_an_occurrence_edited_through_the_proxy_then_in_exchange_keeps_the_last(
     change: str,
 ) -> None:
+    """(Found by the machine: under google-wins, the job read the worker's instance write
+    as Google's edit, and the proxy's value won over the later Exchange one.)"""
+
     def steps(m: TwoWaySync) -> None:
         m.choose_policy("google-wins")
         series = m.create_series_in_exchange()
@@ -908,22 +892,21 @@ def test_a_google_deletion_before_a_complete_listing_reaches_exchange(mapped_by:
     replay(steps)
 
 
-@_known(
-    "a proxy create drained after the job made and updated its event writes the "
-    "request's older fields over it, conditioned only on the etag calsync last wrote; "
-    "journaled as calsync's own, no later run repairs it"
-)
 @pytest.mark.parametrize("name", ["summary", "location"])
 def test_a_late_proxy_entry_does_not_undo_what_the_job_carried(name: str) -> None:
+    """(Found by the machine: a proxy create drained after the job made and updated its
+    event wrote the request's older fields over it, conditioned only on the etag calsync
+    last wrote.)"""
+
     def steps(m: TwoWaySync) -> None:
+        m.choose_drains(late=True)
         e0 = m.create_through_proxy()
         m.run_job()
         m.edit_in_exchange(token=e0, name=name)
         m.run_job()
         m.drain_outbox()
 
-    with _let_in("late drains"):
-        replay(steps)
+    replay(steps)
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -1003,7 +986,7 @@ def test_a_calsync_process_beside_two_stores_leaves_the_database_whole() -> None
 @contextlib.contextmanager
 def _let_in(*sources: str) -> Iterator[None]:
     """The machine with these NOT_YET sources let in (a replay that needs their rules'
-    full behaviour: late drains, proxy traffic before the first listing)."""
+    full behaviour: kills, proxy traffic before the first listing)."""
     saved = {name: NOT_YET.pop(name) for name in sources}
     try:
         yield

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exchangelib import (
-    EWSDateTime,
-)
+from exchangelib import Account, EWSDateTime
 from exchangelib.fields import MONDAY
 from exchangelib.items import CalendarItem
 from exchangelib.recurrence import Recurrence, WeeklyPattern
@@ -21,23 +19,16 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.cli import main
 from sync.config import load_config
-from sync.core.events import EWS_ID_PROPERTY
+from sync.core.events import EWS_ID_PROPERTY, google_body
+from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
 from sync.store import MappedItem, Store
 from tests.addon.conftest import write_config
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
 
 
-def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
-    tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer
-) -> None:
-    """exchangelib's `master.occurrence(3).refresh(); .save()` (and clients editing what a
-    CalendarView returned) send UpdateItem with the occurrence's own ItemId: the worker
-    must refresh the series master, not mirror the occurrence as an event of its own."""
-    config = load_config(write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,)))
-    store = Store(config.store_path)
-    mirror = Mirror(config, store)
-    account = ews_account(ews.url, default_timezone=BERLIN)
+def weekly_series(account: Account) -> CalendarItem:
+    """Six Mondays, 09:00 Berlin from 2 March 2026, made directly in Exchange."""
     series = CalendarItem(
         account=account,
         folder=account.calendar,
@@ -51,6 +42,20 @@ def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
         ),
     )
     series.save()
+    return series
+
+
+def test_an_occurrence_edited_by_its_own_item_id_refreshes_the_master(
+    tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer
+) -> None:
+    """exchangelib's `master.occurrence(3).refresh(); .save()` (and clients editing what a
+    CalendarView returned) send UpdateItem with the occurrence's own ItemId: the worker
+    must refresh the series master, not mirror the occurrence as an event of its own."""
+    config = load_config(write_config(tmp_path, google, ews_url=ews.url, users=(ALICE,)))
+    store = Store(config.store_path)
+    mirror = Mirror(config, store)
+    account = ews_account(ews.url, default_timezone=BERLIN)
+    series = weekly_series(account)
     store.enqueue(ALICE, series.id, "upsert", now=0.0, change_key=series.changekey)
     asyncio.run(mirror.drain())
 
@@ -229,3 +234,80 @@ def test_an_event_not_tagged_as_the_items_is_never_deleted(setup: _Setup) -> Non
     assert set(setup.live_events()) == {event_id_for(item_id), "othereventof0002"}
     assert setup.store.mapped(ALICE, item_id) is None  # the pair is forgotten all the same
     assert setup.quiet()
+
+
+# --- entries drained late ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prepared", ["from the request", "by a full read"])
+def test_an_entry_drained_after_the_job_carried_a_later_edit_writes_nothing_older(
+    setup: _Setup, prepared: str
+) -> None:
+    # the entry's first attempt prepared the event, then Google failed it; meanwhile the
+    # two-way job made the event and carried a later edit of the item: the retry must not
+    # write the older fields over it (its If-Match etag is the job's, so Google takes it)
+    item = setup.item("As the client made it")
+    entry = setup.store.enqueue(ALICE, item.id, "upsert", now=0.0, change_key=item.changekey)
+    payload: dict[str, Any] = {"kind": "event", "event": google_body(item)}
+    if prepared == "by a full read":
+        payload |= {"version": item.changekey, "bases": []}
+    setup.store.set_payload(entry, payload)
+    setup.store.retry_later(entry, error="Google 503", at=0.0, quarantine=False)
+    job = SyncJob(setup.config, setup.store)
+    job.run()  # makes the event
+    item.subject = "Renamed in Exchange since"
+    item.save(update_fields=["subject"])
+    job.run()  # carries the rename
+    setup.drain()
+    (event,) = setup.live_events().values()
+    assert event["summary"] == "Renamed in Exchange since"
+    mapped = setup.store.mapped(ALICE, item.id)
+    assert mapped is not None and mapped.ews_change_key == item.changekey
+    assert setup.quiet()
+    job.run()
+    (event,) = setup.live_events().values()
+    assert event["summary"] == "Renamed in Exchange since"
+
+
+# --- series exceptions -------------------------------------------------------------------------
+
+
+def test_an_instance_the_worker_wrote_is_known_as_its_own_by_the_job(
+    tmp_path: Path, ews: EwsServer, google: GoogleCalendarServer
+) -> None:
+    # under google-wins, an occurrence renamed through the proxy (the worker writes its
+    # instance) and then again directly in Exchange: the job must take the worker's write
+    # for calsync's own, not for a Google edit that wins over the later Exchange one
+    path = write_config(
+        tmp_path, google, ews_url=ews.url, users=(ALICE,), extra='[sync]\npolicy = "google-wins"\n'
+    )
+    config = load_config(path)
+    store = Store(config.store_path)
+    try:
+        mirror = Mirror(config, store)
+        account = ews_account(ews.url, default_timezone=BERLIN)
+        series = weekly_series(account)
+        occurrence = series.occurrence(index=3)
+        occurrence.refresh()
+        occurrence.subject = "Renamed through the proxy"
+        occurrence.save(update_fields=["subject"])
+        # what the router records for an occurrence edit: its master, to read in full
+        store.enqueue(ALICE, series.id, "refresh", now=0.0)
+        asyncio.run(mirror.drain())
+        assert store.pending() == [] and store.quarantined() == []
+        instance_id = f"{event_id_for(series.id)}_20260316T080000Z"
+        events = calendar_service(google.api_endpoint).events()
+        instance = events.get(calendarId="primary", eventId=instance_id).execute()
+        assert instance["summary"] == "Renamed through the proxy"
+
+        occurrence.refresh()
+        occurrence.subject = "Renamed in Exchange since"
+        occurrence.save(update_fields=["subject"])
+        (report,) = SyncJob(config, store).run()
+        assert not report.errors, report.errors
+        instance = events.get(calendarId="primary", eventId=instance_id).execute()
+        assert instance["summary"] == "Renamed in Exchange since"
+        occurrence.refresh()
+        assert occurrence.subject == "Renamed in Exchange since"
+    finally:
+        store.close()
