@@ -28,11 +28,18 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ews_parser.errors import CalsyncError
-from sync.backends.base import ExchangeConflict, ExchangeError, GoogleError, differs
+from sync.backends.base import (
+    BackendError,
+    ExchangeConflict,
+    ExchangeError,
+    GoogleError,
+    differs,
+)
 from sync.config import Config, UserConfig
 from sync.core.decide import Action, Merge, OtherSide, Policy, deletion_wins, merge
 from sync.core.decide import plan as decide_plan
@@ -127,6 +134,38 @@ class Reconciler:
                 now=self.clock(),
             )
 
+    @contextmanager
+    def recorded_if_lost(
+        self,
+        run: RunContext,
+        side: str,
+        op: str,
+        key: str,
+        *,
+        other_key: str | None,
+        before: dict[str, Any] | None,
+        fields: dict[str, Any] | None = None,
+    ) -> Iterator[None]:
+        """A write whose failure may hide that it was made (`maybe_done`: no answer came)
+        is recorded all the same, its version unknown: `calsync undo` then takes back
+        whatever it finds made. A write that succeeds is recorded by the caller, with the
+        version it left."""
+        try:
+            yield
+        except BackendError as exc:
+            if maybe_done(exc):
+                self.record(
+                    run,
+                    side,
+                    op,
+                    key,
+                    other_key=other_key,
+                    version=None,
+                    before=before,
+                    fields=fields,
+                )
+            raise
+
     def policy(self, user: UserConfig) -> Policy:
         policy: Policy = user.policy or self.config.sync.policy  # type: ignore[assignment]
         return policy
@@ -179,7 +218,16 @@ class Reconciler:
                     target = to_ews({**exchange_view, **result.merged})
                     current = to_ews(exchange_view)
                     values = {k: v for k, v in target.items() if differs(v, current.get(k))}
-                    written = exchange.update(item, values)
+                    with self.recorded_if_lost(
+                        run,
+                        "exchange",
+                        "patch",
+                        ews_item_id,
+                        other_key=mapped.google_event_id,
+                        before=exchange_before,
+                        fields={name: True for name in values},
+                    ):
+                        written = exchange.update(item, values)
                     if written is not None:
                         ews_item_id, change_key = written
                         wrote_exchange = True
@@ -203,7 +251,16 @@ class Reconciler:
                         "private": {EWS_ID_PROPERTY: ews_item_id, MAILBOX_PROPERTY: user.mailbox}
                     }
                 if to_google:
-                    patched = google.patch(mapped.google_event_id, to_google, etag=etag)
+                    with self.recorded_if_lost(
+                        run,
+                        "google",
+                        "patch",
+                        mapped.google_event_id,
+                        other_key=ews_item_id,
+                        before=google_view,
+                        fields=to_google,
+                    ):
+                        patched = google.patch(mapped.google_event_id, to_google, etag=etag)
                     wrote_google = True
                     self.record(
                         run,
@@ -302,6 +359,18 @@ class Reconciler:
         if item is None and not live:
             self.store.forget(user.mailbox, mapped.ews_item_id)
             return None
+        if event is None and item is not None and _intended(mapped):
+            # Google has no such event, not even deleted: the insert a killed run intended
+            # never arrived. It is made now (nothing was deleted)
+            return self.create_google(
+                user,
+                google,
+                exchange,
+                mapped.ews_item_id,
+                getattr(item, "changekey", None),
+                google_body(item),
+                run,
+            )
         base = mapped.snapshot or {}
 
         def changed(view: dict[str, Any]) -> bool:
@@ -471,19 +540,57 @@ class Reconciler:
         change_key: str | None,
         event: dict[str, Any],
         run: RunContext,
+        *,
+        intended: bool = False,
     ) -> MappedItem | None:
-        """The Google event for a new Exchange item, under its deterministic id."""
+        """The Google event for a new Exchange item, under its deterministic id.
+        `intended`: the pair is recorded as intended before the insert (`intend`), so a
+        process killed before the record leaves the base the next run merges against."""
         from mapping.event import event_id_for
 
         body = tagged(event, user.mailbox, item_id)
         event_id = event_id_for(item_id)
+        if intended:
+            self.intend([(item_id, event_id, body)], user.mailbox)
         try:
-            result = google.insert({**body, "id": event_id})
+            with self.recorded_if_lost(
+                run, "google", "create", event_id, other_key=item_id, before=None
+            ):
+                result = google.insert({**body, "id": event_id})
         except GoogleError as exc:
-            if exc.status != 409:
-                raise
-            return self.adopt_taken(user, google, exchange, item_id, event_id, run)
+            if intended:  # not made by this insert: what it meant to write is no base
+                self.unintend(user.mailbox, item_id, exc)
+            if exc.status == 409:
+                return self.adopt_taken(user, google, exchange, item_id, event_id, run)
+            raise
         return self.created(user, item_id, change_key, body, event_id, result, run)
+
+    def intend(self, creates: Sequence[tuple[str, str, dict[str, Any]]], mailbox: str) -> None:
+        """Record the pairs about to be made (item id, event id, the event's body) before
+        their inserts, in one step: no version agreed on either side, the body as their
+        base. A process killed between an insert and its record leaves this pair: the
+        next run merges both sides against what was written (edits made since on either
+        side are told apart, and a field both changed is the policy's), and makes the
+        event if the insert never arrived (`settle_deleted`)."""
+        from mapping.event import content_hash
+
+        now = self.clock()
+        with self.store.transaction():
+            for item_id, event_id, body in creates:
+                snapshot = managed(body)
+                self.store.save_mapping(
+                    MappedItem(
+                        mailbox, item_id, event_id, None, None, content_hash(snapshot), snapshot
+                    ),
+                    now=now,
+                )
+
+    def unintend(self, mailbox: str, item_id: str, exc: BaseException) -> None:
+        """An intended pair's insert was refused (the server answered: this insert made
+        nothing; a 409 found an event made before, adopted by the 409 rule): the pair is
+        forgotten. One whose answer was lost stays, for the next run."""
+        if not maybe_done(exc):
+            self.store.forget(mailbox, item_id)
 
     def adopt_taken(
         self,
@@ -513,7 +620,9 @@ class Reconciler:
             raise CalsyncError(f"Google event {event_id} exists but belongs to another item")
         item = exchange.calendar_item(item_id)
         base = adoption_base(
-            current, None if item is None else tagged(google_body(item), user.mailbox, item_id)
+            current,
+            None if item is None else tagged(google_body(item), user.mailbox, item_id),
+            getattr(item, "last_modified_time", None),
         )
         # no version agreed yet on either side (the merge records them): a notice of the
         # event's version is no echo until then
@@ -682,7 +791,12 @@ class Reconciler:
                 f"Exchange item {short(item_id)} was made for Google event {event_id}, "
                 f"which is mapped to another item ({short(mapped.ews_item_id)})"
             )
-        base = tagged(google_body(item), user.mailbox, item_id)
+        base = creation_base(
+            tagged(google_body(item), user.mailbox, item_id),
+            getattr(item, "datetime_created", None),
+            getattr(item, "last_modified_time", None),
+            lambda: google.get(event_id),
+        )
         log.info(
             "%s: Exchange %s was created for Google %s earlier: adopted",
             user.mailbox,
@@ -908,7 +1022,9 @@ class Reconciler:
         elif action.kind == "create-google" and notice.side == "exchange":
             assert notice.item is not None
             body = google_body(notice.item)
-            pair = self.create_google(user, google, exchange, notice.key, notice.version, body, run)
+            pair = self.create_google(
+                user, google, exchange, notice.key, notice.version, body, run, intended=True
+            )
         elif action.kind == "create-exchange" and notice.side == "google":
             assert notice.event is not None
             pair = self.create_exchange(user, google, exchange, notice.event, run, found=found)
@@ -939,9 +1055,25 @@ class Reconciler:
                 yield notice, action, exc
                 continue
             ready.append((notice, action, body, event_id_for(notice.key)))
+        self.intend([(n.key, event_id, body) for n, _, body, event_id in ready], user.mailbox)
         answers = google.insert_many(
             [{**body, "id": event_id} for _, _, body, event_id in ready], progress=progress
         )
+        # every insert's outcome is recorded before any is handed back (the caller may
+        # stop taking them: a server asking to wait)
+        for (notice, _, _, event_id), answer in zip(ready, answers, strict=True):
+            if isinstance(answer, GoogleError):  # not made by this insert
+                self.unintend(user.mailbox, notice.key, answer)
+                if maybe_done(answer):
+                    self.record(
+                        run,
+                        "google",
+                        "create",
+                        event_id,
+                        other_key=notice.key,
+                        version=None,
+                        before=None,
+                    )
         taken = [i for i, a in enumerate(answers) if isinstance(a, GoogleError) and a.status == 409]
         current = dict(zip(taken, google.get_many([ready[i][3] for i in taken]), strict=True))
         for index, ((notice, action, body, event_id), answer) in enumerate(
@@ -1030,21 +1162,83 @@ class Skip(CalsyncError):
 CHANGED_SINCE_CREATED_S = 1.0
 
 
-def adoption_base(event: dict[str, Any], item_view: dict[str, Any] | None) -> dict[str, Any]:
+def adoption_base(
+    event: dict[str, Any],
+    item_view: dict[str, Any] | None,
+    item_modified: dt.datetime | None = None,
+) -> dict[str, Any]:
     """The base to merge a pair against when calsync adopts the event an earlier write
-    made and whose record was lost (it keeps no copy of what it wrote). Google's own
-    stamps tell whether the event changed since it was made: untouched (`updated` within
-    a second of `created`), it is as calsync wrote it, and its version is the base (what
-    Exchange changed since goes to it); changed since, by someone else than calsync (which
-    wrote nothing it recorded), the item's version is the base (the event was made from
-    it; the Google edit wins, as it would have with the record)."""
+    made and whose record was lost, with no record of what it wrote (`intend` keeps one
+    now). The stamps tell which side changed since the event was made: the event
+    untouched (`updated` within a second of `created`) is as calsync wrote it, and its
+    version is the base (what Exchange changed since goes to it); changed since by
+    someone, while the item was not (its last modification before the event was made),
+    the item's version is the base (the event was made from it; the Google edit wins).
+    Both changed since: no base, so that neither side's edit reads as no change: a field
+    they hold apart is a conflict, settled by the policy."""
     created, updated = _parse_time(event.get("created")), _parse_time(event.get("updated"))
     edited = (
         created is not None
         and updated is not None
         and (updated - created).total_seconds() > CHANGED_SINCE_CREATED_S
     )
-    return item_view if edited and item_view is not None else managed(event)
+    if not edited or item_view is None:
+        return managed(event)
+    item_edited = (
+        item_modified is not None
+        and created is not None
+        and (item_modified - created).total_seconds() > CHANGED_SINCE_CREATED_S
+    )
+    return {} if item_edited else item_view
+
+
+def creation_base(
+    item_view: dict[str, Any],
+    item_created: dt.datetime | None,
+    item_modified: dt.datetime | None,
+    read_event: Callable[[], dict[str, Any] | None],
+) -> dict[str, Any]:
+    """The base to merge a pair against when calsync adopts the item an earlier write
+    made for a Google event and whose record was lost (the item carries the event's id).
+    The item untouched since it was made is as calsync wrote it: its version is the base
+    (what Google changed since goes to it). Changed since, while the event was not (its
+    last update before the item was made), the event's version is the base (the item was
+    made from it; the Exchange edit wins). Both changed since: no base, a field they hold
+    apart is the policy's."""
+    edited = (
+        item_created is not None
+        and item_modified is not None
+        and (item_modified - item_created).total_seconds() > CHANGED_SINCE_CREATED_S
+    )
+    if not edited:
+        return item_view
+    assert item_created is not None
+    event = read_event()
+    updated = _parse_time((event or {}).get("updated"))
+    if event is None or updated is None:
+        return item_view
+    if (updated - item_created).total_seconds() > CHANGED_SINCE_CREATED_S:
+        return {}
+    return managed(event)
+
+
+def maybe_done(exc: BaseException) -> bool:
+    """Whether a write that failed may have been made all the same: no answer came (a
+    dropped connection, a timeout: Google's status 0, Exchange's transport errors, which
+    exchangelib re-raises as ErrorTimeoutExpired / ErrorServerBusy without a back-off).
+    An error Google answered (a conflict, 4xx, 5xx, a rate limit) or Exchange's busy with
+    a back-off was not made."""
+    if isinstance(exc, GoogleError):
+        return exc.status == 0
+    if isinstance(exc, ExchangeError):
+        return exc.retryable and not exc.back_off
+    return False
+
+
+def _intended(mapped: MappedItem) -> bool:
+    """A pair recorded before its event's insert (`Reconciler.intend`): no version agreed
+    on either side yet."""
+    return mapped.ews_change_key is None and mapped.google_etag is None
 
 
 def _changed(base: Mapping[str, Any], view: Mapping[str, Any]) -> bool:

@@ -155,6 +155,8 @@ class _Undo:
             if write.op == "create":
                 return f"gone\t{_what(write)}\t(created by the run, already deleted)", True
             return f"skipped\t{_what(write)}\tdeleted since the run", False
+        if expected is None:  # its answer was lost: taken back from what it is now, if made
+            expected = version
         if version != expected:
             return f"skipped\t{_what(write)}\tchanged since the run; left as it is", False
         if write.op == "create":

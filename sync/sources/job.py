@@ -442,6 +442,8 @@ class SyncJob:
                 advance(len(page.get("items", [])))
         events = [e for page in pages for e in page.get("items", [])]
         notices = [google_notice(user.mailbox, event) for event in events]
+        if token is None:
+            notices += self._unlisted(user, google, events)
         full_count = (
             len([e for e in events if e.get("status") != "cancelled"]) if token is None else None
         )
@@ -463,6 +465,40 @@ class SyncJob:
             self.store.save_sync_state(
                 user.mailbox, google_sync_token=next_token, last_google_sync=self.clock()
             )
+
+    def _unlisted(
+        self, user: UserConfig, google: GoogleBackend, events: Sequence[GoogleEvent]
+    ) -> list[ChangeNotice]:
+        """The deletions a full listing cannot show. Without showDeleted it leaves deleted
+        events out (and an incremental listing shows each deletion once, to the run that
+        stores its token: one that failed, or a first listing, never saw it), so a mapped
+        pair whose event it did not list is asked for (batched gets): one Google answers
+        with a cancelled tombstone, 410 or 404 is a deletion. One outside the listed
+        window is live, and left alone; one Google did not answer for is asked again at
+        the next full listing."""
+        listed = {e.get("id") for e in events}
+        unlisted = sorted(set(self.store.mapped_ids(user.mailbox).values()) - listed)
+        if not unlisted:
+            return []
+        notices = []
+        for event_id, answer in zip(unlisted, google.get_many(unlisted), strict=True):
+            if isinstance(answer, GoogleError):
+                if answer.status != 410:
+                    continue
+                answer = None
+            if answer is None or answer.get("status") == "cancelled":
+                notices.append(
+                    ChangeNotice(
+                        user.mailbox,
+                        "google",
+                        event_id,
+                        None,
+                        "delete",
+                        "google-feed",
+                        event=answer,
+                    )
+                )
+        return notices
 
     # --- planned, then handed to the reconciler -----------------------------------------------
 

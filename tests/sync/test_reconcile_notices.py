@@ -5,6 +5,7 @@ plan that read the other side says what the deletion rule will do."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from exchangelib import EWSDateTime, EWSTimeZone
 from sync.backends.memory import MemoryExchange, MemoryGoogle
 from sync.config import load_config
 from sync.core.notice import ChangeNotice
-from sync.reconcile import Reconciler, Skip
+from sync.reconcile import Reconciler, Skip, adoption_base, creation_base
 from sync.store import Store
 from tests.sync.conftest import ALICE
 
@@ -137,3 +138,54 @@ def test_a_plan_that_read_the_other_side_follows_the_deletion_rule(
     else:
         assert (live, items) == ([], [])
     calendars.store.close()
+
+
+# --- adopting an event whose record was lost -----------------------------------------------
+
+CREATED = "2026-03-01T10:00:00.000Z"
+WRITTEN = {"summary": "Plan", "location": "Room 1"}
+ITEM_VIEW = {"summary": "Plan", "location": "Room 1 (Exchange's edit)"}
+AFTER = dt.datetime(2026, 3, 1, 10, 5, tzinfo=dt.UTC)
+BEFORE = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+
+ADOPTIONS = [
+    # (event updated, item last modified, expected base)
+    ("untouched since made", CREATED, AFTER, WRITTEN),  # Exchange's edits go to it
+    ("only Google changed it", "2026-03-01T10:03:00.000Z", BEFORE, ITEM_VIEW),
+    ("both changed it since", "2026-03-01T10:03:00.000Z", AFTER, {}),  # the policy's
+]
+
+
+@pytest.mark.parametrize(
+    ("updated", "item_modified", "base"),
+    [case[1:] for case in ADOPTIONS],
+    ids=[case[0] for case in ADOPTIONS],
+)
+def test_the_base_of_an_adopted_event(
+    updated: str, item_modified: dt.datetime, base: dict[str, Any]
+) -> None:
+    event = {**WRITTEN, "id": "g1", "created": CREATED, "updated": updated}
+    assert adoption_base(event, ITEM_VIEW, item_modified) == base
+
+
+MADE = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.UTC)
+EVENT = {**WRITTEN, "id": "g1", "created": "2026-03-01T09:00:00.000Z"}
+
+CREATIONS = [
+    # (item last modified, event updated, expected base)
+    ("untouched since made", MADE, "2026-03-01T10:03:00.000Z", ITEM_VIEW),  # Google's go to it
+    ("only Exchange changed it", AFTER, "2026-03-01T09:30:00.000Z", WRITTEN),
+    ("both changed it since", AFTER, "2026-03-01T10:03:00.000Z", {}),  # the policy's
+]
+
+
+@pytest.mark.parametrize(
+    ("item_modified", "updated", "base"),
+    [case[1:] for case in CREATIONS],
+    ids=[case[0] for case in CREATIONS],
+)
+def test_the_base_of_an_adopted_item(
+    item_modified: dt.datetime, updated: str, base: dict[str, Any]
+) -> None:
+    event = {**EVENT, "updated": updated}
+    assert creation_base(ITEM_VIEW, MADE, item_modified, lambda: event) == base
