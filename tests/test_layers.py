@@ -33,7 +33,14 @@ LAYERS: dict[str, int] = {
     "sync.series": 2,
     # 3: the sources of change
     "sync.sources": 3,
-    # 4: the operator's command, the addon
+    # 1: what the sources and the backends report to (metrics) and ask (the console's pause)
+    "sync.ops": 1,
+    "sync.ops.metrics": 1,
+    "sync.ops.pause": 1,
+    # 4: the operator's command, the addon, the admin server (sync/ops: health, collector)
+    "sync.ops.collector": 4,
+    "sync.ops.health": 4,
+    "sync.ops.admin": 4,
     "sync.cli": 4,
     "sync.cli.demo": 4,
     "sync.cli.replay": 4,

@@ -37,6 +37,7 @@ from sync.backends.base import (
     set_differences,
 )
 from sync.config import Config, UserConfig
+from sync.ops import metrics
 
 if TYPE_CHECKING:
     from exchangelib.items import CalendarItem
@@ -75,7 +76,13 @@ def _install_adapter(ews_url: str, ca_file: Path | None) -> None:
                 ca = _ca_files.get(urlsplit(request.url).netloc)
                 if ca:
                     kwargs["verify"] = ca
-                return super().send(request, **kwargs)
+                try:
+                    response = super().send(request, **kwargs)
+                except Exception:
+                    metrics.ews_request(request.body, "unreachable")
+                    raise
+                metrics.ews_request(request.body, str(response.status_code))
+                return response
 
         BaseProtocol.HTTP_ADAPTER_CLS = NoProxyAdapter
 
@@ -395,6 +402,8 @@ class ExchangeMailbox:
             ):
                 if kind in ("create", "update"):
                     out.append(ItemChange(kind, str(value.id), value.changekey, value))
+                    if sync_state:  # an incremental feed: when it changed (/metrics)
+                        metrics.feed_stamps("exchange", [value.last_modified_time])
                 elif kind == "delete":
                     item_id = value if isinstance(value, str) else getattr(value, "id", value)
                     out.append(ItemChange("delete", str(item_id), None))

@@ -43,6 +43,7 @@ from sync.backends.base import (
     google_error,
 )
 from sync.config import Config, UserConfig
+from sync.ops import metrics
 
 if TYPE_CHECKING:
     from google.oauth2 import credentials as user_credentials
@@ -191,12 +192,16 @@ class GoogleCalendar:
             try:
                 result = request.execute(num_retries=0)
             except HttpError as exc:
-                raise _from_http_error(exc) from None
+                answer = _from_http_error(exc)
+                metrics.google_request(request.methodId, _status(answer))
+                raise answer from None
             except Exception as exc:
                 error = _unreachable(exc)
                 if error is None:
                     raise
+                metrics.google_request(request.methodId, "unreachable")
                 raise error from None
+            metrics.google_request(request.methodId, "ok")
             self._save_if_refreshed()
             # events.delete and channels.stop answer 204 with no body
             return dict(result) if result else {}
@@ -275,6 +280,8 @@ class GoogleCalendar:
             if page_token:
                 params["pageToken"] = page_token
             page = cast(EventsPage, self._execute(self._events.list(**params)))
+            if sync_token:  # an incremental listing: what changed since the token (/metrics)
+                metrics.feed_stamps("google", (e.get("updated") for e in page.get("items", [])))
             yield page
             page_token = page.get("nextPageToken")
             if not page_token:
@@ -378,24 +385,37 @@ class GoogleCalendar:
                 raise exception
 
         batch = BatchHttpRequest(callback=done, batch_uri=self.batch_uri)
+        operations = []
         for index, build in enumerate(builders):
-            batch.add(build(), request_id=str(index))
+            request = build()
+            operations.append(request.methodId)
+            batch.add(request, request_id=str(index))
         with self._lock:
             try:
                 batch.execute(http=self._http)
             except HttpError as exc:  # the envelope itself: every call shares its fate
                 error = _from_http_error(exc)
-                return [error for _ in builders]
+                answers = [error for _ in builders]
             except BatchError as exc:
                 error = GoogleError(502, "badBatchResponse", str(exc)[:200])
-                return [error for _ in builders]
+                answers = [error for _ in builders]
             except Exception as exc:
                 unreachable = _unreachable(exc)
                 if unreachable is None:
                     raise
-                return [unreachable for _ in builders]
-            self._save_if_refreshed()
+                answers = [unreachable for _ in builders]
+            else:
+                self._save_if_refreshed()
+        for operation, answer in zip(operations, answers, strict=True):
+            metrics.google_request(operation, _status(answer))  # each call of the batch
         return answers
+
+
+def _status(answer: BatchAnswer) -> str:
+    """A call's status as /metrics counts it: ok, Google's HTTP status, or unreachable."""
+    if not isinstance(answer, GoogleError):
+        return "ok"
+    return str(answer.status) if answer.status else "unreachable"
 
 
 def _from_http_error(exc: HttpError) -> GoogleError:

@@ -48,6 +48,7 @@ from sync.backends.clients import Clients
 from sync.config import Config, UserConfig
 from sync.core.events import short
 from sync.core.notice import ChangeNotice, Kind, RequestHint
+from sync.ops import metrics, pause
 from sync.reconcile import Reconciler, RunContext, Skip
 from sync.store import OutboxEntry, Store
 
@@ -116,8 +117,9 @@ class Mirror:
         self._wake = asyncio.Event()
         while True:
             self._wake.clear()
+            handled = 0
             try:
-                await self.drain()
+                handled = await self.drain()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let the worker die: log, wait, go on
@@ -125,6 +127,8 @@ class Mirror:
             # every store call off the event loop: the store may be locked for a while
             due = await asyncio.to_thread(self.store.next_due)
             timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
+            if not handled and due is not None and timeout == 0:
+                timeout = 1.0  # due, yet not taken (the user is paused): no busy loop
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -134,6 +138,7 @@ class Mirror:
         handled = 0
         while True:
             entries = await asyncio.to_thread(self._take, self.clock())
+            entries = [e for e in entries if not pause.is_paused(e.mailbox)]  # admin console
             if not entries:
                 return handled
             by_user: dict[str, list[OutboxEntry]] = {}
@@ -159,7 +164,10 @@ class Mirror:
                 hot = self._hot.pop(entry.id, None)
             loop = asyncio.get_running_loop()
             try:
-                done_at = await loop.run_in_executor(self._pool, process_in_worker, entry.id, hot)
+                done_at, recorded = await loop.run_in_executor(
+                    self._pool, process_in_worker_counted, entry.id, hot
+                )
+                metrics.take_over(recorded)  # what the process counted, into this /metrics
             except BrokenProcessPool:
                 # a worker died (killed, out of memory): start a new pool; the entry is
                 # still pending in the outbox and will be handed out again
@@ -257,6 +265,7 @@ class Mirror:
                 why,
             )
             self.store.complete(entry, mapping=None, now=self.clock())
+            metrics.outbox_result("skipped")
         except GoogleError as exc:
             self._failed(entry, str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
         except ExchangeError as exc:
@@ -269,6 +278,7 @@ class Mirror:
             self._failed(entry, f"unexpected {type(exc).__name__}: {exc}", retryable=False)
         else:
             self.completed.append((entry.id, self.clock()))
+            metrics.outbox_written(entry, now=self.completed[-1][1])
         finally:
             if run is not None:
                 self.reconciler.finish(run)
@@ -288,6 +298,7 @@ class Mirror:
         self.store.retry_later(
             entry.id, error=error, at=self.clock() + delay, quarantine=quarantine
         )
+        metrics.outbox_result("quarantined" if quarantine else "retry")
         if quarantine:
             log.warning(
                 "%s %s %s quarantined after %d attempt(s): %s",
@@ -357,6 +368,7 @@ def _init_worker(config_path: str) -> None:
 
     # Ctrl-C goes to the whole process group: the proxy decides when workers stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    metrics.forward_from_this_process()  # handed to the parent with each entry
     # The proxy's traffic comes first: under load, mirroring waits for spare CPU (the
     # outbox holds the backlog) instead of slowing every client down.
     with contextlib.suppress(OSError):
@@ -390,3 +402,11 @@ def process_in_worker(entry_id: int, hot: RequestHint | None) -> float | None:
     before = len(worker.completed)
     worker.process(entry)
     return worker.completed[-1][1] if len(worker.completed) > before else None
+
+
+def process_in_worker_counted(
+    entry_id: int, hot: RequestHint | None
+) -> tuple[float | None, list[tuple[str, tuple[Any, ...]]]]:
+    """`process_in_worker`, and what this process counted meanwhile (sync/ops/metrics.py):
+    the parent's /metrics shows it."""
+    return process_in_worker(entry_id, hot), metrics.handover()

@@ -45,6 +45,7 @@ from ews_parser.errors import CalsyncError
 from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
+from sync.ops import metrics, pause
 from sync.state.base import Fencing, Leases, Listening, StoreError
 from sync.store import Store, WatchChannel
 
@@ -290,7 +291,7 @@ class UserRuns:
     def __init__(
         self, run: Callable[[UserConfig], Any], *, leasing: Leasing | None = None
     ) -> None:
-        self._run = run
+        self._run = metrics.observed_runs(run)  # outcomes, durations, latencies (/metrics)
         self.leasing = leasing
         self.elsewhere: dict[str, int] = {}  # per mailbox, runs left to the lease holder
         self._guard = threading.Lock()
@@ -302,6 +303,8 @@ class UserRuns:
         self.runs: dict[str, int] = {}  # per mailbox, triggered runs finished
 
     def run_now(self, user: UserConfig) -> Any:
+        if pause.is_paused(user.mailbox):  # the admin console paused the user: no run
+            return None
         with self._guard:
             lock = self._user_locks.setdefault(user.mailbox, threading.Lock())
         with lock:
@@ -398,7 +401,7 @@ class Webhook:
     def __init__(self, config: Config, store: Store, on_change: Callable[[UserConfig], None]):
         self.config = config
         self.store = store
-        self.on_change = on_change
+        self.on_change = metrics.noting("push", on_change)
         self.refused = 0
 
     def handle(self, method: str, headers: Mapping[str, str]) -> int:

@@ -36,6 +36,7 @@ from sync.backends import notifications as ews
 from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
+from sync.ops import metrics
 
 log = logging.getLogger("calsync.streaming")
 
@@ -77,7 +78,7 @@ class Streaming:
             raise ValueError("connection_timeout is in minutes, 1 to 30")
         self.config = config
         self.clients = clients
-        self.trigger = trigger
+        self.trigger = metrics.streaming_source(self, trigger)  # counted in /metrics
         self.connection_timeout = connection_timeout
         self.per_connection = max(1, min(200, per_connection))
         self.pull_interval = pull_interval

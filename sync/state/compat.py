@@ -17,6 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from sync.config import Config
+from sync.ops import metrics
 from sync.state import open_state
 from sync.state.base import (
     JsonInput,
@@ -233,6 +234,7 @@ class Store:
         self.state.conflicts.record(
             mailbox, ews_item_id, google_event_id, field, winner, reason, now=now
         )
+        metrics.conflict(winner)  # calsync_conflicts_total{winner}
 
     def conflicts(self, mailbox: str) -> list[dict[str, Any]]:
         return [dataclasses.asdict(c) for c in self.state.conflicts.list(mailbox)]
