@@ -25,6 +25,7 @@ from mitmproxy import exceptions, http
 from ews_parser.xml import DEFAULT_MAX_BYTES
 from sync.backends.clients import Clients
 from sync.config import Config, ConfigError, load_config
+from sync.ops.admin.server import AdminServer, restart_admin
 from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
 from sync.sources.proxy import EWS_PATH, Exchange, Observer, Observing, lower_headers
@@ -66,6 +67,8 @@ class CalSync:
         self._push_ending: asyncio.Task[None] | None = None  # still stopping its channels
         # EWS streaming notifications (sync/sources/streaming.py): changes made without the proxy
         self._streaming_task: asyncio.Task[None] | None = None
+        # [admin]: /metrics, /healthz, /readyz and the console, on threads of their own
+        self.admin: AdminServer | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -151,6 +154,9 @@ class CalSync:
         self.mirror = Mirror(config, store, clients=clients)
         self.job = SyncJob(config, store, clients=clients)
         self.runs = UserRuns(self.job.run_user, leasing=Leasing.for_store(store))
+        self.admin = restart_admin(
+            self.admin, config, store, job=self.job, runs=self.runs, wake=self.mirror.wake
+        )
         self.observer = Observer(
             config,
             store,
@@ -279,7 +285,7 @@ class CalSync:
                         "calsync: sync run for %s failed: %s", user.mailbox, type(exc).__name__
                     )
                     continue
-                if report.actions or report.errors or report.stopped:
+                if report is not None and (report.actions or report.errors or report.stopped):
                     log.info("calsync: %s", report.summary())
 
     async def done(self) -> None:
@@ -331,6 +337,7 @@ class CalSync:
         return self.observing.flush(timeout) if self.observing is not None else True
 
     def _close(self) -> None:
+        self.admin = restart_admin(self.admin, None, None)
         if self.observing is not None:
             self.observing.stop(timeout=0, join=False)
             self.observing = None

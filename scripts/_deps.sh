@@ -6,6 +6,7 @@
 # - ews-javascript-api: `npm ci` in tests/e2e/ews_js when its node_modules is missing or
 #   package-lock.json changed since.
 # - PostgreSQL's server, for the state tests (scripts/_postgres.sh).
+# - Debian's Chromium, for the admin console's browser tests (scripts/_browser.sh).
 # A failed install never stops the run here: the tests that need the client say why.
 
 _deps_log="${TMPDIR:-/tmp}/calsync-deps.log"
@@ -51,5 +52,6 @@ if command -v npm >/dev/null; then
     fi
 fi
 source "$ROOT/scripts/_postgres.sh"
+source "$ROOT/scripts/_browser.sh"
 unset -f _deps_apt _deps_apt_install
 unset _deps_log _ews_js _want _stamp

@@ -25,6 +25,12 @@ relative to the file. An example with every key is in the README.
     webhook_url = "https://calsync.example.com/google/push"  # what Google calls (HTTPS)
     listen_port = 8089                        # where calsync serve / the addon listen
     renew_before_s = 3600                     # channels are renewed this long before expiry
+    [admin]                                   # optional: /metrics, /healthz, /readyz, console
+    listen_host = "127.0.0.1"                 # where calsync serve / the addon listen
+    listen_port = 8090                        # 0: any free port
+    password_hash = "scrypt$16384$8$1$..."    # `calsync admin hash-password`; else read-only
+    # trusted_header = "X-Forwarded-User"     # or a reverse proxy that signs administrators in
+    # per_user_metrics = false                # per-user series in /metrics (users x 3 series)
 """
 
 from __future__ import annotations
@@ -105,6 +111,19 @@ class PushConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """[admin]: the admin server (sync/ops: /metrics, /healthz, /readyz and the console).
+    Read-only unless an administrator signs in with the password `password_hash` was made
+    from, or comes through a reverse proxy that sets `trusted_header` to who they are."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8090
+    password_hash: str | None = None
+    trusted_header: str | None = None
+    per_user_metrics: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     store_path: Path
     users: tuple[UserConfig, ...]
@@ -126,6 +145,7 @@ class Config:
     sync: SyncPolicy = field(default_factory=SyncPolicy)
     source: Path | None = None
     push: PushConfig | None = None  # None: no [push] section
+    admin: AdminConfig | None = None  # None: no [admin] section, no admin server
 
     def user_named(self, name: str | None) -> UserConfig | None:
         """The configured user a mailbox address or login name belongs to."""
@@ -154,7 +174,11 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    _only(data, {"store", "google", "exchange", "outbox", "sync", "users", "push"}, "the top level")
+    _only(
+        data,
+        {"store", "google", "exchange", "outbox", "sync", "users", "push", "admin"},
+        "the top level",
+    )
     store = _table(data, "store")
     _only(store, {"path", "url", "key_env"}, "[store]")
     store_url = _str(store, "url", "[store]")
@@ -260,6 +284,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         ),
         source=source,
         push=parse_push(_table(data, "push")) if "push" in data else None,
+        admin=parse_admin(_table(data, "admin")) if "admin" in data else None,
     )
 
 
@@ -290,6 +315,47 @@ def parse_push(push: Mapping[str, Any]) -> PushConfig:
         channel_ttl_s=None
         if ttl is None
         else _float(push, "channel_ttl_s", "[push]", default=0.0) or None,
+    )
+
+
+def parse_admin(admin: Mapping[str, Any]) -> AdminConfig:
+    where = "[admin]"
+    _only(
+        admin,
+        {"listen_host", "listen_port", "password_hash", "trusted_header", "per_user_metrics"},
+        where,
+    )
+    port = _int(admin, "listen_port", where, default=8090)
+    if not 0 <= port <= 65535:
+        raise ConfigError("[admin] listen_port must be a port number (0: any free port)")
+    password_hash = _str(admin, "password_hash", where)
+    if password_hash is not None and not _is_scrypt_hash(password_hash):
+        raise ConfigError(
+            "[admin] password_hash must be what `calsync admin hash-password` prints "
+            "(scrypt$N$r$p$salt$hash)"
+        )
+    header = _str(admin, "trusted_header", where)
+    if header is not None and not all(c.isalnum() or c == "-" for c in header):
+        raise ConfigError("[admin] trusted_header must be a header name (letters, digits, -)")
+    per_user = admin.get("per_user_metrics", False)
+    if not isinstance(per_user, bool):
+        raise ConfigError("[admin] per_user_metrics must be true or false")
+    return AdminConfig(
+        listen_host=_str(admin, "listen_host", where) or "127.0.0.1",
+        listen_port=port,
+        password_hash=password_hash,
+        trusted_header=header,
+        per_user_metrics=per_user,
+    )
+
+
+def _is_scrypt_hash(value: str) -> bool:
+    parts = value.split("$")
+    return (
+        len(parts) == 6
+        and parts[0] == "scrypt"
+        and all(p.isdigit() for p in parts[1:4])
+        and all(parts[4:])
     )
 
 

@@ -28,6 +28,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("sync.cli.undo", "add_parser"),
     ("sync.cli.serve", "add_parser"),
     ("sync.cli.store", "add_parser"),
+    ("sync.ops.admin.cli", "add_parser"),
 ]
 
 

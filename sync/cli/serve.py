@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from sync.ops.admin.server import start_admin
 from sync.sources.outbox import Mirror
 from sync.sources.push import RENEW_CHECK_S, PushService
 from sync.sources.streaming import Streaming
@@ -55,8 +56,10 @@ def run_command(args: Any) -> int:
         print(f"calsync serve: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     job = SyncJob(config, store)
+    mirror = Mirror(config, store, clients=job.client_cache)
     try:
         service = PushService(config, store, job.run_user, port=args.port, clients=job.client_cache)
+        admin = start_admin(config, store, job=job, runs=service.runs, wake=mirror.wake)
     except OSError as exc:
         store.close()
         print(f"calsync serve: cannot listen: {exc.strerror or exc}", file=sys.stderr)
@@ -72,7 +75,6 @@ def run_command(args: Any) -> int:
         service.runs.trigger,
         connection_timeout=config.exchange_streaming_timeout_min,
     )
-    mirror = Mirror(config, store, clients=job.client_cache)
     drainer = _Drainer(mirror)
     try:
         service.start()
@@ -84,6 +86,8 @@ def run_command(args: Any) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if admin is not None:
+            print(f"calsync serve: admin on {admin.url}", file=sys.stderr, flush=True)
         interval = config.sync.interval_s
         next_renewal = time.monotonic() + RENEW_CHECK_S
         next_poll = time.monotonic()
@@ -104,6 +108,8 @@ def run_command(args: Any) -> int:
         streaming.stop(timeout=1.5)
         service.stop(timeout=2.0)
         drainer.join(timeout=1.0)
+        if admin is not None:
+            admin.stop()
         store.close()
     return EXIT_OK
 

@@ -143,7 +143,8 @@ for _source in ("streaming", "push"):
 
 @dataclass(slots=True)
 class Minute:
-    """One minute of carried changes: how many, and a sample of their latencies."""
+    """One minute of carried changes: how many, and a sample of their latencies (a run's
+    latency is measured once for all it carried in a direction)."""
 
     start: float
     count: int = 0
@@ -151,7 +152,6 @@ class Minute:
     seen: int = 0  # latencies offered (the sample keeps SAMPLES_PER_MIN of them)
 
     def add(self, seconds: float) -> None:
-        self.count += 1
         self.seen += 1
         if len(self.latencies) < SAMPLES_PER_MIN:
             bisect.insort(self.latencies, seconds)
@@ -177,7 +177,7 @@ class History:
         self._lock = threading.Lock()
         self._by_minute: deque[Minute] = deque()
 
-    def add(self, seconds: float, *, at: float) -> None:
+    def add(self, *, at: float, changes: int = 0, latency: float | None = None) -> None:
         start = at - at % 60
         with self._lock:
             if not self._by_minute or self._by_minute[-1].start < start:
@@ -191,7 +191,9 @@ class History:
                 minute = Minute(start)
                 self._by_minute.append(minute)
                 self._by_minute = deque(sorted(self._by_minute, key=lambda m: m.start))
-            minute.add(seconds)
+            minute.count += changes
+            if latency is not None:
+                minute.add(latency)
             while self._by_minute and self._by_minute[0].start < newest - self.minutes * 60:
                 self._by_minute.popleft()
 
@@ -284,7 +286,7 @@ def _emit(name: str, *args: Any) -> None:
 def _latency(source: str, direction: str, seconds: float, at: float) -> None:
     seconds = max(0.0, seconds)
     LATENCY.labels(source, direction).observe(seconds)
-    HISTORY.add(seconds, at=at)
+    HISTORY.add(at=at, latency=seconds)
 
 
 def _request(side: str, operation: str, status: str, at: float) -> None:
@@ -301,7 +303,9 @@ def _outbox(result: str) -> None:
 
 
 def _change(*fields: Any) -> None:
-    RECENT.append(Change(*fields))
+    change = Change(*fields)
+    RECENT.append(change)
+    HISTORY.add(at=change.at, changes=1)
 
 
 def _conflict(winner: str) -> None:

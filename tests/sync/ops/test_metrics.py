@@ -378,11 +378,13 @@ def test_history_keeps_minutes_and_their_percentiles() -> None:
     history = metrics.History(minutes=10)
     start = 1_000_020.0  # 20 s into a minute
     for i in range(100):
-        history.add(i / 10, at=start)
-    history.add(3.0, at=start + 60)
-    history.add(9.0, at=start - 20 * 60)  # older than the history: dropped
+        history.add(at=start, changes=1, latency=i / 10)
+    history.add(at=start + 60, changes=2)  # changes a run carried, its latency not known
+    history.add(at=start + 61, latency=3.0)
+    history.add(at=start - 20 * 60, changes=1, latency=9.0)  # older than kept: dropped
     series = history.series(now=start + 60, minutes=3)
-    assert [m.count for m in series] == [0, 100, 1]
+    assert [m.count for m in series] == [0, 100, 2]
+    assert series[2].latencies == [3.0]
     assert series[1].quantile(0.5) == pytest.approx(5.0)
     assert series[1].quantile(0.95) == pytest.approx(9.5)
     assert series[0].quantile(0.5) is None
@@ -392,6 +394,6 @@ def test_a_minute_keeps_a_bounded_sample() -> None:
     minute = metrics.Minute(0.0)
     for i in range(metrics.SAMPLES_PER_MIN * 4):
         minute.add(float(i))
-    assert minute.count == metrics.SAMPLES_PER_MIN * 4
+    assert minute.seen == metrics.SAMPLES_PER_MIN * 4
     assert len(minute.latencies) == metrics.SAMPLES_PER_MIN
     assert minute.latencies == sorted(minute.latencies)
