@@ -153,7 +153,9 @@ class CalSync:
         clients = Clients(config)
         self.mirror = Mirror(config, store, clients=clients)
         self.job = SyncJob(config, store, clients=clients)
-        self.runs = UserRuns(self.job.run_user, leasing=Leasing.for_store(store))
+        self.runs = UserRuns(
+            self.job.run_user, leasing=Leasing.for_store(store, ttl=config.store_lease_s)
+        )
         self.admin = restart_admin(
             self.admin, config, store, job=self.job, runs=self.runs, wake=self.mirror.wake
         )

@@ -7,6 +7,7 @@ relative to the file. An example with every key is in the README.
     path = "calsync.db"                       # SQLite: one node
     # url = "postgresql://calsync@db.example.com/calsync"  # instead: a store nodes share
     # key_env = "CALSYNC_STORE_KEY"           # with url: the variable holding the sealing key
+    # lease_s = 30                            # with url: a dead node's users move on after this
     [google]
     api_endpoint = "http://127.0.0.1:8081/calendar/v3/"   # optional, Google's own by default
     token_uri = "http://127.0.0.1:8081/token"             # optional, Google's own by default
@@ -131,6 +132,9 @@ class Config:
     store_url: str | None = None
     #: with store_url: the environment variable holding the sealing key every node is given
     store_key_env: str = "CALSYNC_STORE_KEY"
+    #: with store_url: how long a node's lease on a user lasts unrenewed (a dead node's users
+    #: pass to another node after it; its outbox claims, never renewed, after twice it)
+    store_lease_s: float = 30.0
     google_api_endpoint: str | None = None
     google_token_uri: str | None = None
     exchange_ews_url: str | None = None
@@ -180,13 +184,16 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         "the top level",
     )
     store = _table(data, "store")
-    _only(store, {"path", "url", "key_env"}, "[store]")
+    _only(store, {"path", "url", "key_env", "lease_s"}, "[store]")
     store_url = _str(store, "url", "[store]")
     if store_url is not None:
         if not store_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("[store] url must be a postgresql:// URL (SQLite takes path)")
         if "path" in store:
             raise ConfigError("[store]: path (SQLite, one node) or url (PostgreSQL), not both")
+    lease_s = _float(store, "lease_s", "[store]", default=30.0)
+    if lease_s < 1:
+        raise ConfigError("[store] lease_s must be at least 1 (seconds)")
     google = _table(data, "google")
     _only(google, {"api_endpoint", "token_uri"}, "[google]")
     exchange = _table(data, "exchange")
@@ -257,6 +264,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         store_path=_path(_str(store, "path", "[store]") or "calsync.db", base),
         store_url=store_url,
         store_key_env=_str(store, "key_env", "[store]") or "CALSYNC_STORE_KEY",
+        store_lease_s=lease_s,
         users=users,
         google_api_endpoint=_url(google, "api_endpoint", "[google]"),
         google_token_uri=_url(google, "token_uri", "[google]"),

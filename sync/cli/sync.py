@@ -63,7 +63,7 @@ def run_command(args: Any) -> int:
     selected = [u for u in users if u is not None] or list(config.users)
     # nodes sharing the store: a user another node is syncing is left to it (a dry run
     # writes nothing and needs no lease)
-    leasing = None if args.dry_run else Leasing.for_store(store)
+    leasing = None if args.dry_run else Leasing.for_store(store, ttl=config.store_lease_s)
 
     def run_once() -> list[Any]:
         if leasing is None:

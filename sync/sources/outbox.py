@@ -57,9 +57,10 @@ log = logging.getLogger("calsync.mirror")
 
 #: How many requests' bytes are kept for the worker; older ones are read from Exchange.
 HOT_LIMIT = 10_000
-#: how long a claim on a shared store's entry lasts: an entry a dead node held is handed to
-#: another this long after (one entry's writes take well under a second)
-CLAIM_S = 60.0
+#: how long a claim on a shared store's entry lasts, in `[store] lease_s`: an entry a dead
+#: node held is handed to another this long after (claims are not renewed; one entry's
+#: writes take well under a second). 30 s leases: 60 s claims.
+CLAIM_LEASES = 2.0
 
 
 class Mirror:
@@ -152,7 +153,7 @@ class Mirror:
         of this worker's own, which runs out if the worker dies (another node then takes
         them); a store this node owns alone gives back what an earlier run left claimed."""
         if self.store.shared:
-            return self.store.claim(now, self.holder, CLAIM_S)
+            return self.store.claim(now, self.holder, CLAIM_LEASES * self.config.store_lease_s)
         return self.store.ready(now)
 
     async def _drain_user(self, entries: list[OutboxEntry]) -> None:

@@ -241,14 +241,17 @@ class Leasing:
         self.holder = holder or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.ttl = ttl
         self.clock = clock
+        #: the fence this node last took per user (a new one is logged: the user moved here)
+        self._taken: dict[str, int] = {}
 
     @classmethod
-    def for_store(cls, store: Store) -> Leasing | None:
-        """Leases where other nodes share the store; none for a store one node owns."""
+    def for_store(cls, store: Store, *, ttl: float = LEASE_S) -> Leasing | None:
+        """Leases where other nodes share the store (`ttl`: `[store] lease_s`); none for a
+        store one node owns."""
         if not store.shared:
             return None
         fencing = store.state if isinstance(store.state, Fencing) else None
-        return cls(store.state.leases, fencing=fencing)
+        return cls(store.state.leases, ttl=ttl, fencing=fencing)
 
     @contextlib.contextmanager
     def held(self, mailbox: str, *, keep: bool = True) -> Iterator[int | None]:
@@ -259,12 +262,19 @@ class Leasing:
         if fence is None:
             yield None
             return
+        if self._taken.get(mailbox) != fence:  # the user's sync moves to this node
+            log.info("lease on %s taken by %s: fence %d", mailbox, self.holder, fence)
+            self._taken[mailbox] = fence
+        # The history of a user's runs, node by node (read by tests/e2e/test_nodes.py)
+        log.debug("lease on %s, fence %d: run began", mailbox, fence)
         done = threading.Event()
+        lost = threading.Event()
 
         def renew() -> None:
             while not done.wait(self.ttl / 3):
                 if not self.leases.renew(mailbox, self.holder, fence, self.ttl, now=self.clock()):
                     log.warning("lease on %s lost during a run (this node stalled)", mailbox)
+                    lost.set()
                     return
 
         renewer = threading.Thread(target=renew, name="calsync-lease", daemon=True)
@@ -280,6 +290,18 @@ class Leasing:
             renewer.join()
             if not keep:
                 self.leases.release(mailbox, self.holder, fence)
+            elif not lost.is_set() and not self.leases.renew(
+                mailbox, self.holder, fence, self.ttl, now=self.clock()
+            ):
+                lost.set()
+            if lost.is_set():
+                self._taken.pop(mailbox, None)
+            log.debug(
+                "lease on %s, fence %d: run ended%s",
+                mailbox,
+                fence,
+                ", the lease lost" if lost.is_set() else "",
+            )
 
 
 class UserRuns:
@@ -520,7 +542,9 @@ class PushService:
     ) -> None:
         self.settings = config.push or PushConfig()
         self.config = config
-        self.runs = runs or UserRuns(run, leasing=Leasing.for_store(store))
+        self.runs = runs or UserRuns(
+            run, leasing=Leasing.for_store(store, ttl=config.store_lease_s)
+        )
         #: nodes sharing the store: a notification is passed on to the user's lease holder
         self.pokes = store.pokes if self.runs.leasing is not None else None
         self._listening: Listening | None = None
