@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 Source = Literal["proxy", "exchange_feed", "streaming", "google_feed", "push"]
 Direction = Literal["exchange_to_google", "google_to_exchange"]
@@ -62,6 +62,9 @@ HISTORY_MIN = 360
 SAMPLES_PER_MIN = 256
 
 REGISTRY = CollectorRegistry()
+# no `_created` series beside each counter and histogram: they double a scrape for nothing
+# Prometheus's text format uses (the process's one prometheus_client is calsync's)
+disable_created_metrics()
 
 LATENCY = Histogram(
     "calsync_change_latency_seconds",
