@@ -57,6 +57,9 @@ DEFAULT_PATH = "/google/push"
 RENEW_CHECK_S = 60.0
 #: how long a node's lease on a user lasts unrenewed (a dead node's users move on after it)
 LEASE_S = 30.0
+#: a trigger left to another node's lease is looked at again this long after that lease
+#: was due to run out (a live holder has renewed it by then, a dead one's has lapsed)
+FOLLOW_MARGIN_S = 0.5
 #: Calendar channels last a week when the watch request asks for nothing shorter.
 GOOGLE_DEFAULT_TTL_S = 7 * 24 * 3600.0
 
@@ -308,7 +311,9 @@ class UserRuns:
     """Serialises the sync runs of each user (push and polling alike) and coalesces
     notification bursts: a trigger while a run is in flight queues at most one more.
     With `leasing` (a shared store), a user's run happens only on the node holding the
-    user's lease; elsewhere the trigger is counted in `elsewhere` and dropped."""
+    user's lease; elsewhere the trigger is counted in `elsewhere` and followed: looked at
+    once more when the holder's lease runs out unrenewed (a dead holder's users are run
+    then, not at the next poll), else dropped."""
 
     def __init__(
         self, run: Callable[[UserConfig], Any], *, leasing: Leasing | None = None
@@ -323,8 +328,12 @@ class UserRuns:
         self._threads: set[threading.Thread] = set()
         self._closed = False
         self.runs: dict[str, int] = {}  # per mailbox, triggered runs finished
+        self._following: dict[str, threading.Timer] = {}  # per mailbox, a look to come
 
-    def run_now(self, user: UserConfig) -> Any:
+    def run_now(self, user: UserConfig, *, follow: bool = False) -> Any:
+        """Run the user's sync now, here, if this node holds (or takes) the user's lease.
+        `follow`: a trigger that would be lost with a dead holder (a notification: the
+        poll comes again anyway), looked at once more when the holder's lease runs out."""
         if pause.is_paused(user.mailbox):  # the admin console paused the user: no run
             return None
         with self._guard:
@@ -336,10 +345,33 @@ class UserRuns:
                 if fence is None:
                     with self._guard:
                         self.elsewhere[user.mailbox] = self.elsewhere.get(user.mailbox, 0) + 1
+                    if follow:
+                        self._follow(user)
                     return None
                 return self._run(user)
 
-    def trigger(self, user: UserConfig) -> None:
+    def _follow(self, user: UserConfig) -> None:
+        """Trigger the user again (not followed further) just after the holder's lease is
+        due to run out: a live holder renews it and has run the change itself; a dead
+        one's lapses, and this node takes the user then."""
+        assert self.leasing is not None
+        now = self.leasing.clock()
+        lease = self.leasing.leases.holder(user.mailbox, now=now)
+        wait = FOLLOW_MARGIN_S + (max(0.0, lease.expires_at - now) if lease else 0.0)
+        with self._guard:
+            if self._closed or user.mailbox in self._following:
+                return
+            timer = threading.Timer(wait, self._followed, args=(user,))
+            timer.daemon = True
+            self._following[user.mailbox] = timer
+        timer.start()
+
+    def _followed(self, user: UserConfig) -> None:
+        with self._guard:
+            self._following.pop(user.mailbox, None)
+        self.trigger(user, follow=False)
+
+    def trigger(self, user: UserConfig, *, follow: bool = True) -> None:
         with self._guard:
             if self._closed:
                 return
@@ -348,16 +380,16 @@ class UserRuns:
                 return
             self._in_flight.add(user.mailbox)
             thread = threading.Thread(
-                target=self._loop, args=(user,), name="calsync-push-run", daemon=True
+                target=self._loop, args=(user, follow), name="calsync-push-run", daemon=True
             )
             self._threads.add(thread)
         thread.start()
 
-    def _loop(self, user: UserConfig) -> None:
+    def _loop(self, user: UserConfig, follow: bool) -> None:
         try:
             while True:
                 try:
-                    report = self.run_now(user)
+                    report = self.run_now(user, follow=follow)
                     summary = getattr(report, "summary", None)
                     if summary is not None and (report.actions or report.errors):
                         log.info("push: %s", summary())
@@ -367,6 +399,7 @@ class UserRuns:
                     self.runs[user.mailbox] = self.runs.get(user.mailbox, 0) + 1
                     if user.mailbox in self._queued and not self._closed:
                         self._queued.discard(user.mailbox)
+                        follow = True  # a trigger of its own came meanwhile
                         continue
                     self._in_flight.discard(user.mailbox)
                     return
@@ -384,6 +417,9 @@ class UserRuns:
             self._closed = True
             self._queued.clear()
             threads = list(self._threads)
+            timers, self._following = list(self._following.values()), {}
+        for timer in timers:
+            timer.cancel()
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
