@@ -353,22 +353,29 @@ class UserRuns:
     def _follow(self, user: UserConfig) -> None:
         """Trigger the user again (not followed further) just after the holder's lease is
         due to run out: a live holder renews it and has run the change itself; a dead
-        one's lapses, and this node takes the user then."""
+        one's lapses, and this node takes the user then. Each trigger left to the holder
+        sets the time anew: the lease as it is now (a holder that renewed it after an
+        earlier trigger and died since must not have this node give up early)."""
         assert self.leasing is not None
         now = self.leasing.clock()
         lease = self.leasing.leases.holder(user.mailbox, now=now)
         wait = FOLLOW_MARGIN_S + (max(0.0, lease.expires_at - now) if lease else 0.0)
+        timer = threading.Timer(wait, self._followed, args=(user,))
+        timer.daemon = True
         with self._guard:
-            if self._closed or user.mailbox in self._following:
+            if self._closed:
                 return
-            timer = threading.Timer(wait, self._followed, args=(user,))
-            timer.daemon = True
+            earlier = self._following.pop(user.mailbox, None)
             self._following[user.mailbox] = timer
+        if earlier is not None:
+            earlier.cancel()
         timer.start()
 
     def _followed(self, user: UserConfig) -> None:
         with self._guard:
-            self._following.pop(user.mailbox, None)
+            if self._following.get(user.mailbox) is not threading.current_thread():
+                return  # set anew meanwhile (a cancelled timer can still fire)
+            del self._following[user.mailbox]
         self.trigger(user, follow=False)
 
     def trigger(self, user: UserConfig, *, follow: bool = True) -> None:

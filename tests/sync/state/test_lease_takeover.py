@@ -34,3 +34,16 @@ def test_a_trigger_left_to_a_live_holder_is_looked_at_once(nodes: list[Node]) ->
     assert set(ran(nodes, ALICE)) == {"n1"}
     # the trigger, and one look when n1's lease was due to run out: not followed further
     assert second.runs.elsewhere == {ALICE: 2}
+
+
+def test_a_holder_that_renewed_after_a_trigger_and_then_died_is_followed_anew(
+    nodes: list[Node],
+) -> None:
+    first, second, _ = nodes
+    first.runs.run_now(USERS[ALICE])
+    second.runs.trigger(USERS[ALICE])  # left to n1: looked at when its lease is due out
+    wait_until(lambda: second.runs.elsewhere.get(ALICE) == 1, timeout=5)
+    time.sleep(0.3)
+    first.runs.run_now(USERS[ALICE])  # n1 renews its lease past that look, and dies
+    second.runs.trigger(USERS[ALICE])  # a change made after its death, at n2
+    wait_until(lambda: ran(nodes, ALICE) == ["n1", "n1", "n2"], timeout=5)
