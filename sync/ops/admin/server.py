@@ -70,6 +70,8 @@ class AdminServer:
         self.collector = StateCollector(config, store, per_user=self.settings.per_user_metrics)
         self.scrape = Scrape(self.collector)
         self.sessions = Sessions(clock=clock)
+        #: one password check at a time: guessing costs a scrypt each, one after the other
+        self.checking = threading.Lock()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("sync.ops.admin", "templates"),
             autoescape=True,
@@ -282,7 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _login(self, form: dict[str, str]) -> None:
         admin = self.admin
         encoded = admin.settings.password_hash
-        if encoded is None or not verify_password(form.get("password", ""), encoded):
+        with admin.checking:
+            right = encoded is not None and verify_password(form.get("password", ""), encoded)
+        if not right:
             log.warning("admin: a sign-in was refused")
             self._page(
                 "login.html",
