@@ -32,10 +32,8 @@ import logging
 import multiprocessing
 import os
 import random
-import socket
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -50,6 +48,7 @@ from sync.core.events import short
 from sync.core.notice import ChangeNotice, Kind, RequestHint
 from sync.ops import metrics, pause
 from sync.reconcile import Reconciler, RunContext, Skip
+from sync.state.base import new_holder
 from sync.store import OutboxEntry, Store
 
 log = logging.getLogger("calsync.mirror")
@@ -88,7 +87,7 @@ class Mirror:
         self._pool: ProcessPoolExecutor | None = None
         self._pool_args: tuple[str, int] | None = None
         #: who this worker is in the claims it takes on a shared store
-        self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.holder = new_holder()
 
     # --- what the hook calls -----------------------------------------------------------------
 

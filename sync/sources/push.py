@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -46,7 +44,7 @@ from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
 from sync.ops import metrics, pause
-from sync.state.base import Fencing, Leases, Listening, StoreError
+from sync.state.base import Fencing, Leases, Listening, StoreError, new_holder
 from sync.store import Store, WatchChannel
 
 log = logging.getLogger("calsync.push")
@@ -241,7 +239,7 @@ class Leasing:
         self.leases = leases
         #: the store's check of every write of a run against the lease it runs under
         self.fencing = fencing
-        self.holder = holder or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.holder = holder or new_holder()
         self.ttl = ttl
         self.clock = clock
         #: the fence this node last took per user (a new one is logged: the user moved here)

@@ -18,6 +18,9 @@ contract suite in tests/sync/state/test_contract.py.
 from __future__ import annotations
 
 import builtins
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -36,6 +39,12 @@ JsonInput: TypeAlias = (
 
 class StoreError(CalsyncError):
     """The state cannot be used as it is (a newer schema, a replaced key, ...)."""
+
+
+def new_holder() -> str:
+    """A name for a claim or lease holder of this process: host, process, and a random
+    part (two holders in one process are two workers)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 class StaleLease(StoreError):

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from cryptography.fernet import Fernet
 
+from sync.config import Config, load_config
+from sync.state import open_state
 from sync.state.base import State
 from sync.state.postgres import PostgresState
 from sync.state.sqlite import SqliteState
+from sync.store import Store
 from tests.sync.state.pg_server import PostgresServer, find_bindir
 
 #: the sealing key every node of a shared store is given (one per test session)
@@ -157,12 +161,35 @@ def state(state_impl: Backing) -> State:
     return state_impl.open()
 
 
-def shared_store_config(directory: Path, google: Any, ews_url: str, url: str) -> Path:
-    """tests.addon.conftest's config for alice, with the store at PostgreSQL `url`."""
+@dataclass
+class SharedStore:
+    """tests.addon.conftest's config for alice, with the store a PostgreSQL database of
+    the test's own (`[store] url`); `open()` is one more node's `Store` on it."""
+
+    path: Path
+    config: Config
+    url: str
+    #: the environment every node is given: the sealing key
+    environ: dict[str, str]
+
+    def open(self) -> Store:
+        return Store(open_state(self.config, environ=self.environ))
+
+
+@pytest.fixture
+def shared_store(
+    tmp_path: Path,
+    ews: Any,
+    google: Any,
+    postgres_server: PostgresServer,
+    postgres_database: str,
+) -> SharedStore:
     from tests.addon.conftest import write_config
 
-    path = write_config(directory, google, ews_url=ews_url, users=("alice@example.com",))
+    url = postgres_server.url(postgres_database)
+    path = write_config(tmp_path, google, ews_url=ews.url, users=("alice@example.com",))
     path.write_text(
-        path.read_text().replace(f'path = "{directory / "calsync.db"}"', f'url = "{url}"')
+        path.read_text().replace(f'path = "{tmp_path / "calsync.db"}"', f'url = "{url}"')
     )
-    return path
+    environ = {"CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}
+    return SharedStore(path, load_config(path), url, environ)

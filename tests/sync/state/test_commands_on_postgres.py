@@ -21,8 +21,7 @@ from sync.state import open_state
 from sync.state.postgres import PostgresState
 from sync.store import Store
 from tests.sync.conftest import ALICE, BERLIN, calendar_service, ews_account
-from tests.sync.state.conftest import POSTGRES_KEY, shared_store_config
-from tests.sync.state.pg_server import PostgresServer
+from tests.sync.state.conftest import POSTGRES_KEY, SharedStore
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -40,8 +39,8 @@ def calsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 @dataclass
 class Shared:
-    """A config whose store is a PostgreSQL database of the test's own; one item in
-    alice's Exchange calendar, nothing synced yet."""
+    """The shared store's config, the environment `calsync` is run in (the sealing key
+    beside the test's own), and one item in alice's Exchange calendar, not synced yet."""
 
     path: Path
     env: dict[str, str]
@@ -49,15 +48,7 @@ class Shared:
 
 
 @pytest.fixture
-def shared(
-    tmp_path: Path,
-    ews: EwsServer,
-    google: GoogleCalendarServer,
-    postgres_server: PostgresServer,
-    postgres_database: str,
-) -> Shared:
-    url = postgres_server.url(postgres_database)
-    path = shared_store_config(tmp_path, google, ews.url, url)
+def shared(shared_store: SharedStore, ews: EwsServer) -> Shared:
     account = ews_account(ews.url)
     CalendarItem(
         account=account,
@@ -66,7 +57,7 @@ def shared(
         start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
         end=EWSDateTime(2026, 3, 2, 10, tzinfo=BERLIN),
     ).save()
-    return Shared(path, {**os.environ, "CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}, url)
+    return Shared(shared_store.path, {**os.environ, **shared_store.environ}, shared_store.url)
 
 
 def test_calsync_sync_status_and_doctor_use_the_shared_store(

@@ -8,35 +8,24 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 from exchangelib import CalendarItem, EWSDateTime
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
-from sync.config import load_config
 from sync.sources.outbox import Mirror
-from sync.state import open_state
-from sync.store import Store
 from tests.sync.conftest import ALICE, BERLIN, ews_account
-from tests.sync.state.conftest import POSTGRES_KEY, shared_store_config
-from tests.sync.state.pg_server import PostgresServer
+from tests.sync.state.conftest import SharedStore
 
 ITEMS = 12
 
 
 def test_two_nodes_drain_one_outbox_and_apply_each_entry_once(
-    tmp_path: Path,
-    ews: EwsServer,
-    google: GoogleCalendarServer,
-    postgres_server: PostgresServer,
-    postgres_database: str,
+    shared_store: SharedStore, ews: EwsServer, google: GoogleCalendarServer
 ) -> None:
-    url = postgres_server.url(postgres_database)
-    config = load_config(shared_store_config(tmp_path, google, ews.url, url))
-    environ = {"CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}
-    nodes = [Store(open_state(config, environ=environ)) for _ in range(2)]
+    config = shared_store.config
+    nodes = [shared_store.open() for _ in range(2)]
     account = ews_account(ews.url, default_timezone=BERLIN)
     items = []
     for number in range(ITEMS):

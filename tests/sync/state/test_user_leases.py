@@ -7,21 +7,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
-from sync.config import UserConfig, load_config
+from sync.config import UserConfig
 from sync.sources.push import Leasing, PushService, UserRuns
-from sync.state import open_state
 from sync.state.base import StaleLease
 from sync.state.postgres import PostgresState
-from sync.store import Store
 from tests.sync.conftest import ALICE, BOB
 from tests.sync.sources.test_push import post, wait_until
-from tests.sync.state.conftest import POSTGRES_KEY, shared_store_config
+from tests.sync.state.conftest import POSTGRES_KEY, SharedStore
 from tests.sync.state.pg_server import PostgresServer
 
 USERS = {m: UserConfig(mailbox=m) for m in (ALICE, BOB)}
@@ -105,19 +101,13 @@ def test_a_run_longer_than_the_lease_keeps_it_and_a_silent_node_loses_it(
 
 
 def test_a_push_notification_at_any_node_runs_the_user_where_the_lease_is(
-    tmp_path: Path,
-    ews: EwsServer,
-    google: GoogleCalendarServer,
-    postgres_server: PostgresServer,
-    postgres_database: str,
+    shared_store: SharedStore, google: GoogleCalendarServer
 ) -> None:
     """Google's notification reaches the node the load balancer picks; the user's lease
     is another node's: that one runs (told through the server), the first does not."""
-    url = postgres_server.url(postgres_database)
-    config = load_config(shared_store_config(tmp_path, google, ews.url, url))
-    environ = {"CALSYNC_STORE_KEY": POSTGRES_KEY.decode()}
+    config = shared_store.config
     ran_on: list[tuple[str, str]] = []
-    stores = [Store(open_state(config, environ=environ)) for _ in range(2)]
+    stores = [shared_store.open() for _ in range(2)]
     services = [
         PushService(config, store, lambda u, n=name: ran_on.append((n, u.mailbox)), port=0)
         for name, store in zip(("n1", "n2"), stores, strict=True)
