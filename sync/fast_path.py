@@ -307,8 +307,10 @@ class FastPath:
         if mapped is not None:
             patch = diff(mapped.snapshot or {}, body)
             return self._patch(google, exchange, notice, user, mapped, patch, run, snapshot=body)
+        # recorded as intended first: a node stopped between the insert and its record
+        # leaves the base an edit made in Google meanwhile is merged against
         return self.reconciler.create_google(
-            user, google, exchange, notice.key, notice.version, event, run
+            user, google, exchange, notice.key, notice.version, event, run, intended=True
         )
 
     def _patch(

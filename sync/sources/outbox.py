@@ -49,7 +49,7 @@ from sync.core.notice import ChangeNotice, Kind, RequestHint
 from sync.ops import metrics, pause
 from sync.reconcile import Reconciler, RunContext, Skip
 from sync.state.base import new_holder
-from sync.store import OutboxEntry, Store
+from sync.store import OutboxEntry, Store, StoreError
 
 log = logging.getLogger("calsync.mirror")
 
@@ -270,6 +270,8 @@ class Mirror:
             self._failed(entry, str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
         except ExchangeError as exc:
             self._failed(entry, str(exc), retryable=exc.retryable)
+        except StoreError as exc:  # the store was away (restarted, a stalled session ended)
+            self._failed(entry, f"{type(exc).__name__}: {exc}", retryable=True)
         except (EwsParseError, CalsyncError) as exc:
             self._failed(entry, f"{type(exc).__name__}: {exc}", retryable=False)
         except Exception as exc:

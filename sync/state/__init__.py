@@ -28,4 +28,4 @@ def open_state(config: Config, *, environ: Mapping[str, str] = os.environ) -> St
         )
     from sync.state.postgres import PostgresState  # psycopg only where it is used
 
-    return PostgresState(config.store_url, key=key.encode())
+    return PostgresState(config.store_url, key=key.encode(), stall_s=config.store_lease_s)

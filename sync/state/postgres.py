@@ -126,15 +126,26 @@ _LOCK_MAILBOX = "SELECT pg_advisory_xact_lock(hashtextextended('calsync mailbox 
 class Database:
     """The pool, the sealer, and the unit in progress on each thread."""
 
-    def __init__(self, url: str, *, key: bytes, pool_size: int, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: bytes,
+        pool_size: int,
+        connect_timeout: float,
+        stall_s: float | None = None,
+    ) -> None:
         self.url = url
         self.sealer = Sealer.from_key(key)
         self.local = threading.local()
+        connection: dict[str, Any] = {"autocommit": True}
+        if stall_s is not None:  # a node's sessions, which other nodes' reapers may end
+            connection["application_name"] = NODE_APPLICATION
         self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            kwargs=connection,
             open=False,
             name="calsync-state",
             timeout=connect_timeout,
@@ -147,6 +158,7 @@ class Database:
                 f"cannot connect to PostgreSQL at {describe(url)} within {connect_timeout:g} s"
                 " ([store] url; the password goes in PGPASSWORD or ~/.pgpass)"
             ) from None
+        self.reaper = None if stall_s is None else Reaper(self.pool, stall_s)
 
     def _unit_open(self) -> _Open | None:
         return getattr(self.local, "unit", None)
@@ -162,20 +174,25 @@ class Database:
         """One statement: in the thread's unit (after its BEGIN and the mailbox's lock when
         they are still to be sent, in the same round trip), else on a pooled connection in
         autocommit."""
-        unit = self._unit_open()
-        if unit is None:
-            if mailbox is not None and mailbox in self.fences() and _writes(sql):
-                with self.write():  # the lease checked in the write's own transaction
-                    return self.run(sql, params, mailbox=mailbox, result=result)
-            with self.pool.connection() as conn:
-                return result(conn.execute(sql, params))
-        conn = unit.conn
-        if unit.begun < len(unit.locked) or (mailbox is not None and not unit.holds(mailbox)):
-            with conn.pipeline():
-                self.begin(*(() if mailbox is None else (mailbox,)))
-                cursor = conn.execute(sql, params)
-            return result(cursor)
-        return result(conn.execute(sql, params))
+        try:
+            unit = self._unit_open()
+            if unit is None:
+                if mailbox is not None and mailbox in self.fences() and _writes(sql):
+                    with self.write():  # the lease checked in the write's own transaction
+                        return self.run(sql, params, mailbox=mailbox, result=result)
+                with self.pool.connection() as conn:
+                    return result(conn.execute(sql, params))
+            conn = unit.conn
+            if unit.begun < len(unit.locked) or (mailbox is not None and not unit.holds(mailbox)):
+                with conn.pipeline():
+                    self.begin(*(() if mailbox is None else (mailbox,)))
+                    cursor = conn.execute(sql, params)
+                return result(cursor)
+            return result(conn.execute(sql, params))
+        except psycopg.OperationalError as exc:
+            # the connection lost (a restarted server, a session a reaper ended): the
+            # caller's work is undone and is to be tried again, as after any outage
+            raise StoreError(f"the store's connection failed: {type(exc).__name__}") from exc
 
     def begin(self, *mailboxes: str) -> None:
         """Inside a unit: send what is still to be sent before its next statement, its BEGIN
@@ -234,7 +251,57 @@ class Database:
         return _Unit(self, savepoint=False)
 
     def close(self) -> None:
+        if self.reaper is not None:
+            self.reaper.stop()
         self.pool.close()
+
+
+#: the application_name of a node's sessions (`pg_stat_activity`), which reapers look for
+NODE_APPLICATION = "calsync node"
+#: Sessions of nodes idle inside a transaction for longer than `stall_s`: ended. calsync never
+#: waits for anything but the server inside a transaction, so such a node is stopped (a
+#: paused VM, a SIGSTOP) and its lease gone: its locks must not hold up the new holder.
+_REAP = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND application_name = %(app)s"
+    " AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
+    " AND state_change < now() - make_interval(secs => %(stall)s) AND pid <> pg_backend_pid()"
+)
+
+
+class Reaper(threading.Thread):
+    """Every `stall_s / 2`: ends the sessions of nodes stopped inside a transaction (`_REAP`).
+    Each node runs one; a stopped node's are ended by the others. (The server's own
+    idle_in_transaction_session_timeout is not armed after a pipeline, whose end psycopg
+    follows with a Flush.)"""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Row]], stall_s: float) -> None:
+        super().__init__(name="calsync-reaper", daemon=True)
+        self.pool = pool
+        self.stall_s = stall_s
+        self._stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.stall_s / 2):
+            try:
+                with self.pool.connection() as conn:
+                    ended = conn.execute(
+                        _REAP, {"app": NODE_APPLICATION, "stall": self.stall_s}
+                    ).fetchall()
+            except psycopg.Error as exc:  # the server is away: nothing to reap either
+                log.debug("reaper: %s", type(exc).__name__)
+                continue
+            if ended:
+                log.warning(
+                    "ended %d session(s) of a node stopped inside a transaction for over %g s",
+                    len(ended),
+                    self.stall_s,
+                )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(5)
 
 
 def _all(cursor: psycopg.Cursor[Row]) -> list[Row]:
@@ -285,7 +352,14 @@ class _Unit:
         try:
             if unit.begun > level:  # else nothing was sent inside it: nothing to end
                 unit.begun = level
-                self._end(unit.conn, level, commit=kind is None)
+                try:
+                    self._end(unit.conn, level, commit=kind is None)
+                except psycopg.OperationalError as exc:
+                    if kind is not None:  # the connection is gone: so is the transaction
+                        return
+                    raise StoreError(
+                        f"the store's connection failed: {type(exc).__name__}"
+                    ) from exc
                 if kind is None and level > 0:
                     unit.locked[-1] |= locked  # a savepoint released: its locks are the outer's
         finally:
@@ -1104,7 +1178,9 @@ class PostgresState:
 
     A `State` (sync/state/base.py); `unit()` yields the state itself: on this thread, every
     call between enter and exit is inside the unit's transaction. `key` is the sealing key
-    (a Fernet key, the same on every node)."""
+    (a Fernet key, the same on every node). `stall_s` (`[store] lease_s`, on a node): the
+    sessions of any node stopped inside a transaction for longer are ended (`Reaper`), so
+    a stalled node's locks go with its lease."""
 
     def __init__(
         self,
@@ -1114,10 +1190,11 @@ class PostgresState:
         journal_retention_s: float = JOURNAL_RETENTION_S,
         pool_size: int = 8,
         connect_timeout: float = 10.0,
+        stall_s: float | None = None,
     ) -> None:
         self.url = url
         self._database = Database(
-            url, key=key, pool_size=pool_size, connect_timeout=connect_timeout
+            url, key=key, pool_size=pool_size, connect_timeout=connect_timeout, stall_s=stall_s
         )
         try:
             _migrate(self._database)

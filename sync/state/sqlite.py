@@ -343,8 +343,12 @@ def _create_v5(db: sqlite_utils.Database) -> None:
     _add_columns(
         db,
         "sync_state",
-        {"last_error_at": float, "past_error": str, "past_error_at": float,
-         "error_resolved_at": float},
+        {
+            "last_error_at": float,
+            "past_error": str,
+            "past_error_at": float,
+            "error_resolved_at": float,
+        },
     )
 
 
@@ -529,9 +533,7 @@ class SqliteOutbox:
         until = now + lease_s
         with self._db.unit():
             conn = self._db.conn
-            rows = conn.execute(
-                _CLAIMABLE, {"now": now, "own": own, "limit": limit}
-            ).fetchall()
+            rows = conn.execute(_CLAIMABLE, {"now": now, "own": own, "limit": limit}).fetchall()
             conn.executemany(
                 "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id = ?",
                 [(holder, until, row[0]) for row in rows],
@@ -628,8 +630,6 @@ class SqliteOutbox:
                 "DELETE FROM outbox WHERE id = ? AND state = 'quarantined'", [entry_id]
             )
         return cursor.rowcount > 0
-
-
 
 
 class SqliteCursors:
@@ -760,8 +760,6 @@ class SqliteConflicts:
                 [mailbox],
             ).fetchall()
         return [Conflict(*r) for r in rows]
-
-
 
 
 class SqliteChannels:

@@ -30,6 +30,7 @@ Afterwards (quiesce: the outbox empty, both sides agree):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import os
 import re
@@ -68,8 +69,12 @@ USERS = ("alice@example.com", "bob@example.com", "carol@example.com")
 PASSWORD = "secret"
 #: `[store] lease_s` of every node: a dead node's users move on after this, its claims after 2x
 LEASE_S = 3
-#: how long the paused node stays stopped: past its leases and its outbox claims
+#: how long the paused node stays stopped at least: past its leases and its outbox claims
 PAUSE_S = 2.5 * LEASE_S
+#: how soon a stopped node's users are with another: its lease runs out, then the other
+#: nodes' next poll of that user (each polls its users one after the other, every second,
+#: and a run takes seconds while Google answers slowly)
+TAKEOVER_S = LEASE_S + 10
 #: Google's answers during the burst (the outbox has work when a node stops)
 GOOGLE_LATENCY_MS = 300
 LEASE_LOG = Path(__file__).with_name("lease_log.py")
@@ -529,7 +534,14 @@ def test_three_nodes_lose_and_duplicate_nothing_through_a_kill_and_a_stall(
                 stalled = stop(busiest(nodes, store_url), store_url, balancer, signal.SIGSTOP)
             if number == RESTART_AT:
                 assert killed is not None and stalled is not None
+                # resumed once past PAUSE_S and its users are with another node
                 time.sleep(max(0.0, stalled.at + PAUSE_S - time.time()))
+                wait_for(
+                    functools.partial(stalled.moved, store_url),
+                    bool,
+                    timeout=max(0.0, stalled.at + TAKEOVER_S - time.time()),
+                    what="the paused node's users to move",
+                )
                 stalled.node.resume()
                 stalled.until = time.time()
                 balancer.put(stalled.node)
@@ -587,7 +599,7 @@ def test_three_nodes_lose_and_duplicate_nothing_through_a_kill_and_a_stall(
         for user, fence in outage.held.items():
             took = taken_over(runs, user, outage.pid, fence, outage.at)
             assert took is not None, f"{user} never left {outage}"
-            assert took - outage.at < LEASE_S + 5, f"{user} left {took - outage.at:.1f} s after"
+            assert took - outage.at < TAKEOVER_S, f"{user} left {took - outage.at:.1f} s after"
             assert took < outage.until, f"{user} waited for {outage}"
 
     # --- no invitation: every write of calsync's (and of the clients) sent none
@@ -611,6 +623,11 @@ class Outage:
     outbox: dict[str, int]  # the outbox then
     at: float
     until: float = float("inf")  # when it was resumed
+
+    def moved(self, url: str) -> bool:
+        """Another node holds each user whose lease it held."""
+        now = lease_holders(url)
+        return all(user in now and now[user][0] != self.pid for user in self.held)
 
 
 def busiest(nodes: list[Node], url: str) -> Node:

@@ -2,13 +2,18 @@
 notification, a Google push poke) is looked at once more when that lease runs out
 (sync/sources/push.py `UserRuns._follow`): a dead holder's user is run then, not at the
 next poll, and a live holder's is left to it. Three nodes' `UserRuns` on a real server,
-leases of 1 s (tests in test_user_leases.py)."""
+leases of 1 s (tests in test_user_leases.py). And a node stopped inside a transaction
+holds the user's lock no longer than its lease (`PostgresState(stall_s=...)`)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+from sync.state.postgres import PostgresState
 from tests.sync.sources.test_push import wait_until
+from tests.sync.state.conftest import POSTGRES_KEY
+from tests.sync.state.pg_server import PostgresServer
 from tests.sync.state.test_user_leases import ALICE, USERS, Node, nodes, ran
 
 __all__ = ["nodes"]  # the fixture
@@ -47,3 +52,42 @@ def test_a_holder_that_renewed_after_a_trigger_and_then_died_is_followed_anew(
     first.runs.run_now(USERS[ALICE])  # n1 renews its lease past that look, and dies
     second.runs.trigger(USERS[ALICE])  # a change made after its death, at n2
     wait_until(lambda: ran(nodes, ALICE) == ["n1", "n1", "n2"], timeout=5)
+
+
+def test_a_node_stalled_inside_a_transaction_holds_up_the_others_only_for_its_lease(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    """A node stopped mid-transaction (a paused VM) holds the user's lock: the server ends
+    its session once idle in it for `stall_s` (the lease), and the next holder writes."""
+    url = postgres_server.url(postgres_database)
+    stalled, other = (PostgresState(url, key=POSTGRES_KEY, stall_s=1.0) for _ in range(2))
+    holding = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def stall() -> None:
+        try:
+            with stalled.unit():
+                stalled.cursors.save_google(ALICE, "token-stalled", now=1.0)
+                holding.set()
+                time.sleep(4.0)  # stopped, holding alice's lock
+        except Exception as exc:  # its session is gone when it wakes
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=stall)
+    try:
+        thread.start()
+        assert holding.wait(10)
+        began = time.monotonic()
+        with other.unit():
+            other.cursors.save_google(ALICE, "token-new", now=2.0)
+        waited = time.monotonic() - began
+        thread.join(10)
+        assert waited < 3.0, f"waited {waited:.1f} s for the stalled node"
+        assert outcome and outcome[0] is not None  # the stalled node's transaction is undone
+        assert other.cursors.get(ALICE).google_sync_token == "token-new"
+    finally:
+        thread.join(10)
+        stalled.close()
+        other.close()
