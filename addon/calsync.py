@@ -24,7 +24,7 @@ from mitmproxy import exceptions, http
 
 from ews_parser.xml import DEFAULT_MAX_BYTES
 from sync.backends.clients import Clients
-from sync.config import Config, ConfigError, load_config
+from sync.config import Config, ConfigError, UserConfig, load_config
 from sync.ops.admin.server import AdminServer, restart_admin
 from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
@@ -42,6 +42,9 @@ log = logging.getLogger("calsync")
 DRAIN_ON_EXIT_S = 10.0
 #: On shutdown, how long the streaming connections' threads are waited for (they end at once).
 STREAMING_STOP_S = 2.0
+#: After an EWS request passed the proxy, how long a streaming notification of a change not
+#: yet known waits for the proxy's record of it (`Streaming.settle_s`) before a run
+PROXIED_WINDOW_S = 2.0
 
 
 def parse_ews_path(value: str) -> str:
@@ -67,6 +70,7 @@ class CalSync:
         self._push_ending: asyncio.Task[None] | None = None  # still stopping its channels
         # EWS streaming notifications (sync/sources/streaming.py): changes made without the proxy
         self._streaming_task: asyncio.Task[None] | None = None
+        self._ews_seen = -PROXIED_WINDOW_S  # time.monotonic() of the last EWS request
         # [admin]: /metrics, /healthz, /readyz and the console, on threads of their own
         self.admin: AdminServer | None = None
 
@@ -227,6 +231,8 @@ class CalSync:
                 config,
                 self.job.client_cache,
                 self.runs.trigger,
+                known=self.job.reconciler.known,  # an echo or a proxied change: no run
+                busy=self._busy,
                 connection_timeout=config.exchange_streaming_timeout_min,
             )
             self._streaming_task = loop.create_task(self._streaming_loop(streaming))
@@ -350,11 +356,20 @@ class CalSync:
 
     # --- hooks: read, never alter; never raise ------------------------------------------------
 
+    def _busy(self, user: UserConfig) -> bool:
+        """Whether a change Exchange tells of may still be on its way to being recorded:
+        an EWS request passed the proxy lately, or the user's run is writing."""
+        if time.monotonic() - self._ews_seen < PROXIED_WINDOW_S:
+            return True
+        return self.runs is not None and self.runs.busy(user.mailbox)
+
     def request(self, flow: http.HTTPFlow) -> None:
         observer = self.observer
         if observer is None:
             return
         try:
+            if observer.is_ews(flow.request.method, flow.request.path):
+                self._ews_seen = time.monotonic()
             if "authorization" in flow.request.headers:
                 observer.saw_request_headers(
                     flow.client_conn.id, {"authorization": flow.request.headers["authorization"]}

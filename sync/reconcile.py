@@ -834,6 +834,23 @@ class Reconciler:
                 return True
         return self.store.is_echo(notice.mailbox, notice.side, notice.key, notice.version)
 
+    def known(self, notice: ChangeNotice) -> bool:
+        """Whether an Exchange notice needs no run of its own (a notification's item
+        change): the pair holds its version (`held`: carried, or calsync's own write), or a
+        source has it in hand (an outbox entry of that version; for a deletion, a queued
+        deletion). A deletion of an item neither mapped nor queued leaves nothing in
+        Google. Anything else is for the user's run (the feed reads what changed)."""
+        queued = self.store.queued(notice.mailbox, notice.key)
+        if notice.kind == "delete":
+            if any(op == "delete" for op, _ in queued):
+                return True
+            return not queued and not self.store.is_mapped(notice.mailbox, notice.key)
+        if notice.version is not None and any(
+            op != "delete" and key == notice.version for op, key in queued
+        ):
+            return True
+        return self.held(notice, self.store.mapped(notice.mailbox, notice.key))
+
     def _pair_of(self, notice: ChangeNotice) -> MappedItem | None:
         if notice.side == "exchange":
             return self.store.mapped(notice.mailbox, notice.key)

@@ -21,9 +21,10 @@ the Mailbox server"):
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,16 +78,127 @@ def _translate(exc: Exception) -> NotificationError:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemEvent:
+    """One calendar item's change as a notification tells it: `upsert` (created or
+    modified in the calendar, moved or copied into it) with the item's id and ChangeKey,
+    or `delete` (deleted, moved out of the calendar) with the id it had there."""
+
+    kind: Literal["upsert", "delete"]
+    item_id: str
+    change_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notified:
+    """A notification that the calendar changed: the subscription, and its item events
+    (None: one of them cannot be told item by item, so only the feed can say)."""
+
+    subscription_id: str
+    items: tuple[ItemEvent, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Pulled:
-    """What GetEvents answered: whether the calendar changed, the watermark to ask from
-    next."""
+    """What GetEvents answered: whether the calendar changed, its item events (as in
+    `Notified`), the watermark to ask from next."""
 
     changed: bool
     watermark: str | None
+    items: tuple[ItemEvent, ...] | None = ()
 
 
 def _changed(events: Any) -> bool:
     return any(type(e).__name__ in CHANGE_EVENTS for e in events or ())
+
+
+def item_events(events: Any, calendar_id: str | None) -> tuple[ItemEvent, ...] | None:
+    """The item changes among exchangelib's `events` of a subscription on the calendar
+    whose FolderId is `calendar_id`. A folder's own events say nothing of an item that its
+    items' events do not, and are left out. A move or copy is told by its folders: into
+    the calendar, the item under its new id; out of it, a deletion of the old id (None
+    when the calendar's id is not known)."""
+    items: list[ItemEvent] = []
+    for event in events or ():
+        name = type(event).__name__
+        item_id = getattr(event, "item_id", None)
+        if name not in CHANGE_EVENTS or item_id is None:
+            continue  # a heartbeat, a folder's event
+        if name in ("CreatedEvent", "ModifiedEvent"):
+            items.append(ItemEvent("upsert", str(item_id.id), item_id.changekey))
+        elif name == "DeletedEvent":
+            items.append(ItemEvent("delete", str(item_id.id), None))
+        else:  # MovedEvent, CopiedEvent
+            if calendar_id is None:
+                return None
+            parent = getattr(event.parent_folder_id, "id", None)
+            old = event.old_item_id
+            old_parent = getattr(event.old_parent_folder_id, "id", None)
+            if parent == calendar_id:
+                items.append(ItemEvent("upsert", str(item_id.id), item_id.changekey))
+            if name == "MovedEvent" and old is not None and old_parent == calendar_id:
+                items.append(ItemEvent("delete", str(old.id), None))
+    return tuple(items)
+
+
+#: The most a streamed document may hold before its end tag (a hostile or broken server)
+MAX_DOCUMENT = 16 * 1024 * 1024
+_ENVELOPE_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Envelope[\s>/]")
+_ENVELOPE_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?Envelope\s*>")
+
+
+def envelopes(chunks: Iterable[bytes], limit: int = MAX_DOCUMENT) -> Iterator[bytes]:
+    """The SOAP documents in a streamed response, each as soon as its end tag arrives,
+    from chunks of any size (what exchangelib's DocumentYielder does one byte at a time,
+    at about 35 ms of CPU a notification). Bytes between documents are skipped."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            start = _ENVELOPE_START.search(buffer)
+            if start is None:
+                buffer = buffer[-64:]  # keep what may begin a start tag
+                break
+            end = _ENVELOPE_END.search(buffer, start.end())
+            if end is None:
+                buffer = buffer[start.start() :]
+                if len(buffer) > limit:
+                    raise ValueError(f"a streamed document longer than {limit} bytes")
+                break
+            yield b"<?xml version='1.0' encoding='utf-8'?>\n" + buffer[start.start() : end.end()]
+            buffer = buffer[end.end() :]
+
+
+_service_class: type | None = None
+
+
+def _streaming_service(account: Any) -> Any:
+    """exchangelib's GetStreamingEvents, reading the chunked response chunk by chunk
+    (`envelopes`) rather than byte by byte; any other response as exchangelib does."""
+    global _service_class
+    if _service_class is None:
+        from exchangelib.services import GetStreamingEvents
+        from exchangelib.util import DummyResponse
+
+        class ChunkedStreamingEvents(GetStreamingEvents):  # type: ignore[misc]
+            def _get_soap_messages(self, body: Any) -> Iterator[Any]:
+                response = body
+                if not getattr(response.raw, "chunked", False):
+                    yield from super()._get_soap_messages(body)  # reads what arrives, bytewise
+                    return
+                parent: Any = super(GetStreamingEvents, self)
+                for document in envelopes(response.iter_content(chunk_size=None)):
+                    try:
+                        answer = DummyResponse(content=document)
+                        _, soap_body = parent._get_soap_parts(response=answer)
+                    except Exception:
+                        response.close()
+                        raise
+                    yield from parent._get_soap_messages(body=soap_body)
+                    if self.connection_status == self.CLOSED:
+                        break  # the connection's end: not waiting for the server to hang up
+
+        _service_class = ChunkedStreamingEvents
+    return _service_class(account=account)
 
 
 class Stream:
@@ -94,15 +206,17 @@ class Stream:
     thread ends `notifications()` at once (shutdown must not wait for the timeout)."""
 
     def __init__(self, anchor: ExchangeMailbox) -> None:
-        from exchangelib.services import GetStreamingEvents
-
-        self._service = GetStreamingEvents(account=anchor.account)
+        self._service = _streaming_service(anchor.account)
         self._lock = threading.Lock()
         self._closed = False
 
-    def notifications(self, ids: list[str], timeout_min: int) -> Iterator[str]:
-        """The subscription ids whose calendar changed, as Exchange reports them, until
-        the connection's timeout (ConnectionStatus Closed) or `close()`."""
+    def notifications(
+        self, ids: list[str], timeout_min: int, calendars: Mapping[str, str] | None = None
+    ) -> Iterator[Notified]:
+        """The notifications that a calendar changed, as Exchange reports them, until the
+        connection's timeout (ConnectionStatus Closed) or `close()`. `calendars`: each
+        subscription's calendar FolderId, to tell a move's direction (`item_events`)."""
+        calendars = calendars or {}
         try:
             for notification in self._service.call(
                 subscription_ids=ids, connection_timeout=timeout_min
@@ -110,7 +224,11 @@ class Stream:
                 if self._closed:
                     return
                 if _changed(notification.events):
-                    yield str(notification.subscription_id)
+                    subscription_id = str(notification.subscription_id)
+                    yield Notified(
+                        subscription_id,
+                        item_events(notification.events, calendars.get(subscription_id)),
+                    )
         except Exception as exc:
             if self._closed:
                 return
@@ -159,17 +277,21 @@ def subscribe_pull(mailbox: ExchangeMailbox, timeout_min: int) -> tuple[str, str
 def pull(mailbox: ExchangeMailbox, subscription_id: str, watermark: str | None) -> Pulled:
     """GetEvents until Exchange has no more (MoreEvents false)."""
     changed = False
+    items: list[ItemEvent] | None = []
     try:
+        calendar_id = str(mailbox.account.calendar.id)
         for notification in mailbox.account.calendar.get_events(subscription_id, watermark):
             events = list(notification.events or ())
             changed = changed or _changed(events)
+            told = item_events(events, calendar_id)
+            items = None if told is None or items is None else [*items, *told]
             watermark = next(
                 (e.watermark for e in reversed(events) if getattr(e, "watermark", None)),
                 watermark,
             )
     except Exception as exc:
         raise _translate(exc) from exc
-    return Pulled(changed, watermark)
+    return Pulled(changed, watermark, None if items is None else tuple(items))
 
 
 def unsubscribe(mailbox: ExchangeMailbox, subscription_id: str) -> None:

@@ -73,6 +73,8 @@ def run_command(args: Any) -> int:
         config,
         job.client_cache,
         service.runs.trigger,
+        known=job.reconciler.known,  # calsync's own writes, a proxy's entries: no run
+        busy=lambda user: service.runs.busy(user.mailbox),  # its writes' records may lag
         connection_timeout=config.exchange_streaming_timeout_min,
     )
     drainer = _Drainer(mirror)

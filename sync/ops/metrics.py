@@ -119,6 +119,13 @@ NOTIFICATIONS = Counter(
     ["source"],
     registry=REGISTRY,
 )
+NOTIFICATIONS_HELD = Counter(
+    "calsync_notifications_held",
+    "Notifications that needed no run: every change they told was held already (calsync's"
+    " own write, a change the proxy had in hand), by source",
+    ["source"],
+    registry=REGISTRY,
+)
 
 # every label value known in advance is there from the start: a scrape shows 0, not nothing
 #: the direction each source carries changes in
@@ -139,6 +146,7 @@ for _result in OUTBOX_RESULTS:
     OUTBOX_ENTRIES.labels(_result)
 for _source in ("streaming", "push"):
     NOTIFICATIONS.labels(_source)
+NOTIFICATIONS_HELD.labels("streaming")
 
 
 # --- what the console keeps in memory ------------------------------------------------------

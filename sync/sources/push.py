@@ -416,6 +416,11 @@ class UserRuns:
         with self._guard:
             return not self._in_flight
 
+    def busy(self, mailbox: str) -> bool:
+        """Whether a run of the user's is in flight here (it may be writing)."""
+        with self._guard:
+            return mailbox in self._in_flight
+
     def close(self, timeout: float = 30.0) -> None:
         """No new runs; wait (at most `timeout`) for those in flight."""
         with self._guard:

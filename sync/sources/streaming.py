@@ -4,8 +4,14 @@ Classic Outlook (MAPI/HTTP), phones and web mail change the calendar without EWS
 tells subscribers at once. Each configured user's calendar gets a streaming subscription;
 a notification is a **trigger**, never a change to apply: the user's Exchange feed
 (SyncFolderItems, its SyncState stored) stays the source of truth, so nothing is lost
-when a notification is, and an echo of calsync's own write is skipped by its ChangeKey in
-the feed without a write.
+when a notification is. Its item events become change notices for the reconciler's
+`known` (`Reconciler.known`): when the pair holds every one already (an echo of calsync's
+own write, by its ChangeKey) or a source has it in hand (the proxy's outbox entry), the
+notification costs no run. Exchange may tell of a change before its writer has recorded
+it (calsync's job between its write and the record, the proxy between the response and its
+outbox entry): while a writer may be at work (`busy`: the user's run in flight, an EWS
+request through the proxy lately), what is not known at once is looked at again
+`settle_s` later, and only then triggers the user's run; else it triggers at once.
 
 - Connections: with impersonation, up to `per_connection` users (Exchange's limit is 200)
   share one connection anchored on the group's first mailbox; with each user's own
@@ -36,6 +42,7 @@ from sync.backends import notifications as ews
 from sync.backends.clients import Clients
 from sync.backends.exchange import ExchangeMailbox
 from sync.config import Config, UserConfig
+from sync.core.notice import ChangeNotice
 from sync.ops import metrics
 
 log = logging.getLogger("calsync.streaming")
@@ -44,6 +51,9 @@ MAX_BACKOFF_S = 300.0
 #: sessions an Exchange client keeps beside its streams, for the job's calls and
 #: (re)subscribing (sync/backends/exchange.py gives each client one stream and this room)
 ROOM_BESIDE_STREAMS = 3
+#: how long a notification's change that is not known yet waits for its writer's record
+#: (a proxy's outbox entry, calsync's own write) before it triggers a run
+SETTLE_S = 0.2
 
 
 @dataclass
@@ -56,6 +66,8 @@ class Group:
     subscriptions: dict[str, UserConfig] = field(default_factory=dict)
     #: pull mode: subscription id -> watermark
     watermarks: dict[str, str | None] = field(default_factory=dict)
+    #: subscription id -> the calendar's FolderId (a move's direction)
+    calendars: dict[str, str] = field(default_factory=dict)
     connected: bool = False
     reconnects: int = 0
     last_error: str | None = None
@@ -69,6 +81,9 @@ class Streaming:
         clients: Clients,
         trigger: Callable[[UserConfig], None],
         *,
+        known: Callable[[ChangeNotice], bool] | None = None,
+        busy: Callable[[UserConfig], bool] | None = None,
+        settle_s: float = SETTLE_S,
         connection_timeout: int = 29,
         per_connection: int = 200,
         pull_interval: float = 10.0,
@@ -79,6 +94,12 @@ class Streaming:
         self.config = config
         self.clients = clients
         self.trigger = metrics.streaming_source(self, trigger)  # counted in /metrics
+        self.known = known
+        self.busy = busy
+        self.settle_s = settle_s
+        self.held = 0  # notifications that needed no run
+        self._settling: dict[str, tuple[threading.Timer, list[ChangeNotice]]] = {}
+        self._settle_lock = threading.Lock()
         self.connection_timeout = connection_timeout
         self.per_connection = max(1, min(200, per_connection))
         self.pull_interval = pull_interval
@@ -107,6 +128,10 @@ class Streaming:
     def stop(self, timeout: float = 5.0) -> None:
         """End every connection now; wait at most `timeout` seconds in all."""
         self._stop.set()
+        with self._settle_lock:
+            settling, self._settling = list(self._settling.values()), {}
+        for timer, _ in settling:
+            timer.cancel()
         for group in self.groups:
             if group.stream is not None:
                 group.stream.close()
@@ -180,6 +205,7 @@ class Streaming:
             log.info("streaming for %s: %s; subscribing again", _names(group), exc.code)
             group.subscriptions.clear()
             group.watermarks.clear()
+            group.calendars.clear()
             return 0.0 if failures == 0 else _backoff(failures)
         if exc.trouble == "busy":
             wait = exc.back_off if exc.back_off is not None else _backoff(failures + 1)
@@ -194,6 +220,7 @@ class Streaming:
             )
             group.mode = "pull"
             group.subscriptions.clear()
+            group.calendars.clear()
             return 0.0
         wait = _backoff(failures + 1)
         log.warning("streaming for %s: %s; again in %.0f s", _names(group), exc.code, wait)
@@ -206,11 +233,12 @@ class Streaming:
         for user in missing:
             mailbox = self._mailbox(user)
             if group.mode == "streaming":
-                group.subscriptions[ews.subscribe_streaming(mailbox)] = user
+                subscription_id = ews.subscribe_streaming(mailbox)
             else:
                 subscription_id, watermark = ews.subscribe_pull(mailbox, self.pull_timeout)
-                group.subscriptions[subscription_id] = user
                 group.watermarks[subscription_id] = watermark
+            group.subscriptions[subscription_id] = user
+            group.calendars[subscription_id] = mailbox.calendar_folder_id()
         if gap or missing:
             for user in group.users:
                 self.trigger(user)
@@ -222,12 +250,12 @@ class Streaming:
             return
         group.connected = True
         try:
-            for subscription_id in stream.notifications(
-                list(group.subscriptions), self.connection_timeout
+            for notified in stream.notifications(
+                list(group.subscriptions), self.connection_timeout, group.calendars
             ):
-                user = group.subscriptions.get(subscription_id)
+                user = group.subscriptions.get(notified.subscription_id)
                 if user is not None:
-                    self.trigger(user)
+                    self._notified(user, notified.items)
         finally:
             group.connected = False
             group.stream = None
@@ -241,8 +269,72 @@ class Streaming:
             )
             group.watermarks[subscription_id] = pulled.watermark
             if pulled.changed:
-                self.trigger(user)
+                self._notified(user, pulled.items)
         self._stop.wait(self.pull_interval)
+
+    def _notified(self, user: UserConfig, items: tuple[ews.ItemEvent, ...] | None) -> None:
+        """The user's calendar changed: the user's run, unless each item change told is
+        one the pair holds or a source has in hand (`known`), at once or, while a writer
+        may be at work (`busy`; None: always), `settle_s` later (one look for all that came
+        meanwhile). A notification whose changes cannot be told item by item, or a store
+        that cannot answer, leaves it to the feed."""
+        if items is None or self.known is None:
+            self.trigger(user)
+            return
+        notices = [
+            ChangeNotice(user.mailbox, "exchange", i.item_id, i.change_key, i.kind, "streaming")
+            for i in items
+        ]
+        unknown = self._unknown(user, notices)
+        if unknown is None:
+            self.trigger(user)
+        elif not unknown:
+            self._held()
+        elif self.settle_s <= 0 or (self.busy is not None and not self._busy(user)):
+            self.trigger(user)
+        else:
+            with self._settle_lock:
+                if self._stop.is_set():
+                    return
+                pending = self._settling.get(user.mailbox)
+                if pending is not None:  # one look is due already: it covers these too
+                    pending[1].extend(unknown)
+                    return
+                timer = threading.Timer(self.settle_s, self._settled, args=(user,))
+                timer.daemon = True
+                self._settling[user.mailbox] = (timer, list(unknown))
+            timer.start()
+
+    def _settled(self, user: UserConfig) -> None:
+        with self._settle_lock:
+            pending = self._settling.pop(user.mailbox, None)
+        if pending is None:  # stopped meanwhile
+            return
+        unknown = self._unknown(user, pending[1])
+        if unknown == []:
+            self._held()
+        else:
+            self.trigger(user)
+
+    def _unknown(self, user: UserConfig, notices: list[ChangeNotice]) -> list[ChangeNotice] | None:
+        """The notices `known` does not hold (None: the store could not say)."""
+        assert self.known is not None
+        try:
+            return [notice for notice in notices if not self.known(notice)]
+        except Exception as exc:  # the store away: the feed decides
+            log.warning("streaming for %s: %s", user.mailbox, type(exc).__name__)
+            return None
+
+    def _busy(self, user: UserConfig) -> bool:
+        assert self.busy is not None
+        try:
+            return self.busy(user)
+        except Exception:  # waiting a little more is harmless
+            return True
+
+    def _held(self) -> None:
+        self.held += 1
+        metrics.NOTIFICATIONS_HELD.labels("streaming").inc()
 
 
 def _backoff(failures: int) -> float:

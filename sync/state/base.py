@@ -260,6 +260,11 @@ class Outbox(Protocol):
 
     def pending(self, mailbox: str | None = None) -> list[OutboxEntry]: ...
 
+    def queued(self, mailbox: str, ews_item_id: str) -> list[tuple[str, str | None]]:
+        """The (op, change_key) of the item's pending entries, oldest first: what a
+        source already has in hand for it (no payload read or unsealed)."""
+        ...
+
     def quarantined(self, mailbox: str | None = None) -> list[OutboxEntry]: ...
 
     def count(self, mailbox: str | None = None) -> int:

@@ -160,6 +160,9 @@ class Store:
     def pending(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self.state.outbox.pending(mailbox)
 
+    def queued(self, mailbox: str, ews_item_id: str) -> list[tuple[str, str | None]]:
+        return self.state.outbox.queued(mailbox, ews_item_id)
+
     def quarantined(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self.state.outbox.quarantined(mailbox)
 

@@ -707,6 +707,15 @@ class PostgresOutbox:
     def pending(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self._entries("pending", mailbox)
 
+    def queued(self, mailbox: str, ews_item_id: str) -> list[tuple[str, str | None]]:
+        rows = self._db.rows(
+            "SELECT op, change_key FROM outbox WHERE state = 'pending' AND mailbox = %(mailbox)s"
+            " AND ews_item_id = %(item)s ORDER BY id",
+            {"mailbox": mailbox, "item": ews_item_id},
+            mailbox=mailbox,
+        )
+        return [(str(op), change_key) for op, change_key in rows]
+
     def quarantined(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self._entries("quarantined", mailbox)
 

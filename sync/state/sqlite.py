@@ -576,6 +576,15 @@ class SqliteOutbox:
     def pending(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self._entries("pending", mailbox)
 
+    def queued(self, mailbox: str, ews_item_id: str) -> list[tuple[str, str | None]]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT op, change_key FROM outbox WHERE state = 'pending' AND mailbox = ?"
+                " AND ews_item_id = ? ORDER BY id",
+                [mailbox, ews_item_id],
+            ).fetchall()
+        return [(str(op), change_key) for op, change_key in rows]
+
     def quarantined(self, mailbox: str | None = None) -> list[OutboxEntry]:
         return self._entries("quarantined", mailbox)
 

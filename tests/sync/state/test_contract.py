@@ -200,6 +200,22 @@ def test_a_later_pending_delete_supersedes_an_entry(state: State) -> None:
     assert not state.outbox.superseded_by_delete(entries[upsert])  # done: nothing follows
 
 
+def test_queued_tells_an_items_pending_versions_without_their_payloads(state: State) -> None:
+    assert state.outbox.queued(A, "ITEM") == []
+    first = state.outbox.enqueue(
+        A, "ITEM", "upsert", now=1.0, change_key="ck1", payload={"summary": SECRET}
+    )
+    state.outbox.enqueue(A, "ITEM", "delete", now=2.0)
+    state.outbox.enqueue(A, "OTHER", "upsert", now=2.0, change_key="ck9")  # another item's
+    state.outbox.enqueue(B, "ITEM", "update", now=2.0, change_key="ck8")  # another user's
+    quarantined = state.outbox.enqueue(A, "ITEM", "update", now=3.0, change_key="ck2")
+    state.outbox.retry_later(quarantined, error="refused", at=4.0, quarantine=True)
+    assert state.outbox.queued(A, "ITEM") == [("upsert", "ck1"), ("delete", None)]
+    state.outbox.complete(first)
+    assert state.outbox.queued(A, "ITEM") == [("delete", None)]
+    assert state.outbox.queued(B, "ITEM") == [("update", "ck8")]
+
+
 def test_only_a_quarantined_entry_heals(state: State) -> None:
     pending = state.outbox.enqueue(A, "A", "upsert", now=1.0)
     quarantined = state.outbox.enqueue(A, "B", "upsert", now=1.0)
