@@ -173,7 +173,12 @@ class Reconciler:
     # --- one pair, both sides read ----------------------------------------------------------
 
     def reconcile_pair(
-        self, user: UserConfig, google: Any, exchange: Any, ews_item_id: str, run: RunContext
+        self,
+        user: UserConfig,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        ews_item_id: str,
+        run: RunContext,
     ) -> MappedItem | None:
         """Bring one mapped pair into agreement: read both, merge three-way, write each
         side what it lacks, conditioned on the versions read; read again on a concurrent
@@ -343,8 +348,8 @@ class Reconciler:
     def settle_deleted(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: Any,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         mapped: MappedItem,
         item: Any | None,
         event: dict[str, Any] | None,
@@ -415,8 +420,8 @@ class Reconciler:
     def recreate_google(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: Any,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         mapped: MappedItem,
         item: Any,
         view: dict[str, Any],
@@ -472,7 +477,7 @@ class Reconciler:
     def delete_google(
         self,
         user: UserConfig,
-        google: Any,
+        google: GoogleBackend,
         ews_item_id: str,
         event_id: str,
         run: RunContext,
@@ -510,7 +515,12 @@ class Reconciler:
         log.info("%s delete Google %s (%s)", user.mailbox, event_id, why)
 
     def delete_exchange(
-        self, user: UserConfig, exchange: Any, ews_item_id: str, event_id: str, run: RunContext
+        self,
+        user: UserConfig,
+        exchange: ExchangeBackend,
+        ews_item_id: str,
+        event_id: str,
+        run: RunContext,
     ) -> None:
         from mapping.event import to_google
 
@@ -534,8 +544,8 @@ class Reconciler:
     def create_google(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: Any,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         item_id: str,
         change_key: str | None,
         event: dict[str, Any],
@@ -595,8 +605,8 @@ class Reconciler:
     def adopt_taken(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: Any,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         item_id: str,
         event_id: str,
         run: RunContext,
@@ -676,8 +686,8 @@ class Reconciler:
     def create_exchange(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: Any,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         event: dict[str, Any],
         run: RunContext,
         *,
@@ -765,8 +775,8 @@ class Reconciler:
     def adopt_created(
         self,
         user: UserConfig,
-        google: Any,
-        exchange: Any,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
         item_id: str,
         event_id: str,
         run: RunContext,

@@ -24,6 +24,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from sync.backends.base import ExchangeBackend, GoogleBackend
 from sync.cli.common import (
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -129,7 +130,13 @@ class _Undo:
     leave, so an older write to the same event or item is checked against those."""
 
     def __init__(
-        self, store: Store, mailbox: str, google: Any, exchange: Any, *, dry_run: bool
+        self,
+        store: Store,
+        mailbox: str,
+        google: GoogleBackend,
+        exchange: ExchangeBackend,
+        *,
+        dry_run: bool,
     ) -> None:
         self.store = store
         self.mailbox = mailbox
@@ -266,20 +273,20 @@ class _Undo:
         else:
             new_id, version = self.exchange.create(to_ews(before))
             self.store.journal(self.mailbox, "exchange", new_id, version, None, now=now)
-            event = self.google.get(write.other_key) if write.other_key else None
+            current = self.google.get(write.other_key) if write.other_key else None
             if (
-                event is not None
-                and event.get("status") != "cancelled"
-                and self.store.mapped_by_google(self.mailbox, str(event["id"])) is None
+                current is not None
+                and current.get("status") != "cancelled"
+                and self.store.mapped_by_google(self.mailbox, str(current["id"])) is None
             ):
-                snapshot = managed(event)
+                snapshot = managed(current)
                 self.store.save_mapping(
                     MappedItem(
                         self.mailbox,
                         new_id,
-                        str(event["id"]),
+                        str(current["id"]),
                         version,
-                        event.get("etag"),
+                        current.get("etag"),
                         content_hash(snapshot),
                         snapshot,
                     ),

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ews_parser.errors import CalsyncError
-from sync.backends.base import GoogleError
+from sync.backends.base import ChannelRequest, GoogleBackend, GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config, PushConfig, UserConfig
 from sync.ops import metrics, pause
@@ -94,7 +94,7 @@ class Channels:
     def users(self) -> list[UserConfig]:
         return [u for u in self.config.users if u.direction in ("both", "google-to-exchange")]
 
-    def google(self, user: UserConfig) -> Any:
+    def google(self, user: UserConfig) -> GoogleBackend:
         return self.clients.google(user)
 
     def refresh(self) -> list[WatchChannel]:
@@ -149,7 +149,7 @@ class Channels:
             expiration=now + (ttl or GOOGLE_DEFAULT_TTL_S),
             created_at=now,
         )
-        body: dict[str, Any] = {
+        body: ChannelRequest = {
             "id": channel.channel_id,
             "type": "web_hook",
             "address": self.address,
