@@ -10,7 +10,9 @@
    weekly series with one modified occurrence; then plays someone editing in Google
    Calendar (google-api-python-client) and waits for the edit to reach Exchange.
 4. Prints both calendars side by side, in the user's time zone, with the latency of each
-   change, and stops everything it started (also on Ctrl-C or failure).
+   change; then what calsync's own /metrics says of the run (the addon's [admin] server,
+   read-only, on a port the system picks), parsed with prometheus_client's parser; and
+   stops everything it started (also on Ctrl-C or failure).
 
 Every wait is bounded; exit status 0 only when both calendars converged. An occurrence
 edit re-reads the series and carries its exception to Google as an instance override: the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -34,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -55,6 +60,12 @@ _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 START_TIMEOUT = 30.0
 MIRROR_TIMEOUT = 15.0  # Exchange response -> visible in Google (the proxy's fast path)
 SYNC_TIMEOUT = 20.0  # Google edit -> visible in Exchange (the periodic two-way job)
+SETTLE_TIMEOUT = 5.0  # both sides agree -> the last run's end counted in /metrics
+
+#: what the addon's admin server logs once it listens (sync/ops/admin/server.py)
+ADMIN_LISTENING = r"admin: .* the console on (http://127\.0\.0\.1:\d+)"
+#: the demo's scrape of its own /metrics, kept in the work dir
+METRICS_FILE = "metrics.txt"
 
 
 class DemoFailed(Exception):
@@ -142,6 +153,7 @@ class Run:
     zone: ZoneInfo
     interval: int
     password: str
+    admin_url: str = ""  # the read-only admin console; /metrics, /healthz, /readyz under it
     children: list[Child] = field(default_factory=list)
     latencies: list[Latency] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -228,6 +240,12 @@ def write_config(run: Run, google_url: str, ews_url: str, ca: Path) -> Path:
                 f'mailbox = "{USER}"',
                 f'google_token_file = "tokens/{USER}.json"',
                 f'exchange_password_env = "{PASSWORD_ENV}"',
+                # read-only (no password_hash): ids, counts and times, never an event's text;
+                # per-user series, as there is one user
+                "[admin]",
+                'listen_host = "127.0.0.1"',
+                "listen_port = 0",
+                "per_user_metrics = true",
                 "",
             ]
         )
@@ -236,7 +254,7 @@ def write_config(run: Run, google_url: str, ews_url: str, ca: Path) -> Path:
 
 
 def start_proxy(run: Run, config: Path, ews_ca: Path) -> tuple[str, Path]:
-    """(proxy URL, the mitmproxy CA clients must trust)."""
+    """(proxy URL, the mitmproxy CA clients must trust); `run.admin_url` set."""
     confdir = run.workdir / "mitmproxy"
     options = {
         "confdir": str(confdir),
@@ -255,6 +273,14 @@ def start_proxy(run: Run, config: Path, ews_ca: Path) -> tuple[str, Path]:
     match = proxy.wait_for(r"proxy listening at (127\.0\.0\.1:\d+)|error in script")
     if match.group(1) is None:
         raise DemoFailed(f"mitmdump could not load the addon (see {proxy.log_path})")
+    # the addon starts its admin server as it loads, before the proxy listens
+    try:
+        admin = proxy.wait_for(f"{ADMIN_LISTENING}|admin: cannot listen", timeout=5)
+    except DemoFailed:
+        admin = None
+    if admin is None or admin.group(1) is None:
+        raise DemoFailed(f"the addon serves no admin console (see {proxy.log_path})")
+    run.admin_url = admin.group(1)
     return f"http://{match.group(1)}", confdir / "mitmproxy-ca-cert.pem"
 
 
@@ -644,6 +670,224 @@ def latency_table(run: Run) -> Any:
     return table
 
 
+# --- its own /metrics ---------------------------------------------------------------------
+
+Families = dict[str, Any]  # family name -> prometheus_client.Metric
+_DIRECTIONS = {"exchange_to_google": "to Google", "google_to_exchange": "to Exchange"}
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    """(status, body) of a GET on the loopback, never through a proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:  # /readyz answers 503 with its checks
+        return exc.code, exc.read()
+
+
+def parse_metrics(text: str) -> Families:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def _samples(families: Families, name: str, suffix: str = "") -> Iterator[Any]:
+    family = families.get(name)
+    for sample in family.samples if family is not None else ():
+        if sample.name == name + suffix:
+            yield sample
+
+
+def _total(families: Families, name: str, suffix: str = "", **labels: str) -> float:
+    return float(
+        sum(s.value for s in _samples(families, name, suffix) if labels.items() <= s.labels.items())
+    )
+
+
+def _settled(families: Families) -> bool:
+    """Both sides' changes are counted and the outbox is empty: the scrape to show."""
+    counted = {
+        s.labels.get("direction")
+        for s in _samples(families, "calsync_change_latency_seconds", "_count")
+        if s.value > 0
+    }
+    return counted >= set(_DIRECTIONS) and _total(families, "calsync_outbox_depth") == 0
+
+
+def own_metrics(run: Run) -> tuple[str, Families]:
+    """The demo's scrape of its /metrics once both sides' changes are counted (a run is
+    counted at its end, a moment after its write is visible), at most SETTLE_TIMEOUT s."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        try:
+            status, body = _get(f"{run.admin_url}/metrics")
+        except OSError as exc:
+            raise DemoFailed(f"{run.admin_url}/metrics did not answer: {exc}") from None
+        if status != 200:
+            raise DemoFailed(f"{run.admin_url}/metrics answered {status}")
+        text = body.decode()
+        families = parse_metrics(text)
+        if _settled(families) or time.monotonic() >= deadline:
+            (run.workdir / METRICS_FILE).write_text(text)
+            return text, families
+        time.sleep(0.25)
+
+
+def _seconds(value: float) -> str:
+    return "+Inf" if value == float("inf") else f"{value:.3g} s"
+
+
+def _median(buckets: Iterable[Any]) -> str:
+    """The bucket a histogram's median falls in, from its cumulative `_bucket` samples:
+    what the scrape knows without guessing inside a bucket."""
+    ordered = sorted((float(s.labels["le"]), s.value) for s in buckets)
+    total = ordered[-1][1] if ordered else 0
+    for bound, count in ordered:
+        if total and count >= total / 2:
+            return f"median \u2264 {_seconds(bound)}"
+    return "no median"
+
+
+def _counts(pairs: Iterable[tuple[str, float]], empty: str = "none") -> str:
+    """'a 3, b 1' (counts of 0 left out; the largest first), or `empty`."""
+    ordered = sorted(((label, value) for label, value in pairs if value), key=lambda p: -p[1])
+    return ", ".join(f"{label} {value:g}" for label, value in ordered) or empty
+
+
+def _by(families: Families, name: str, label: str, suffix: str = "_total") -> str:
+    return _counts((s.labels[label], s.value) for s in _samples(families, name, suffix))
+
+
+def _latencies(families: Families) -> str:
+    """A line for each source and direction that carried a change."""
+    name = "calsync_change_latency_seconds"
+    lines = []
+    for count in _samples(families, name, "_count"):
+        if count.value:
+            key = (count.labels["source"], count.labels["direction"])
+            buckets = [
+                s
+                for s in _samples(families, name, "_bucket")
+                if (s.labels["source"], s.labels["direction"]) == key
+            ]
+            to = _DIRECTIONS.get(key[1], key[1])
+            lines.append(f"{key[0]} {to}: {count.value:g}, {_median(buckets)}")
+    return "\n".join(lines) or "none"
+
+
+def _requests(families: Families, name: str) -> str:
+    """A line for each status with its operations, the busiest first."""
+    by_status: dict[str, dict[str, float]] = {}
+    for s in _samples(families, name, "_total"):
+        by_status.setdefault(s.labels["status"], {})[s.labels["operation"]] = s.value
+    lines = [
+        f"{status} {sum(ops.values()):g}: {_counts(ops.items())}"
+        for status, ops in sorted(by_status.items(), key=lambda kv: -sum(kv[1].values()))
+    ]
+    return "\n".join(lines) or "none"
+
+
+def metric_rows(families: Families) -> list[tuple[str, str]]:
+    """(metric, what this run shows): every family the scrape has, in the README's order."""
+    total = functools.partial(_total, families)
+    connections = _by(families, "calsync_streaming_connections", "state", "")
+    users = [
+        (
+            s.labels["user"],
+            s.value,
+            total("calsync_user_outbox_quarantined", user=s.labels["user"]),
+            {
+                a.labels["side"]: a.value
+                for a in _samples(families, "calsync_user_last_sync_age_seconds")
+                if a.labels["user"] == s.labels["user"]
+            },
+        )
+        for s in _samples(families, "calsync_user_outbox_depth")
+    ]
+    rows = [
+        ("calsync_change_latency_seconds", _latencies(families)),
+        ("calsync_sync_runs_total", _by(families, "calsync_sync_runs", "outcome")),
+        (
+            "calsync_sync_run_duration_seconds",
+            f"{total('calsync_sync_run_duration_seconds', '_count'):g} runs, "
+            + _median(_samples(families, "calsync_sync_run_duration_seconds", "_bucket")),
+        ),
+        ("calsync_conflicts_total", _by(families, "calsync_conflicts", "winner")),
+        ("calsync_google_requests_total", _requests(families, "calsync_google_requests")),
+        ("calsync_ews_requests_total", _requests(families, "calsync_ews_requests")),
+        ("calsync_outbox_entries_total", _by(families, "calsync_outbox_entries", "result")),
+        ("calsync_notifications_total", _by(families, "calsync_notifications", "source")),
+        (
+            "calsync_notifications_held_total",
+            _by(families, "calsync_notifications_held", "source"),
+        ),
+        ("calsync_outbox_depth", f"{total('calsync_outbox_depth'):g}"),
+        ("calsync_outbox_oldest_age_seconds", _seconds(total("calsync_outbox_oldest_age_seconds"))),
+        ("calsync_outbox_quarantined", f"{total('calsync_outbox_quarantined'):g}"),
+        ("calsync_push_channels", f"{total('calsync_push_channels'):g}"),
+        ("calsync_streaming_subscriptions", f"{total('calsync_streaming_subscriptions'):g}"),
+        ("calsync_streaming_connections", connections),
+        (
+            "calsync_lease_holders",
+            _counts(
+                (
+                    (s.labels["holder"], s.value)
+                    for s in _samples(families, "calsync_lease_holders")
+                ),
+                "none (one node on SQLite: no leases)",
+            ),
+        ),
+        ("calsync_users", f"{total('calsync_users'):g}"),
+        ("calsync_users_paused", f"{total('calsync_users_paused'):g}"),
+        ("calsync_store_up", f"{total('calsync_store_up'):g}"),
+    ]
+    if users:  # [admin] per_user_metrics
+        rows += [
+            ("calsync_user_outbox_depth", ", ".join(f"{u} {d:g}" for u, d, _, _ in users)),
+            ("calsync_user_outbox_quarantined", ", ".join(f"{u} {q:g}" for u, _, q, _ in users)),
+            (
+                "calsync_user_last_sync_age_seconds",
+                "\n".join(
+                    f"{user}: "
+                    + (", ".join(f"{side} {age:.1f} s" for side, age in sorted(ages.items())))
+                    for user, _, _, ages in users
+                ),
+            ),
+        ]
+    return [
+        (name, value if name.removesuffix("_total") in families else "(not in the scrape)")
+        for name, value in rows
+    ]
+
+
+def readiness(run: Run) -> str:
+    """/readyz in a few words: ready, or which checks failed."""
+    try:
+        status, body = _get(f"{run.admin_url}/readyz")
+        checks = json.loads(body).get("checks", {})
+    except (OSError, ValueError) as exc:
+        return f"did not answer ({type(exc).__name__})"
+    failing = sorted(name for name, check in checks.items() if not check.get("ok"))
+    if status == 200 and not failing:
+        return f"ready ({', '.join(sorted(checks))})"
+    return f"not ready ({status}): {', '.join(failing)}"
+
+
+def metrics_table(run: Run, families: Families) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"calsync's own {run.admin_url}/metrics, once both sides agreed",
+        caption=f"/readyz: {readiness(run)}",
+    )
+    table.add_column("metric")
+    table.add_column("value")
+    for name, value in metric_rows(families):
+        table.add_row(name, value)
+    return table
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
@@ -726,6 +970,7 @@ def demo(args: argparse.Namespace) -> int:
             config = write_config(run, google_url, ews_url, ews_ca)
             err.print("calsync demo: starting mitmdump -s addon/calsync.py")
             proxy_url, proxy_ca = start_proxy(run, config, ews_ca)
+            err.print(f"calsync demo: admin console (read-only) at {run.admin_url}/ while it runs")
             err.print(f"calsync demo: mail client -> {proxy_url} (HTTPS) -> {ews_url}")
             account = exchange_account(run, ews_url, proxy_url, proxy_ca)
             service = google_service(google_url)
@@ -733,6 +978,8 @@ def demo(args: argparse.Namespace) -> int:
             out.print(compare(run, account, service, series))
             out.print(latency_table(run))
             account.protocol.close()
+            _, families = own_metrics(run)
+            out.print(metrics_table(run, families))
         except KeyboardInterrupt:
             err.print("calsync demo: interrupted; stopping what it started")
             return 130
