@@ -73,7 +73,7 @@ MITMDUMP = PYTHON.parent / "mitmdump"
 USER, PASSWORD = "alice@example.com", "secret"
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
-_ENVELOPE = (
+ENVELOPE = (
     '<?xml version="1.0" encoding="utf-8"?>'
     '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"'
     ' xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"'
@@ -81,14 +81,14 @@ _ENVELOPE = (
     '<s:Header><t:RequestServerVersion Version="Exchange2016"/></s:Header>'
     "<s:Body>{}</s:Body></s:Envelope>"
 )
-CREATE_ITEM = _ENVELOPE.format(
+CREATE_ITEM = ENVELOPE.format(
     '<m:CreateItem SendMeetingInvitations="SendToNone"><m:SavedItemFolderId>'
     '<t:DistinguishedFolderId Id="calendar"/></m:SavedItemFolderId><m:Items><t:CalendarItem>'
     '<t:Subject>Benchmark</t:Subject><t:Body BodyType="Text">Agenda: none</t:Body>'
     "<t:Start>2026-03-02T08:00:00Z</t:Start><t:End>2026-03-02T09:00:00Z</t:End>"
     "<t:Location>Room 4</t:Location></t:CalendarItem></m:Items></m:CreateItem>"
 ).encode()
-GET_INBOX = _ENVELOPE.format(
+GET_INBOX = ENVELOPE.format(
     "<m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>"
     '<m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>'
 ).encode()
@@ -185,14 +185,21 @@ STREAMING = {"on": "true", "off": "false"}
 
 
 def write_config(
-    work: Path, name: str, google_url: str, ews_url: str, streaming: str = "on"
+    work: Path,
+    name: str,
+    google_url: str,
+    ews_url: str,
+    streaming: str = "on",
+    *,
+    user: str = USER,
 ) -> Path:
+    """An addon's calsync.toml for one user (`user`, the stand-ins' password)."""
     token = work / f"{name}-token.json"
     token.write_text(
         json.dumps(
             {
-                "token": USER,
-                "refresh_token": f"refresh-{USER}",
+                "token": user,  # the Google stand-in's access token for a user is the address
+                "refresh_token": f"refresh-{user}",
                 "token_uri": f"{google_url}/token",
                 "client_id": "bench",
                 "client_secret": "bench",
@@ -214,7 +221,7 @@ def write_config(
                 f'ews_url = "{ews_url}"',
                 f"streaming = {STREAMING[streaming]}",
                 "[[users]]",
-                f'mailbox = "{USER}"',
+                f'mailbox = "{user}"',
                 f'google_token_file = "{token}"',
                 'exchange_password_env = "CALSYNC_BENCH_PASSWORD"',
             ]
