@@ -30,10 +30,12 @@ Printed per kind: bare mitmdump's CPU per request; mitmdump + addon per mirrored
 (split into mitmdump's process and the worker's); calsync's added CPU (addon minus bare)
 and its ratio to bare's, against the target 0.25 (issue 17).
 
-`--profile DIR`: afterwards one more addon pass (streaming on; dave) under py-spy
-(`py-spy record --subprocesses --nonblocking`, raw collapsed stacks in DIR), and a summary
-of where the worker's and mitmdump's CPU go: shares of the samples by library and by our
-own modules, and the top functions by own time. py-spy comes with the `test` extra.
+`--profile DIR`: afterwards one more addon pass (streaming on; dave) with its worker
+process under cProfile, timed by its main thread's CPU clock (`CALSYNC_PROFILE_DIR`,
+sync/sources/warmup.py; a sampling profiler on a loaded machine counts a thread waiting for
+a core where it was woken), the warm-up changes taken off; printed: the worker's CPU by
+library (inclusive) and the functions with most own time. cProfile's own cost inflates
+call-heavy code: the shares are what compare.
 
 Figures vary with the machine and what else runs; the ratios are what compare.
 """
@@ -44,17 +46,17 @@ import argparse
 import base64
 import http.client
 import os
+import pstats
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -66,6 +68,7 @@ from bench.proxy import ENVELOPE, PASSWORD, running, stand_in, write_config  # n
 from bench.streaming import cpu_s  # noqa: E402
 from emulators.google.server import GoogleCalendarServer  # noqa: E402
 from mapping.event import event_id_for  # noqa: E402
+from sync.sources.warmup import PROFILE_ENV  # noqa: E402
 from sync.state.sqlite import outbox_size  # noqa: E402
 from tests.e2e.processes import Mitmdump, children  # noqa: E402
 
@@ -288,7 +291,13 @@ def idle_rate(proxy: Proxy, seconds: float) -> float:
 
 @contextmanager
 def proxy_for(
-    work: Path, name: str, user: str, ews_url: str, google_url: str | None, streaming: str
+    work: Path,
+    name: str,
+    user: str,
+    ews_url: str,
+    google_url: str | None,
+    streaming: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Proxy]:
     ews = urlsplit(ews_url)
     options = {"mode": f"reverse:{ews.scheme}://{ews.netloc}/"}
@@ -303,7 +312,7 @@ def proxy_for(
         directory,
         addon=google_url is not None,
         options=options,
-        env={"CALSYNC_BENCH_PASSWORD": PASSWORD},
+        env={"CALSYNC_BENCH_PASSWORD": PASSWORD, **(env or {})},
         name=name,
     )
     node.start()
@@ -336,13 +345,14 @@ def measure(proxy: Proxy, watched: Watched | None, args: argparse.Namespace) -> 
 
 # --- the profile ------------------------------------------------------------------------------
 
-#: How the summary names a frame's file: the first rule that matches (a path fragment).
+#: How the summary names a function's file: the first rule that matches (a path fragment).
 _GROUPS = (
     ("googleapiclient/", "googleapiclient"),
     ("google_auth_httplib2", "google-auth"),
     ("google/auth/", "google-auth"),
     ("google/oauth2/", "google-auth"),
     ("httplib2/", "httplib2"),
+    ("http/client.py", "http.client"),
     ("exchangelib/", "exchangelib"),
     ("sqlite_utils/", "sqlite-utils"),
     ("cryptography/", "cryptography"),
@@ -360,78 +370,111 @@ _GROUPS = (
     ("json/", "json"),
     ("logging/", "logging"),
     ("asyncio/", "asyncio"),
+    ("{method 'execute' of 'sqlite3", "sqlite3 (C)"),
+    ("{method 'commit' of 'sqlite3", "sqlite3 (C)"),
+    ("socket", "sockets"),
 )
 
+Function = tuple[str, int, str]  # pstats' (file, line, name)
 
-def _group(frame: str) -> str:
+
+def _group(where: str) -> str:
     for fragment, name in _GROUPS:
-        if fragment in frame:
+        if fragment in where:
             return name
     return "other"
 
 
-def summarise(raw: Path, top: int = 12) -> None:
-    """Shares of py-spy's samples (raw collapsed stacks) per process: by library (a sample
-    counts once for each library on its stack: inclusive) and the functions with most
-    samples on top of the stack (own time)."""
-    inclusive: dict[str, Counter[str]] = {}
-    own: dict[str, Counter[str]] = {}
-    totals: Counter[str] = Counter()
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        frames = stack.split(";")
-        process = "worker" if "spawn_main" in stack else "mitmdump"
-        count = int(count_text)
-        totals[process] += count
-        for name in {_group(f) for f in frames[1:]}:
-            inclusive.setdefault(process, Counter())[name] += count
-        own.setdefault(process, Counter())[frames[-1]] += count
-    for process in ("worker", "mitmdump"):
-        total = totals[process]
-        if not total:
-            continue
-        print(f"\n  {process}: {total} samples; by library (inclusive, % of samples)")
-        for name, count in inclusive[process].most_common(top):
-            print(f"    {100 * count / total:5.1f}  {name}")
-        print(f"  {process}: top functions by own samples")
-        for name, count in own[process].most_common(top):
-            print(f"    {100 * count / total:5.1f}  {name[:110]}")
+def _where(function: Function) -> str:
+    path, line, name = function
+    return f"{name} ({path}:{line})" if path != "~" else name
+
+
+def summarise(paths: list[Path], events: int, top: int = 14) -> None:
+    """The worker's CPU (cProfile on its main thread's CPU clock) per event: by library,
+    inclusive (the time of the library's functions called from outside it), and the
+    functions with most own time."""
+    stats = pstats.Stats(*(str(p) for p in paths))
+    table = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in table.values())
+    by_group: Counter[str] = Counter()
+    for function, (_, _, _, _, callers) in table.items():
+        group = _group(_where(function))
+        for caller, timing in callers.items():
+            if _group(_where(caller)) != group:
+                by_group[group] += timing[3]
+    print(
+        f"\n  worker: {total * 1000 / events:.2f} ms of CPU an event under cProfile "
+        f"({events} events); by library, inclusive (% of the worker's CPU)"
+    )
+    for group, seconds in by_group.most_common(top):
+        print(f"    {100 * seconds / total:5.1f}  {group}")
+    print("  worker: top functions by own time (%)")
+    own = sorted(table.items(), key=lambda item: item[1][2], reverse=True)
+    for function, entry in own[:top]:
+        print(f"    {100 * entry[2] / total:5.1f}  {_where(function)[:110]}")
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes under `pid` (not multiprocessing's resource tracker)."""
+    found = []
+    for child in _descendants(pid):
+        with suppress(OSError):
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command:
+                found.append(child)
+    return found
 
 
 def profile(args: argparse.Namespace, work: Path, ews_url: str, watched: Watched) -> None:
-    spy = PYTHON.parent / "py-spy"
-    directory = Path(args.profile)
+    """One more addon pass (streaming on) with its worker profiled (sync/sources/warmup.py:
+    `CALSYNC_PROFILE_DIR`); the profile written on SIGUSR1, then summarised."""
+    directory = Path(args.profile).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    raw = directory / "addon.txt"
-    with proxy_for(work, "profiled", PROFILED, ews_url, watched.google.url, "on") as proxy:
+    for old in directory.glob("worker-*.prof"):
+        old.unlink()
+    env = {PROFILE_ENV: str(directory)}
+    with proxy_for(work, "profiled", PROFILED, ews_url, watched.google.url, "on", env) as proxy:
         run_kinds(proxy, watched, series=False, count=args.warm, tag="warm")
-        recorder = subprocess.Popen(
-            [
-                str(spy),
-                "record",
-                "--pid",
-                str(proxy.pid),
-                "--subprocesses",
-                "--nonblocking",
-                "--rate",
-                str(args.rate),
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(1.0)  # py-spy attached
+        workers = _workers(proxy.pid)
+        for pid in workers:  # from here on
+            os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        firsts = {p: pstats.Stats(str(directory / f"worker-{p}.prof")) for p in workers}
         for series in (False, True):
             run_kinds(proxy, watched, series=series, count=args.events, tag="profiled")
-        recorder.send_signal(signal.SIGINT)
-        recorder.wait(timeout=60)
-    print(f"\nprofile: py-spy, {args.rate}/s, the addon pass of every kind (streaming on): {raw}")
-    summarise(raw)
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.5)
+    paths = []
+    for pid, first in firsts.items():
+        # what the warm-up pass cost taken off: a profile of the counted changes alone
+        last = pstats.Stats(str(directory / f"worker-{pid}.prof"))
+        table = last.stats  # type: ignore[attr-defined]
+        for function, entry in first.stats.items():  # type: ignore[attr-defined]
+            if function in table:
+                table[function] = _minus(table[function], entry)
+        path = directory / f"counted-{pid}.prof"
+        last.dump_stats(str(path))
+        paths.append(path)
+    print(f"\nprofile: cProfile in the worker, the addon pass of every kind: {directory}")
+    summarise(paths, 6 * args.events)
+
+
+def _minus(after: tuple, before: tuple) -> tuple:  # type: ignore[type-arg]
+    """A pstats entry less an earlier one of the same function."""
+    cc, nc, tt, ct, callers = after
+    old_callers = before[4]
+    return (
+        cc - before[0],
+        nc - before[1],
+        tt - before[2],
+        ct - before[3],
+        {
+            k: tuple(a - b for a, b in zip(v, old_callers.get(k, (0, 0, 0, 0)), strict=True))
+            for k, v in callers.items()
+        },
+    )
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -475,8 +518,10 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100, help="changes of each kind counted")
     parser.add_argument("--warm", type=int, default=5, help="changes of each kind first, uncounted")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle measured")
-    parser.add_argument("--profile", help="also profile an addon pass with py-spy, into DIR")
-    parser.add_argument("--rate", type=int, default=250, help="py-spy samples a second")
+    parser.add_argument("--profile", help="also profile an addon pass's worker, into DIR")
+    parser.add_argument(
+        "--no-measure", action="store_true", help="with --profile: the profiled pass alone"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calsync-bench-cpu-"))
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start")
@@ -488,18 +533,8 @@ def main() -> int:
             GoogleCalendarServer(port=0, users=list(USERS[1:])) as google,
         ):
             watched = Watched(google)
-            with proxy_for(work, "bare", BARE, ews_url, None, "on") as proxy:
-                bare = measure(proxy, None, args)
-            addons: dict[str, Results] = {}
-            idle: dict[str, float] = {}
-            for name, user, streaming in (
-                ("streaming", STREAMING, "on"),
-                ("polling", POLLING, "off"),
-            ):
-                with proxy_for(work, name, user, ews_url, google.url, streaming) as proxy:
-                    idle[name] = idle_rate(proxy, args.idle)
-                    addons[name] = measure(proxy, watched, args)
-            report(bare, addons, idle)
+            if not args.no_measure:
+                compare(args, work, ews_url, watched)
             if args.profile:
                 profile(args, work, ews_url, watched)
     finally:
@@ -509,6 +544,19 @@ def main() -> int:
             print(work)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
+
+
+def compare(args: argparse.Namespace, work: Path, ews_url: str, watched: Watched) -> None:
+    """Bare, then the addon with streaming on and off, each measured; the table."""
+    with proxy_for(work, "bare", BARE, ews_url, None, "on") as proxy:
+        bare = measure(proxy, None, args)
+    addons: dict[str, Results] = {}
+    idle: dict[str, float] = {}
+    for name, user, streaming in (("streaming", STREAMING, "on"), ("polling", POLLING, "off")):
+        with proxy_for(work, name, user, ews_url, watched.google.url, streaming) as proxy:
+            idle[name] = idle_rate(proxy, args.idle)
+            addons[name] = measure(proxy, watched, args)
+    report(bare, addons, idle)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,20 @@ It runs in a thread of its own and nothing waits for it: a change due meanwhile 
 same clients (`Clients` makes each once; one call at a time per client). Google down, a
 token refused or a credential missing costs one log line, never the worker: that user's
 first change meets the same error and is retried as usual.
+
+`CALSYNC_PROFILE_DIR` (bench/cpu.py sets it) profiles the thread that warms up, a worker
+process's main thread, where its changes are applied: cProfile counting that thread's CPU
+time, written to DIR/worker-PID.prof on SIGUSR1 and at exit.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
@@ -62,13 +68,42 @@ SAMPLE_REQUEST = (
 )
 
 
+#: a directory for the CPU profile of the thread that calls `warm_up` (bench/cpu.py)
+PROFILE_ENV = "CALSYNC_PROFILE_DIR"
+
+
 def warm_up(config: Config, clients: Clients) -> threading.Thread:
     """Start warming `clients` up for `config`'s users; the thread (a daemon) is returned."""
+    profile_if_asked()
     thread = threading.Thread(
         target=warm_clients, args=(config, clients), name="calsync-warm-up", daemon=True
     )
     thread.start()
     return thread
+
+
+def profile_if_asked() -> None:
+    """With `PROFILE_ENV` set, profile this thread's CPU from now on (cProfile, timed by
+    the thread's own CPU clock: a change waiting for a core costs nothing), written to
+    `worker-PID.prof` there on SIGUSR1 and at exit. Only from the main thread (signals)."""
+    directory = os.environ.get(PROFILE_ENV)
+    if not directory or threading.current_thread() is not threading.main_thread():
+        return
+    import atexit
+    import cProfile
+    import signal
+
+    profiler = cProfile.Profile(time.thread_time)
+    path = Path(directory) / f"worker-{os.getpid()}.prof"
+
+    def dump(*_: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(path)
+        profiler.enable()
+
+    signal.signal(signal.SIGUSR1, dump)
+    atexit.register(dump)
+    profiler.enable()
 
 
 def _map_sample() -> None:

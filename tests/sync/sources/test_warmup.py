@@ -154,3 +154,40 @@ def test_the_first_change_after_the_warm_up_imports_nothing(
     assert outcome["done"], ran.stderr[-2000:]
     assert outcome["imported"] == []
     assert event_id_for(item) in google.state.calendars[ALICE].events
+
+
+# --- the profile bench/cpu.py asks for ---------------------------------------------------------
+
+_PROFILED = """
+import os, signal, sys
+from sync.sources.warmup import profile_if_asked
+
+def spend():
+    return sum(i * i for i in range(200_000))
+
+profile_if_asked()
+spend()
+if signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL:  # (the default would end it)
+    os.kill(os.getpid(), signal.SIGUSR1)
+print(os.getpid())
+"""
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_the_worker_profiles_its_cpu_when_asked(tmp_path: Path, asked: bool) -> None:
+    """With CALSYNC_PROFILE_DIR, the thread that warms up is profiled (its own CPU clock)
+    and the profile written on SIGUSR1; without it, nothing is."""
+    import os
+    import pstats
+
+    env = {k: v for k, v in os.environ.items() if k != "CALSYNC_PROFILE_DIR"}
+    if asked:
+        env["CALSYNC_PROFILE_DIR"] = str(tmp_path)
+    pid = subprocess.run(
+        [sys.executable, "-c", _PROFILED], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    written = tmp_path / f"worker-{pid}.prof"
+    assert written.exists() == asked
+    if asked:
+        functions = {name for _, _, name in pstats.Stats(str(written)).stats}  # type: ignore[attr-defined]
+        assert "spend" in functions
