@@ -433,14 +433,10 @@ class FastPath:
     ) -> MappedItem:
         from mapping.event import content_hash
 
+        digest = content_hash(snapshot)
         # the two-way job must know this version for ours when Google's feed returns it
         self.store.journal(
-            notice.mailbox,
-            "google",
-            event_id,
-            result.get("etag"),
-            content_hash(snapshot),
-            now=self.clock(),
+            notice.mailbox, "google", event_id, result.get("etag"), digest, now=self.clock()
         )
         return MappedItem(
             mailbox=notice.mailbox,
@@ -448,6 +444,6 @@ class FastPath:
             google_event_id=event_id,
             ews_change_key=notice.version or (previous.ews_change_key if previous else None),
             google_etag=result.get("etag"),
-            content_hash=content_hash(snapshot),
+            content_hash=digest,
             snapshot=snapshot,
         )
