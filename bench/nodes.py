@@ -27,7 +27,8 @@ environment, and its worker process (the default `calsync_worker_processes=1`).
     event (utime+stime from /proc) of the nodes (mitmdump and its worker) and of the
     server's backends; and GetItems per mirrored event (the EWS stand-in's log): a worker
     that writes an entry another node recorded reads the item from Exchange, the request's
-    bytes being in that node's memory only.
+    bytes being in that node's memory only. A node records its entries held for its own
+    worker (sync/sources/outbox.py HOLD_S), so this stays near 0 while every node keeps up.
 
 (b) Takeover after a SIGKILL: three nodes as deployed ([store] lease_s = `--lease-s`, the
     two-way job every 60 s, EWS streaming notifications on). `--kills` times: a change

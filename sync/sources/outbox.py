@@ -21,7 +21,9 @@ a Google write in a thread (google-api-python-client blocks):
   user's queue goes on.
 
 Per-item order is kept (the store hands out one entry per item, the oldest); users are
-drained concurrently.
+drained concurrently. On a store several nodes share, the proxy records each entry held for
+its own node's worker (`claims_as`) for `HOLD_S`: that worker has the request's bytes, any
+other would read the item from Exchange. Past the hold, any node's worker takes it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ HOT_LIMIT = 10_000
 #: node held is handed to another this long after (claims are not renewed; one entry's
 #: writes take well under a second). 30 s leases: 60 s claims.
 CLAIM_LEASES = 2.0
+#: How long an entry the proxy recorded on a shared store waits for this node's worker
+#: before any node's may take it: the request's bytes are in this node's memory only
+#: (`note`), so another node's worker would read the item from Exchange. A dead, stalled
+#: or overloaded node's entries pass to the others this long after they were recorded.
+HOLD_S = 2.0
 
 
 class Mirror:
@@ -125,7 +132,7 @@ class Mirror:
             except Exception as exc:  # never let the worker die: log, wait, go on
                 log.error("calsync worker error: %s: %s", type(exc).__name__, exc)
             # every store call off the event loop: the store may be locked for a while
-            due = await asyncio.to_thread(self.store.next_due)
+            due = await asyncio.to_thread(self.store.next_due, self.claims_as)
             timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
             if not handled and due is not None and timeout == 0:
                 timeout = 1.0  # due, yet not taken (the user is paused): no busy loop
@@ -147,13 +154,20 @@ class Mirror:
             await asyncio.gather(*(self._drain_user(batch) for batch in by_user.values()))
             handled += len(entries)
 
+    @property
+    def claims_as(self) -> str | None:
+        """Who this worker is in a shared store's claims (the proxy holds the entries it
+        records for it); None when it drains one node's store alone (`ready`)."""
+        return self.holder if self.store.shared else None
+
     def _take(self, now: float) -> list[OutboxEntry]:
         """The entries due now. A store other nodes drain too hands them out under a claim
         of this worker's own, which runs out if the worker dies (another node then takes
-        them); a store this node owns alone gives back what an earlier run left claimed."""
-        if self.store.shared:
-            return self.store.claim(now, self.holder, CLAIM_LEASES * self.config.store_lease_s)
-        return self.store.ready(now)
+        them), the entries this node recorded first; a store this node owns alone gives
+        back what an earlier run left claimed."""
+        if self.claims_as is None:
+            return self.store.ready(now)
+        return self.store.claim(now, self.claims_as, CLAIM_LEASES * self.config.store_lease_s)
 
     async def _drain_user(self, entries: list[OutboxEntry]) -> None:
         for entry in entries:

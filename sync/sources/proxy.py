@@ -41,7 +41,7 @@ from sync.core.routing import (
     item_ids_named,
     may_matter,
 )
-from sync.sources.outbox import Mirror
+from sync.sources.outbox import HOLD_S, Mirror
 from sync.store import Store
 
 log = logging.getLogger("calsync.proxy")
@@ -269,9 +269,12 @@ class Observer:
                 uow.learned.learn_folders(user.mailbox, decision.folders)
                 # only calendar items are remembered: anything unknown is not one
                 uow.learned.learn_items(user.mailbox, calendar_items, decision.masters)
+                # on a shared store, held for this node's worker, which has the request
                 ids = uow.outbox.enqueue_many(
                     [(user.mailbox, i.item_id, i.op, i.change_key) for i in intents],
                     now=self.clock(),
+                    held_for=self.mirror.claims_as,
+                    hold_s=HOLD_S,
                 )
                 # noted before the commit: a draining worker may take an entry the moment
                 # it is committed, and without its request it reads the item from Exchange

@@ -47,6 +47,13 @@ def new_holder() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
+def hold_name(holder: str) -> str:
+    """The claim under which entries wait for `holder` (`Outbox.enqueue_many`'s
+    `held_for`): a name of its own, so that what `holder` is at work on (claimed under
+    `holder`) is never handed to it twice."""
+    return f"{holder}/recorded"
+
+
 class StaleLease(StoreError):
     """A write made under a user's lease after it passed to another node: refused."""
 
@@ -227,16 +234,27 @@ class Outbox(Protocol):
     ) -> int: ...
 
     def enqueue_many(
-        self, entries: Sequence[tuple[str, str, str, str | None]], *, now: float
+        self,
+        entries: Sequence[tuple[str, str, str, str | None]],
+        *,
+        now: float,
+        held_for: str | None = None,
+        hold_s: float = 0.0,
     ) -> list[int]:
-        """(mailbox, ews item id, op, change key) each; ids in the same order."""
+        """(mailbox, ews item id, op, change key) each; ids in the same order.
+
+        `held_for`: the holder whose `claim` should take these entries (the node that
+        recorded them has what they need in memory). They wait for it alone for `hold_s`
+        seconds, then any claimer may take them (that node is dead, stalled or behind)."""
         ...
 
     def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
-        """Due pending entries for `holder` to work on for `lease_s` seconds, oldest first:
-        at most one per item, never one behind an older pending entry of its item, never
-        one under a live claim. `complete`, `retry_later` and `release` end the claim; a
-        claim not ended in time is handed out again (its holder is presumed dead)."""
+        """Due pending entries for `holder` to work on for `lease_s` seconds, oldest first
+        (those held for `holder`, by enqueue_many's `held_for`, taken first, held or past
+        the hold): at most one per item, never one behind an older pending entry of its
+        item, never one under a live claim or hold but a hold for `holder`.
+        `complete`, `retry_later` and `release` end the claim; a claim or hold not ended
+        in time is handed out again (its holder is presumed dead)."""
         ...
 
     def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
@@ -252,8 +270,9 @@ class Outbox(Protocol):
         """End the claim without an attempt: the entry is due again at once."""
         ...
 
-    def next_due(self) -> float | None:
-        """When `claim` may next hand something out (None: the outbox is empty)."""
+    def next_due(self, holder: str | None = None) -> float | None:
+        """When `claim` may next hand something out (None: the outbox is empty); to
+        `holder`: entries held for it are due without waiting for their hold."""
         ...
 
     def entry(self, entry_id: int) -> OutboxEntry | None: ...

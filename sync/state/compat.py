@@ -129,9 +129,14 @@ class Store:
         )
 
     def enqueue_many(
-        self, entries: list[tuple[str, str, str, str | None]], *, now: float
+        self,
+        entries: list[tuple[str, str, str, str | None]],
+        *,
+        now: float,
+        held_for: str | None = None,
+        hold_s: float = 0.0,
     ) -> list[int]:
-        return self.state.outbox.enqueue_many(entries, now=now)
+        return self.state.outbox.enqueue_many(entries, now=now, held_for=held_for, hold_s=hold_s)
 
     def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
         return self.state.outbox.ready(now, limit)
@@ -151,8 +156,12 @@ class Store:
     def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
         return self.state.outbox.claim(now, holder, lease_s, limit)
 
-    def next_due(self) -> float | None:
-        return self.state.outbox.next_ready()
+    def next_due(self, holder: str | None = None) -> float | None:
+        """When this node's worker may next take something: `ready`'s, or, given the
+        holder it claims as, `claim`'s."""
+        if holder is None:
+            return self.state.outbox.next_ready()
+        return self.state.outbox.next_due(holder)
 
     def entry(self, entry_id: int) -> OutboxEntry | None:
         return self.state.outbox.entry(entry_id)

@@ -18,7 +18,9 @@ node at a time (an advisory lock). Every statement is here.
   each item's oldest pending entry to one claimer; concurrent claimers skip what another is
   taking. Ids are in commit order per item (an enqueue holds a lock on its item until its
   transaction ends), so an older entry committed late is never overtaken. A claim ends by
-  time: a node that dies holding one loses it when `claim_until` passes.
+  time: a node that dies holding one loses it when `claim_until` passes. An entry can be
+  recorded already held for one claimer (`held_for`, under `hold_name(holder)`): that
+  claimer takes it at once, the others once the hold's `claim_until` passes.
 - **Leases**: one row per mailbox, taken in one `INSERT ... ON CONFLICT DO UPDATE ... WHERE`;
   the fence grows with every new holder. A holder that calls `renew` inside a unit before
   writing has its writes fenced: the renewal refuses a stale holder, and the row lock it
@@ -55,6 +57,7 @@ from sync.state.base import (
     StoreError,
     SyncRun,
     WatchChannel,
+    hold_name,
 )
 from sync.state.rows import (
     CHANNEL_COLUMNS,
@@ -593,8 +596,8 @@ _ENQUEUE = (
     "WITH item AS (SELECT pg_advisory_xact_lock("
     "hashtextextended('calsync item ' || %(mailbox)s || ' ' || %(item)s, 0)))"
     " INSERT INTO outbox (mailbox, ews_item_id, op, change_key, payload, next_attempt_at,"
-    " created_at) SELECT %(mailbox)s, %(item)s, %(op)s, %(change_key)s, %(payload)s,"
-    " %(now)s, %(now)s FROM item RETURNING id"
+    " created_at, claimed_by, claim_until) SELECT %(mailbox)s, %(item)s, %(op)s,"
+    " %(change_key)s, %(payload)s, %(now)s, %(now)s, %(held)s, %(until)s FROM item RETURNING id"
 )
 #: An item's oldest pending entry (the only one of the item that may be handed out).
 _HEAD = (
@@ -604,11 +607,14 @@ _HEAD = (
 _RETURNING_ENTRY = ", ".join(f"outbox.{c}" for c in ENTRY_COLUMNS.split(", "))
 #: Rows another claimer is taking are skipped, not waited for; a row claimed and committed
 #: since this statement's snapshot is checked again once locked (its claim is then live).
+#: `own`: a claim that does not hold this claimer back, and is taken first: entries held for
+#: it (`claim`), or a lone drainer's own earlier claims (`ready`).
 _CLAIM = (
     f"UPDATE outbox SET claimed_by = %(holder)s, claim_until = %(until)s"  # noqa: S608 - constants
     f" FROM (SELECT o.id FROM outbox o WHERE {_HEAD} AND o.next_attempt_at <= %(now)s"
     " AND (o.claim_until IS NULL OR o.claim_until <= %(now)s OR o.claimed_by = %(own)s::text)"
-    " ORDER BY o.id LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED) AS picked"
+    " ORDER BY o.claimed_by IS NOT DISTINCT FROM %(own)s::text DESC, o.id"
+    " LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED) AS picked"
     f" WHERE outbox.id = picked.id RETURNING {_RETURNING_ENTRY}"
 )
 
@@ -636,6 +642,8 @@ class PostgresOutbox:
                 "change_key": change_key,
                 "payload": self._db.sealer.seal_optional(payload),
                 "now": now,
+                "held": None,
+                "until": None,
             },
             mailbox=mailbox,
         )
@@ -643,12 +651,19 @@ class PostgresOutbox:
         return int(row[0])
 
     def enqueue_many(
-        self, entries: Sequence[tuple[str, str, str, str | None]], *, now: float
+        self,
+        entries: Sequence[tuple[str, str, str, str | None]],
+        *,
+        now: float,
+        held_for: str | None = None,
+        hold_s: float = 0.0,
     ) -> list[int]:
         if not entries:
             return []
+        held, until = (None, None) if held_for is None else (hold_name(held_for), now + hold_s)
         params = [
             {"mailbox": m, "item": i, "op": op, "change_key": ck, "payload": None, "now": now}
+            | {"held": held, "until": until}
             for m, i, op, ck in entries
         ]
         with self._db.write() as conn:
@@ -661,14 +676,14 @@ class PostgresOutbox:
         return [int(row[0]) for row in rows if row is not None]
 
     def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
-        return self._claim(now, holder, lease_s, limit, own=None)
+        return self._claim(now, holder, lease_s, limit, own=hold_name(holder))
 
     def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
         """`claim` for one process draining alone (sqlite.py's `ready`)."""
         return self._claim(now, LOCAL_HOLDER, LOCAL_LEASE_S, limit, own=LOCAL_HOLDER)
 
     def _claim(
-        self, now: float, holder: str, lease_s: float, limit: int, own: str | None
+        self, now: float, holder: str, lease_s: float, limit: int, own: str
     ) -> list[OutboxEntry]:
         rows = self._db.rows(
             _CLAIM,
@@ -681,8 +696,8 @@ class PostgresOutbox:
             "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE id = %s", [entry_id]
         )
 
-    def next_due(self) -> float | None:
-        return self._next_due(None)
+    def next_due(self, holder: str | None = None) -> float | None:
+        return self._next_due(None if holder is None else hold_name(holder))
 
     def next_ready(self) -> float | None:
         """When `ready` may next hand something out (its own claims do not hold it back)."""

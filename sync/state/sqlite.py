@@ -47,6 +47,7 @@ from sync.state.base import (
     StoreError,
     SyncRun,
     WatchChannel,
+    hold_name,
 )
 from sync.state.rows import (
     CHANNEL_COLUMNS,
@@ -465,18 +466,20 @@ class SqliteIdMap:
 
 _ENQUEUE = (
     "INSERT INTO outbox (mailbox, ews_item_id, op, change_key, payload, attempts,"
-    " next_attempt_at, last_error, state, created_at)"
-    " VALUES (?, ?, ?, ?, ?, 0, ?, NULL, 'pending', ?)"
+    " next_attempt_at, last_error, state, created_at, claimed_by, claim_until)"
+    " VALUES (?, ?, ?, ?, ?, 0, ?, NULL, 'pending', ?, ?, ?)"
 )
 #: An item's oldest pending entry (the only one of the item that may be handed out).
 _HEAD = (
     "o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
     " AND p.mailbox = o.mailbox AND p.ews_item_id = o.ews_item_id AND p.id < o.id)"
 )
+#: Due heads under no live claim, or under `:own`'s: entries held for this claimer (`claim`),
+#: or a lone drainer's own earlier claims (`ready`); those first, then the oldest.
 _CLAIMABLE = (
     f"SELECT {ENTRY_COLUMNS} FROM outbox o WHERE {_HEAD} AND o.next_attempt_at <= :now"  # noqa: S608 - constants
     " AND (o.claim_until IS NULL OR o.claim_until <= :now OR o.claimed_by = :own)"
-    " ORDER BY o.id LIMIT :limit"
+    " ORDER BY o.claimed_by IS :own DESC, o.id LIMIT :limit"
 )
 
 
@@ -497,29 +500,35 @@ class SqliteOutbox:
         sealed = self._db.sealer.seal_optional(payload)
         with self._db.write() as conn:
             cursor = conn.execute(
-                _ENQUEUE, (mailbox, ews_item_id, op, change_key, sealed, now, now)
+                _ENQUEUE, (mailbox, ews_item_id, op, change_key, sealed, now, now, None, None)
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     def enqueue_many(
-        self, entries: Sequence[tuple[str, str, str, str | None]], *, now: float
+        self,
+        entries: Sequence[tuple[str, str, str, str | None]],
+        *,
+        now: float,
+        held_for: str | None = None,
+        hold_s: float = 0.0,
     ) -> list[int]:
         ids: list[int] = []
         if not entries:
             return ids
+        hold = (None, None) if held_for is None else (hold_name(held_for), now + hold_s)
         # no savepoint inside a unit: an insert fails only when the whole transaction does
         with self._db.write() as conn:
             for mailbox, ews_item_id, op, change_key in entries:
                 cursor = conn.execute(
-                    _ENQUEUE, (mailbox, ews_item_id, op, change_key, None, now, now)
+                    _ENQUEUE, (mailbox, ews_item_id, op, change_key, None, now, now, *hold)
                 )
                 assert cursor.lastrowid is not None
                 ids.append(cursor.lastrowid)
         return ids
 
     def claim(self, now: float, holder: str, lease_s: float, limit: int = 50) -> list[OutboxEntry]:
-        return self._claim(now, holder, lease_s, limit, own=None)
+        return self._claim(now, holder, lease_s, limit, own=hold_name(holder))
 
     def ready(self, now: float, limit: int = 50) -> list[OutboxEntry]:
         """`claim` for one process draining alone (today's worker): it takes the claims of
@@ -528,12 +537,13 @@ class SqliteOutbox:
         return self._claim(now, LOCAL_HOLDER, LOCAL_LEASE_S, limit, own=LOCAL_HOLDER)
 
     def _claim(
-        self, now: float, holder: str, lease_s: float, limit: int, own: str | None
+        self, now: float, holder: str, lease_s: float, limit: int, own: str
     ) -> list[OutboxEntry]:
         until = now + lease_s
         with self._db.unit():
             conn = self._db.conn
             rows = conn.execute(_CLAIMABLE, {"now": now, "own": own, "limit": limit}).fetchall()
+            rows.sort(key=lambda row: int(row[0]))  # oldest first, as handed out
             conn.executemany(
                 "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id = ?",
                 [(holder, until, row[0]) for row in rows],
@@ -546,8 +556,8 @@ class SqliteOutbox:
                 "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE id = ?", [entry_id]
             )
 
-    def next_due(self) -> float | None:
-        return self._next_due(None)
+    def next_due(self, holder: str | None = None) -> float | None:
+        return self._next_due(None if holder is None else hold_name(holder))
 
     def next_ready(self) -> float | None:
         """When `ready` may next hand something out (its own claims do not hold it back)."""

@@ -342,15 +342,23 @@ def test_claimers_at_the_same_instant_share_no_item_and_skip_no_entry(
     state_impl: Backing,
 ) -> None:
     """Four connections claim at once, again and again: every item's oldest entry goes to
-    exactly one of them, and nothing behind it goes to anyone."""
+    exactly one of them, and nothing behind it goes to anyone; one held for a claimer
+    goes to it while the hold lasts (a third of the items each: held for nobody, held,
+    held past its hold)."""
     setup = state_impl.open()
     claimers = [state_impl.open() for _ in range(4)]
     for round_ in range(5):
         entries = [
-            setup.outbox.enqueue_many([(A, f"R{round_}I{i}", "update", None)] * 3, now=0.0)
+            setup.outbox.enqueue_many(
+                [(A, f"R{round_}I{i}", "update", None)] * 3,
+                now=0.0,
+                held_for=None if i % 3 == 0 else f"w{i % 4}",
+                hold_s=10.0 if i % 3 == 1 else 0.5,
+            )
             for i in range(12)
         ]
         heads = [ids[0] for ids in entries]
+        held = {ids[0]: i % 4 for i, ids in enumerate(entries) if i % 3 == 1}
         start = threading.Barrier(len(claimers))
         got: dict[int, list[int]] = {}
 
@@ -370,6 +378,7 @@ def test_claimers_at_the_same_instant_share_no_item_and_skip_no_entry(
         claimed = [i for ids in got.values() for i in ids]
         assert len(got) == len(claimers)
         assert sorted(claimed) == heads  # each head once, nothing behind a head
+        assert {i: n for n, ids in got.items() for i in ids if i in held} == held
         for entry_id in (i for ids in entries for i in ids):
             setup.outbox.complete(entry_id)
 
@@ -387,6 +396,86 @@ def test_a_dead_workers_claim_runs_out_and_passes_on(state_impl: Backing) -> Non
     assert (again.id, again.claimed_by, again.attempts) == (entry, "alive", 0)
     alive.outbox.complete(entry)
     assert [e.id for e in alive.outbox.claim(11.0, "alive", 10.0)] == [behind]
+
+
+# --- entries held for the node that recorded them ------------------------------------------
+# (enqueue_many's `held_for`: that node's worker has the request's bytes in memory)
+
+
+def test_held_entries_wait_for_their_recorder_alone_until_the_hold_lapses(state: State) -> None:
+    held = state.outbox.enqueue_many(
+        [(A, "I1", "upsert", None), (A, "I2", "upsert", None)], now=1.0, held_for="n1", hold_s=2.0
+    )
+    free = state.outbox.enqueue(A, "I3", "upsert", now=1.0)
+    # another claimer takes only what is held for nobody, and is due again when the hold ends
+    assert [e.id for e in state.outbox.claim(1.5, "n2", 60.0)] == [free]
+    assert state.outbox.next_due("n2") == 3.0 and state.outbox.next_due() == 3.0
+    assert state.outbox.claim(2.9, "n2", 60.0) == []
+    # the recorder's worker: due at once, taken under its own name, never handed it twice
+    assert state.outbox.next_due("n1") == 1.0
+    claimed = state.outbox.claim(1.5, "n1", 60.0)
+    assert [(e.id, e.claimed_by, e.claim_until) for e in claimed] == [
+        (held[0], "n1", 61.5),
+        (held[1], "n1", 61.5),
+    ]
+    assert state.outbox.claim(1.6, "n1", 60.0) == []
+    # from then on its claim holds them, for everyone, past the hold too
+    assert state.outbox.claim(5.0, "n2", 60.0) == [] and state.outbox.claim(5.0, "n1", 60.0) == []
+    assert state.outbox.next_due("n1") == 61.5 and state.outbox.next_due("n2") == 61.5
+
+
+def test_a_recorder_takes_its_own_first_and_shares_them_once_the_hold_lapses(state: State) -> None:
+    free = state.outbox.enqueue(A, "I0", "upsert", now=0.5)  # older, held for nobody
+    first, second = state.outbox.enqueue_many(
+        [(A, "I1", "upsert", None), (A, "I2", "upsert", None)], now=1.0, held_for="n1", hold_s=2.0
+    )
+    # n1's worker was busy for longer than the hold: its own entries still come first to it
+    assert [e.id for e in state.outbox.claim(4.0, "n1", 60.0, limit=1)] == [first]
+    # another claimer takes the oldest, whoever recorded them
+    assert [e.id for e in state.outbox.claim(4.0, "n2", 60.0, limit=2)] == [free, second]
+
+
+def test_a_dead_recorders_entries_pass_on_after_the_hold_in_item_order(
+    state_impl: Backing,
+) -> None:
+    dead = state_impl.open()
+    older, newer = dead.outbox.enqueue_many(
+        [(A, "ITEM", "upsert", None), (A, "ITEM", "update", None)],
+        now=1.0,
+        held_for="dead",
+        hold_s=2.0,
+    )
+    dead.close()  # its process is gone: its worker never claims them
+    alive = state_impl.open()
+    assert alive.outbox.claim(2.9, "alive", 60.0) == []
+    assert alive.outbox.next_due("alive") == 3.0
+    (taken,) = alive.outbox.claim(3.0, "alive", 60.0)  # the oldest alone
+    assert (taken.id, taken.claimed_by, taken.claim_until, taken.attempts) == (
+        older,
+        "alive",
+        63.0,
+        0,
+    )
+    alive.outbox.complete(older)
+    assert [e.id for e in alive.outbox.claim(3.0, "alive", 60.0)] == [newer]
+
+
+def test_an_items_changes_recorded_on_two_nodes_go_in_order_one_claim_at_a_time(
+    state: State,
+) -> None:
+    (older,) = state.outbox.enqueue_many(
+        [(A, "ITEM", "upsert", None)], now=1.0, held_for="n1", hold_s=2.0
+    )
+    (newer,) = state.outbox.enqueue_many(
+        [(A, "ITEM", "update", None)], now=1.1, held_for="n2", hold_s=2.0
+    )
+    # n2's own entry waits behind n1's older one, held or claimed
+    assert state.outbox.claim(1.2, "n2", 60.0) == []
+    assert [e.id for e in state.outbox.claim(1.2, "n1", 60.0)] == [older]
+    assert state.outbox.claim(1.3, "n2", 60.0) == []  # one claim of an item at a time
+    state.outbox.complete(older)
+    assert state.outbox.claim(1.3, "n1", 60.0) == []  # n2's hold now
+    assert [e.id for e in state.outbox.claim(1.3, "n2", 60.0)] == [newer]
 
 
 def test_an_entry_committed_late_is_never_overtaken_by_a_newer_one(state_impl: Backing) -> None:

@@ -5,17 +5,23 @@ A real server (pg_server.py), the real stand-ins, the unmodified exchangelib."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 import time
+import urllib.request
 from collections import Counter
 
+import pytest
 from exchangelib import CalendarItem, EWSDateTime
 
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
-from sync.sources.outbox import Mirror
-from tests.sync.conftest import ALICE, BERLIN, ews_account
+from sync.sources.outbox import HOLD_S, Mirror
+from sync.sources.proxy import Exchange, Observer
+from tests.addon.conftest import basic, create_request
+from tests.sync.conftest import ALICE, BERLIN, PASSWORDS, ews_account
 from tests.sync.state.conftest import SharedStore
 
 ITEMS = 12
@@ -60,3 +66,64 @@ def test_two_nodes_drain_one_outbox_and_apply_each_entry_once(
     finally:
         for store in nodes:
             store.close()
+
+
+def proxied_create(observer: Observer, ews: EwsServer, subject: str) -> str:
+    """A client's CreateItem sent to Exchange and what a proxy node saw of it handed to
+    its observer; the new item's id."""
+    headers = {
+        "content-type": "text/xml; charset=utf-8",
+        "authorization": basic(ALICE, PASSWORDS[ALICE]),
+    }
+    body = create_request(subject)
+    with urllib.request.urlopen(
+        urllib.request.Request(ews.url, data=body, headers=headers)
+    ) as answer:
+        status, answered = answer.status, answer.read()
+    assert observer.observe(Exchange("POST", "/EWS/Exchange.asmx", headers, body, status, answered))
+    match = re.search(rb'ItemId Id="([^"]+)"', answered)
+    assert match is not None
+    return match.group(1).decode()
+
+
+def test_a_change_goes_to_the_node_that_proxied_it_and_after_the_hold_to_another(
+    shared_store: SharedStore,
+    ews: EwsServer,
+    google: GoogleCalendarServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The observer records an entry held for its own node's worker, which has the request's
+    bytes: another node's worker leaves it alone while the hold lasts, and the recorder
+    writes it from the request, without reading the item from Exchange. The entry of a
+    recorder that never drains (dead) goes to the other node once the hold lapses; that
+    node reads the item."""
+    caplog.set_level(logging.INFO, logger="calsync.emulators.ews")
+    config = shared_store.config
+    recording, other = shared_store.open(), shared_store.open()
+
+    def reads() -> int:
+        return sum(r.getMessage() == "GetItem -> 200" for r in caplog.records)
+
+    try:
+        recorder = Mirror(config, recording)
+        observer = Observer(config, recording, recorder, clock=time.time)
+        now = Mirror(config, other)  # another node's worker, at the time of the change
+        later = Mirror(config, other, clock=lambda: time.time() + HOLD_S)  # past the hold
+
+        first = proxied_create(observer, ews, "Planning")
+        assert asyncio.run(now.drain()) == 0
+        assert asyncio.run(recorder.drain()) == 1
+        assert inserts(google) == [event_id_for(first)] and reads() == 0
+
+        second = proxied_create(observer, ews, "Review")  # and the recorder dies
+        assert asyncio.run(now.drain()) == 0
+        assert asyncio.run(later.drain()) == 1
+        assert inserts(google) == [event_id_for(first), event_id_for(second)] and reads() == 1
+        assert recording.pending() == [] and recording.quarantined() == []
+    finally:
+        recording.close()
+        other.close()
+
+
+def inserts(google: GoogleCalendarServer) -> list[str | None]:
+    return [c.event_id for c in google.state.calls if c.method == "insert"]
