@@ -10,6 +10,7 @@ https://developers.google.com/workspace/calendar/api/guides/recurringevents
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any, Final, Protocol, cast
 
@@ -150,6 +151,12 @@ def parse_rrule(line: str) -> dict[str, list[Any]]:
     return {str(k).upper(): list(v) for k, v in parsed.items()}
 
 
+#: Each change's content hash spells its rule again (several times a write, the same few
+#: rules of a calendar): a pure function of the line, so its answers are kept.
+CANONICAL_RULES_KEPT: Final = 4096
+
+
+@functools.lru_cache(maxsize=CANONICAL_RULES_KEPT)
 def canonical_rrule(line: str) -> str:
     """One spelling for equal RRULEs: parts in vRecur's order, INTERVAL=1 and WKST=MO
     (RFC 5545's defaults) left out, UNTIL in UTC."""
