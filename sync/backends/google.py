@@ -199,6 +199,7 @@ class GoogleCalendar:
         # the fast path's calls: one kept-alive connection, paths made once
         endpoint = urlsplit(config.google_api_endpoint or API_ENDPOINT)
         self._origin = (endpoint.scheme, endpoint.hostname or "", endpoint.port)
+        self._origin_url = f"{endpoint.scheme}://{endpoint.netloc}"
         self._events_path = (
             f"{endpoint.path.rstrip('/')}/calendars/{quote(self.calendar_id, safe='')}/events"
         )
@@ -280,7 +281,10 @@ class GoogleCalendar:
         with self._lock:
             refreshed = False
             for attempt in range(2):
-                self._creds.before_request(self._refresher, method, path, headers)
+                # the whole URL: google-auth looks at its host (regional endpoints)
+                self._creds.before_request(
+                    self._refresher, method, self._origin_url + path, headers
+                )
                 connection = self._connect()
                 try:
                     connection.request(method, path, body=payload, headers=headers)
