@@ -1,110 +1,105 @@
 """Paused users: the admin console's pause / resume, honoured by the user's sync runs
-(`UserRuns`) and by the outbox worker (`Mirror`), which leave a paused user's changes where
-they are (the feeds' cursors and the outbox keep them) until the user is resumed.
+(`UserRuns.run_now`) and by the outbox (`Outbox.claim` hands none of a paused user's
+entries out), which leave a paused user's changes where they are (the feeds' cursors and
+the outbox keep them) until the user is resumed.
 
-The flags live in a small JSON file beside the store (`calsync.db.paused`), so that every
-process of one node (mitmdump, its worker processes, `calsync serve`) sees them: a read is
-one stat() when nothing changed. Nodes sharing a PostgreSQL store each keep their own file
-(pause the user on each node; the store's schema has no place for it yet).
+The flags live in the state store (`State.pauses`, sync/state): every process of every node
+sharing the store sees a pause as soon as it is made. The outbox leaves paused users out in
+its claim's SQL, so the worker reads nothing more per entry; a run asks once, at its start,
+`is_paused`: whether a store this process has open (each `Store` is listed here while it is
+open) says the user is paused.
+
+A deployment upgraded from a calsync that kept the flags in a file beside the store
+(`calsync.db.paused`) has that file imported once, when a node opens the store
+(`import_file`), and renamed `calsync.db.paused.imported`: from then on it is not read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-import tempfile
 import threading
-import time
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sync.config import Config
 
+if TYPE_CHECKING:
+    from sync.state.base import Pauses
 
-class Pauses:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None  # (inode, mtime_ns, size) last read
-        self._paused: dict[str, float] = {}
-
-    @classmethod
-    def for_config(cls, config: Config) -> Pauses:
-        path = Path(config.store_path)
-        return cls(path.with_name(path.name + ".paused"))
-
-    def paused(self) -> dict[str, float]:
-        """mailbox -> when it was paused."""
-        with self._lock:
-            try:
-                stat = self.path.stat()
-            except FileNotFoundError:
-                self._seen, self._paused = None, {}
-                return {}
-            seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            if seen != self._seen:
-                self._paused = _read(self.path)
-                self._seen = seen
-            return dict(self._paused)
-
-    def is_paused(self, mailbox: str) -> bool:
-        return mailbox in self.paused()
-
-    def pause(self, mailbox: str, *, now: float | None = None) -> None:
-        self._change(mailbox, time.time() if now is None else now)
-
-    def resume(self, mailbox: str) -> None:
-        self._change(mailbox, None)
-
-    def _change(self, mailbox: str, at: float | None) -> None:
-        with self._lock:
-            paused = _read(self.path) if self.path.exists() else {}
-            if at is None:
-                paused.pop(mailbox, None)
-            else:
-                paused.setdefault(mailbox, at)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name)
-            with os.fdopen(handle, "w") as out:
-                json.dump({"paused": paused}, out)
-            os.replace(name, self.path)
-            self._seen = None  # read again: another process may have written meanwhile
+log = logging.getLogger("calsync.pause")
 
 
-def _read(path: Path) -> dict[str, float]:
+class Flags(Protocol):
+    """What `is_paused` asks (a `Store`)."""
+
+    def is_paused(self, mailbox: str) -> bool: ...
+
+
+_open: weakref.WeakSet[Flags] = weakref.WeakSet()
+_open_lock = threading.Lock()
+
+
+def opened(store: Flags) -> None:
+    """`store` is open in this process: `is_paused` asks it from now on."""
+    with _open_lock:
+        _open.add(store)
+
+
+def closed(store: Flags) -> None:
+    with _open_lock:
+        _open.discard(store)
+
+
+def is_paused(mailbox: str) -> bool:
+    """Whether the admin console paused `mailbox`, as the stores open in this process say:
+    the one-line check of a user's runs. A store that does not answer pauses nobody (the
+    run then meets the same store and fails there)."""
+    with _open_lock:
+        stores = list(_open)
+    for store in stores:
+        try:
+            if store.is_paused(mailbox):
+                return True
+        except Exception as exc:  # closed or unreachable: asked no further
+            log.debug("pause flag not read: %s", type(exc).__name__)
+    return False
+
+
+def file_of(config: Config) -> Path:
+    """Where a calsync before the flags moved into the store kept them."""
+    path = Path(config.store_path)
+    return path.with_name(path.name + ".paused")
+
+
+def import_file(pauses: Pauses, path: Path) -> int:
+    """The flags of an older calsync's file at `path` into the store, once: the file is
+    then renamed (`.imported`), so a user resumed since is not paused again by it. A user
+    paused in both keeps the earlier time; a damaged file pauses nobody. How many users
+    the file paused."""
     try:
-        data: Any = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
+        return 0
+    found = _read(text)
+    for mailbox, at in found.items():
+        pauses.pause(mailbox, now=at)
+    # another process of the node may have imported it meanwhile: pausing is idempotent
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, path.with_name(path.name + ".imported"))
+        log.info("paused users imported into the store from %s: %d", path, len(found))
+    return len(found)
+
+
+def _read(text: str) -> dict[str, float]:
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
         return {}
     paused = data.get("paused") if isinstance(data, dict) else None
     if not isinstance(paused, dict):
         return {}
     return {str(k): float(v) for k, v in paused.items() if isinstance(v, int | float)}
-
-
-_registry: dict[Path, Pauses] = {}
-_registry_lock = threading.Lock()
-
-
-def register(config: Config) -> Pauses:
-    """The process's one `Pauses` for the config's store, from now on honoured by
-    `is_paused` (the admin server registers it as it starts: pausing is the console's)."""
-    path = Path(config.store_path)
-    with _registry_lock:
-        found = _registry.get(path)
-        if found is None:
-            found = _registry[path] = Pauses.for_config(config)
-        return found
-
-
-def unregister(config: Config) -> None:
-    with _registry_lock:
-        _registry.pop(Path(config.store_path), None)
-
-
-def is_paused(mailbox: str) -> bool:
-    """Whether the admin console paused `mailbox`: the one-line hook of the user's runs and
-    of the outbox worker. Nothing is paused in a process without the console."""
-    with _registry_lock:
-        registered = list(_registry.values())
-    return any(p.is_paused(mailbox) for p in registered)

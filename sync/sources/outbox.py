@@ -48,7 +48,7 @@ from sync.backends.clients import Clients
 from sync.config import Config, UserConfig
 from sync.core.events import short
 from sync.core.notice import ChangeNotice, Kind, RequestHint
-from sync.ops import metrics, pause
+from sync.ops import metrics
 from sync.reconcile import Reconciler, RunContext, Skip
 from sync.state.base import new_holder
 from sync.store import OutboxEntry, Store, StoreError
@@ -135,7 +135,7 @@ class Mirror:
             due = await asyncio.to_thread(self.store.next_due, self.claims_as)
             timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
             if not handled and due is not None and timeout == 0:
-                timeout = 1.0  # due, yet not taken (the user is paused): no busy loop
+                timeout = 1.0  # due, yet not taken (another's meanwhile): no busy loop
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -144,8 +144,8 @@ class Mirror:
         """Apply every entry that is due now; returns how many were handled."""
         handled = 0
         while True:
+            # a paused user's entries (the admin console) are not handed out
             entries = await asyncio.to_thread(self._take, self.clock())
-            entries = [e for e in entries if not pause.is_paused(e.mailbox)]  # admin console
             if not entries:
                 return handled
             by_user: dict[str, list[OutboxEntry]] = {}

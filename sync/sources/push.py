@@ -332,7 +332,7 @@ class UserRuns:
         """Run the user's sync now, here, if this node holds (or takes) the user's lease.
         `follow`: a trigger that would be lost with a dead holder (a notification: the
         poll comes again anyway), looked at once more when the holder's lease runs out."""
-        if pause.is_paused(user.mailbox):  # the admin console paused the user: no run
+        if pause.is_paused(user.mailbox):  # paused in the store (the console, any node): no run
             return None
         with self._guard:
             lock = self._user_locks.setdefault(user.mailbox, threading.Lock())

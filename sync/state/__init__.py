@@ -15,17 +15,28 @@ from sync.state.base import State, StoreError
 def open_state(config: Config, *, environ: Mapping[str, str] = os.environ) -> State:
     """PostgreSQL for `[store] url` (the sealing key from the variable `[store] key_env`
     names: a key file beside one node's database would not be the other nodes'), else
-    SQLite at `[store] path`."""
+    SQLite at `[store] path`. Users an older calsync paused in a file beside `[store]
+    path` are paused in the store, once (sync/ops/pause.py)."""
+    from sync.ops import pause
+
+    state: State
     if config.store_url is None:
         from sync.state.sqlite import SqliteState
 
-        return SqliteState(config.store_path)
-    key = environ.get(config.store_key_env, "").strip()
-    if not key:
-        raise StoreError(
-            f"[store] url names a store nodes share: set {config.store_key_env} to its sealing"
-            " key, the same on every node ([store] key_env names another variable)"
-        )
-    from sync.state.postgres import PostgresState  # psycopg only where it is used
+        state = SqliteState(config.store_path)
+    else:
+        key = environ.get(config.store_key_env, "").strip()
+        if not key:
+            raise StoreError(
+                f"[store] url names a store nodes share: set {config.store_key_env} to its"
+                " sealing key, the same on every node ([store] key_env names another variable)"
+            )
+        from sync.state.postgres import PostgresState  # psycopg only where it is used
 
-    return PostgresState(config.store_url, key=key.encode(), stall_s=config.store_lease_s)
+        state = PostgresState(config.store_url, key=key.encode(), stall_s=config.store_lease_s)
+    try:
+        pause.import_file(state.pauses, pause.file_of(config))
+    except BaseException:
+        state.close()
+        raise
+    return state

@@ -220,7 +220,8 @@ class Outbox(Protocol):
     """The durable queue of changes to mirror, drained by one or more workers.
 
     Entries of one item are done in the order they were recorded: only an item's oldest
-    pending entry is ever handed out, and only while nobody holds a live claim on it."""
+    pending entry is ever handed out, and only while nobody holds a live claim on it. A
+    paused user's entries (`Pauses`) are handed out to nobody until the user is resumed."""
 
     def enqueue(
         self,
@@ -475,6 +476,24 @@ class Leases(Protocol):
         ...
 
 
+class Pauses(Protocol):
+    """Users an administrator paused (the admin console): their runs do not start and the
+    outbox hands none of their entries out (`claim`, `ready`, `next_due` leave them out)
+    until they are resumed; what they changed meanwhile waits in the feeds and the outbox."""
+
+    def pause(self, mailbox: str, *, now: float) -> None:
+        """Paused since `now` (a user paused already keeps the first time)."""
+        ...
+
+    def resume(self, mailbox: str) -> None: ...
+
+    def paused(self) -> dict[str, float]:
+        """mailbox -> since when."""
+        ...
+
+    def is_paused(self, mailbox: str) -> bool: ...
+
+
 class Listening(Protocol):
     def stop(self, timeout: float = ...) -> None: ...
 
@@ -527,6 +546,9 @@ class UnitOfWork(Protocol):
 
     @property
     def leases(self) -> Leases: ...
+
+    @property
+    def pauses(self) -> Pauses: ...
 
 
 class State(UnitOfWork, Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from sync.config import Config
-from sync.ops import metrics
+from sync.ops import metrics, pause
 from sync.state import open_state
 from sync.state.base import (
     JsonInput,
@@ -42,6 +42,7 @@ class Store:
         self.state: State = SqliteState(where) if isinstance(where, (str, os.PathLike)) else where
         #: the SQLite file (None for a server's database)
         self.path: Path | None = getattr(self.state, "path", None)
+        pause.opened(self)  # its pause flags are this process's while it is open
 
     @classmethod
     def open(cls, config: Config) -> Store:
@@ -64,6 +65,7 @@ class Store:
             yield
 
     def close(self) -> None:
+        pause.closed(self)
         self.state.close()
 
     # --- what the proxy learns ------------------------------------------------------------
@@ -197,6 +199,20 @@ class Store:
             if forget:
                 uow.ids.forget(entry.mailbox, entry.ews_item_id)
             uow.outbox.complete(entry.id)
+
+    # --- paused users (the admin console) ------------------------------------------------------
+
+    def pause(self, mailbox: str, *, now: float) -> None:
+        self.state.pauses.pause(mailbox, now=now)
+
+    def resume(self, mailbox: str) -> None:
+        self.state.pauses.resume(mailbox)
+
+    def paused(self) -> dict[str, float]:
+        return self.state.pauses.paused()
+
+    def is_paused(self, mailbox: str) -> bool:
+        return self.state.pauses.is_paused(mailbox)
 
     # --- two-way sync: feeds, journal, conflicts -----------------------------------------------
 

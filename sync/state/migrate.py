@@ -4,9 +4,9 @@ Everything a node needs goes across in one transaction on the target, so the tar
 all of it or nothing: the id map with its snapshots, what the proxy learned (folders, item
 kinds), where each user's feeds stand, the outbox (pending and quarantined entries with
 their ids, attempts and errors: an item's entries keep their order), the journal, the
-conflicts, the push channels, and the runs with their writes (`calsync undo` works after
-the move). Ids and times are kept as they were; the identity sequences continue after the
-largest id copied.
+conflicts, the push channels, the users paused in the admin console, and the runs with
+their writes (`calsync undo` works after the move). Ids and times are kept as they were;
+the identity sequences continue after the largest id copied.
 
 Not copied: leases and outbox claims. Both belong to live nodes of the SQLite deployment;
 the nodes on PostgreSQL take their own (a claimed entry is due at once on the target).
@@ -45,7 +45,7 @@ from sync.state.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from sync.state.sqlite import SqliteState
 
 #: Every table copied, in the order copied (runs before run_writes: a foreign key), with
-#: its columns as both schemas name them (sqlite.py's v6, postgres.py's v1).
+#: its columns as both schemas name them (sqlite.py's v7, postgres.py's v2).
 COPIED: dict[str, tuple[str, ...]] = {
     "folders": ("mailbox", "folder_id", "role"),
     "seen_items": ("mailbox", "item_id", "item_class", "master_id"),
@@ -74,6 +74,7 @@ COPIED: dict[str, tuple[str, ...]] = {
         "at",
     ),
     "channels": tuple(CHANNEL_COLUMNS.split(", ")),
+    "paused_users": ("mailbox", "paused_at"),
     "runs": ("id", "mailbox", "started_at", "finished_at", "undone_at"),
     "run_writes": (
         "id",
@@ -341,6 +342,7 @@ def _copy(
     copy("conflicts", "id")
     for channel in source.channels.list():  # opened with the source's key, sealed by save
         target.channels.save(channel)
+    copy("paused_users", "mailbox")
     copy("runs", "id")
     copy("run_writes", "id")
     for table in IDENTITIES:  # the next id given is after every id copied

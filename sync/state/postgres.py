@@ -80,7 +80,7 @@ from sync.state.sealing import Sealer
 
 log = logging.getLogger("calsync.state")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: What the sealed check value in `meta` says (any key opens only its own seal).
 _KEY_CHECK = "calsync sealing key"
 
@@ -441,8 +441,13 @@ CREATE TABLE leases (
     expires_at double precision);
 """
 
+#: Paused users in the store (they were in a file beside each node's [store] path).
+_V2 = """
+CREATE TABLE paused_users (mailbox text PRIMARY KEY, paused_at double precision NOT NULL);
+"""
+
 #: Version n+1 is `_STEPS[n]`; a step is run once, in the migrating transaction.
-_STEPS: tuple[str, ...] = (_V1,)
+_STEPS: tuple[str, ...] = (_V1, _V2)
 
 
 def _migrate(database: Database) -> None:
@@ -604,6 +609,8 @@ _HEAD = (
     "o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
     " AND p.mailbox = o.mailbox AND p.ews_item_id = o.ews_item_id AND p.id < o.id)"
 )
+#: Not a paused user's (those wait, handed out to nobody, until the user is resumed).
+_UNPAUSED = "NOT EXISTS (SELECT 1 FROM paused_users z WHERE z.mailbox = o.mailbox)"
 _RETURNING_ENTRY = ", ".join(f"outbox.{c}" for c in ENTRY_COLUMNS.split(", "))
 #: Rows another claimer is taking are skipped, not waited for; a row claimed and committed
 #: since this statement's snapshot is checked again once locked (its claim is then live).
@@ -611,7 +618,8 @@ _RETURNING_ENTRY = ", ".join(f"outbox.{c}" for c in ENTRY_COLUMNS.split(", "))
 #: it (`claim`), or a lone drainer's own earlier claims (`ready`).
 _CLAIM = (
     f"UPDATE outbox SET claimed_by = %(holder)s, claim_until = %(until)s"  # noqa: S608 - constants
-    f" FROM (SELECT o.id FROM outbox o WHERE {_HEAD} AND o.next_attempt_at <= %(now)s"
+    f" FROM (SELECT o.id FROM outbox o WHERE {_HEAD} AND {_UNPAUSED}"
+    " AND o.next_attempt_at <= %(now)s"
     " AND (o.claim_until IS NULL OR o.claim_until <= %(now)s OR o.claimed_by = %(own)s::text)"
     " ORDER BY o.claimed_by IS NOT DISTINCT FROM %(own)s::text DESC, o.id"
     " LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED) AS picked"
@@ -707,7 +715,7 @@ class PostgresOutbox:
         row = self._db.one(
             "SELECT MIN(CASE WHEN o.claim_until > o.next_attempt_at"  # noqa: S608 - constant
             " AND o.claimed_by IS DISTINCT FROM %(own)s::text THEN o.claim_until"
-            f" ELSE o.next_attempt_at END) FROM outbox o WHERE {_HEAD}",
+            f" ELSE o.next_attempt_at END) FROM outbox o WHERE {_HEAD} AND {_UNPAUSED}",
             {"own": own},
         )
         return None if row is None or row[0] is None else float(row[0])
@@ -1100,6 +1108,32 @@ _ACQUIRE = (
 )
 
 
+class PostgresPauses:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def pause(self, mailbox: str, *, now: float) -> None:
+        self._db.change(
+            "INSERT INTO paused_users (mailbox, paused_at) VALUES (%s, %s)"
+            " ON CONFLICT (mailbox) DO NOTHING",
+            [mailbox, now],
+            mailbox=mailbox,
+        )
+
+    def resume(self, mailbox: str) -> None:
+        self._db.change(
+            "DELETE FROM paused_users WHERE mailbox = %s", [mailbox], mailbox=mailbox
+        )
+
+    def paused(self) -> dict[str, float]:
+        rows = self._db.rows("SELECT mailbox, paused_at FROM paused_users")
+        return {str(mailbox): float(at) for mailbox, at in rows}
+
+    def is_paused(self, mailbox: str) -> bool:
+        row = self._db.one("SELECT 1 FROM paused_users WHERE mailbox = %s", [mailbox])
+        return row is not None
+
+
 class PostgresLeases:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -1234,6 +1268,7 @@ class PostgresState:
         self.runs = PostgresRuns(self._database)
         self.learned = PostgresLearned(self._database)
         self.leases = PostgresLeases(self._database)
+        self.pauses = PostgresPauses(self._database)
         self.pokes = PostgresPokes(self._database)
 
     def unit(self) -> StateUnit[PostgresState]:

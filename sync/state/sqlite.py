@@ -15,7 +15,8 @@ Tables, all per mailbox:
 - `channels`: the Google push channels open (the token sealed);
 - `runs`, `run_writes`: each run and, per write it made, the pre-image (sealed) and the
   version it left, for `calsync undo`;
-- `leases`: who works for a mailbox, with a fencing number.
+- `leases`: who works for a mailbox, with a fencing number;
+- `paused_users`: users the admin console paused, since when.
 
 The schema is created with sqlite-utils and migrated at open, version by version; every
 statement is a plain prepared one (sqlite-utils' table methods look the columns up on
@@ -68,7 +69,7 @@ from sync.state.rows import (
 )
 from sync.state.sealing import Sealer, private_file
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: held while a database file is made and its connection opened: a file made by another
 #: thread of this process is closed before this one connects (closing it later would drop
@@ -365,7 +366,15 @@ def _create_v6(db: sqlite_utils.Database) -> None:
     db.table("journal").create_index(["at"], if_not_exists=True)
 
 
-_STEPS = (_create_v1, _create_v2, _create_v3, _create_v4, _create_v5, _create_v6)
+def _create_v7(db: sqlite_utils.Database) -> None:
+    """Paused users in the store (they were in a file beside it: sync/ops/pause.py imports
+    it at open), so every process and node sharing the store sees a pause."""
+    db.table("paused_users").create(
+        {"mailbox": str, "paused_at": float}, pk="mailbox", if_not_exists=True
+    )
+
+
+_STEPS = (_create_v1, _create_v2, _create_v3, _create_v4, _create_v5, _create_v6, _create_v7)
 
 
 # --- the concerns -------------------------------------------------------------------------------
@@ -474,10 +483,13 @@ _HEAD = (
     "o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
     " AND p.mailbox = o.mailbox AND p.ews_item_id = o.ews_item_id AND p.id < o.id)"
 )
+#: Not a paused user's (those wait, handed out to nobody, until the user is resumed).
+_UNPAUSED = "NOT EXISTS (SELECT 1 FROM paused_users z WHERE z.mailbox = o.mailbox)"
 #: Due heads under no live claim, or under `:own`'s: entries held for this claimer (`claim`),
 #: or a lone drainer's own earlier claims (`ready`); those first, then the oldest.
 _CLAIMABLE = (
-    f"SELECT {ENTRY_COLUMNS} FROM outbox o WHERE {_HEAD} AND o.next_attempt_at <= :now"  # noqa: S608 - constants
+    f"SELECT {ENTRY_COLUMNS} FROM outbox o WHERE {_HEAD} AND {_UNPAUSED}"  # noqa: S608 - constants
+    " AND o.next_attempt_at <= :now"
     " AND (o.claim_until IS NULL OR o.claim_until <= :now OR o.claimed_by = :own)"
     " ORDER BY o.claimed_by IS :own DESC, o.id LIMIT :limit"
 )
@@ -570,7 +582,7 @@ class SqliteOutbox:
             (due,) = conn.execute(
                 "SELECT MIN(CASE WHEN o.claim_until > o.next_attempt_at"  # noqa: S608 - constant
                 " AND o.claimed_by IS NOT :own THEN o.claim_until ELSE o.next_attempt_at END)"
-                f" FROM outbox o WHERE {_HEAD}",
+                f" FROM outbox o WHERE {_HEAD} AND {_UNPAUSED}",
                 {"own": own},
             ).fetchone()
         return None if due is None else float(due)
@@ -943,6 +955,35 @@ class SqliteLearned:
         return row[0] if row else None
 
 
+class SqlitePauses:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def pause(self, mailbox: str, *, now: float) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO paused_users (mailbox, paused_at) VALUES (?, ?)"
+                " ON CONFLICT (mailbox) DO NOTHING",
+                [mailbox, now],
+            )
+
+    def resume(self, mailbox: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM paused_users WHERE mailbox = ?", [mailbox])
+
+    def paused(self) -> dict[str, float]:
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT mailbox, paused_at FROM paused_users").fetchall()
+        return {str(mailbox): float(at) for mailbox, at in rows}
+
+    def is_paused(self, mailbox: str) -> bool:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM paused_users WHERE mailbox = ?", [mailbox]
+            ).fetchone()
+        return row is not None
+
+
 class SqliteLeases:
     """One row per mailbox; the fence stays when the lease is released, so the next
     holder's is larger."""
@@ -1019,6 +1060,7 @@ class SqliteState:
         self.runs = SqliteRuns(self._database)
         self.learned = SqliteLearned(self._database)
         self.leases = SqliteLeases(self._database)
+        self.pauses = SqlitePauses(self._database)
 
     @property
     def db(self) -> sqlite_utils.Database:

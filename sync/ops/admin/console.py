@@ -18,7 +18,7 @@ from typing import Any
 from ews_parser.errors import CalsyncError
 from sync.cli.explain import facts
 from sync.config import Config, UserConfig
-from sync.ops import metrics, pause
+from sync.ops import metrics
 from sync.store import Store
 
 
@@ -53,7 +53,6 @@ class Console:
         self.runs = runs
         self.wake = wake
         self.clock = clock
-        self.pauses = pause.register(config)
 
     # --- views --------------------------------------------------------------------------------
 
@@ -64,7 +63,7 @@ class Console:
         return user
 
     def users(self, *, signed_in: bool) -> list[dict[str, Any]]:
-        paused = self.pauses.paused()
+        paused = self.store.paused()
         pending = _count_by_user(self.store.pending())
         quarantined = _count_by_user(self.store.quarantined())
         rows = []
@@ -247,7 +246,7 @@ class Console:
 
     def pause(self, name: str) -> Result:
         user = self.user(name)
-        self.pauses.pause(user.mailbox, now=self.clock())
+        self.store.pause(user.mailbox, now=self.clock())
         return Result(
             f"{user.mailbox} paused",
             ["Its runs and its outbox entries wait until it is resumed."],
@@ -256,7 +255,7 @@ class Console:
 
     def resume(self, name: str) -> Result:
         user = self.user(name)
-        self.pauses.resume(user.mailbox)
+        self.store.resume(user.mailbox)
         if self.runs is not None:
             self.runs.trigger(user)
         if self.wake is not None:
@@ -285,7 +284,7 @@ class Console:
         from sync.cli.undo import _Undo, _what
 
         user = self.user(name)
-        if not self.pauses.is_paused(user.mailbox):
+        if not self.store.is_paused(user.mailbox):
             raise ActionError(f"pause {user.mailbox} first: no run may overlap the undo")
         if self.job is None:
             raise ActionError("no sync job in this process")

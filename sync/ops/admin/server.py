@@ -31,7 +31,6 @@ import jinja2
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from sync.config import AdminConfig, Config
-from sync.ops import pause
 from sync.ops.admin.auth import Session, Sessions, cookie_header, cookie_value, verify_password
 from sync.ops.admin.console import ActionError, Console, Result
 from sync.ops.collector import Scrape, StateCollector
@@ -109,7 +108,6 @@ class AdminServer:
             self._thread.join(timeout)
             self._thread = None
         self.httpd.server_close()
-        pause.unregister(self.config)
 
 
 def start_admin(config: Config, store: Store, **parts: Any) -> AdminServer | None:

@@ -1,5 +1,4 @@
-"""A config of two users and its SQLite store, with the admin console's pause flags
-honoured (as in a process that serves the console)."""
+"""A config of two users and its SQLite store."""
 
 from __future__ import annotations
 
@@ -9,21 +8,17 @@ from pathlib import Path
 import pytest
 
 from sync.config import Config, UserConfig
-from sync.ops import pause
 from sync.store import Store
 from tests.sync.conftest import ALICE, BOB
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Iterator[Config]:
-    made = Config(
+def config(tmp_path: Path) -> Config:
+    return Config(
         store_path=tmp_path / "calsync.db",
         users=(UserConfig(ALICE), UserConfig(BOB)),
         exchange_ews_url="https://127.0.0.1:1/EWS/Exchange.asmx",
     )
-    pause.register(made)
-    yield made
-    pause.unregister(made)
 
 
 @pytest.fixture

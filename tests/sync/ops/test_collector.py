@@ -8,7 +8,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sync.backends.clients import Clients
 from sync.config import Config
-from sync.ops import pause
 from sync.ops.collector import Scrape, StateCollector
 from sync.sources.streaming import Group, Streaming
 from sync.store import Store, WatchChannel
@@ -43,7 +42,7 @@ def test_the_state_a_scrape_reads(config: Config, store: Store) -> None:
     store.retry_later(held, error="no", at=NOW, quarantine=True)
     store.save_channel(channel("live", NOW + 3600))
     store.save_channel(channel("expired", NOW - 1))
-    pause.register(config).pause(BOB)
+    store.pause(BOB, now=NOW)
     streaming = Streaming(config, Clients(config), lambda user: None)
     streaming.groups = [
         Group([config.users[0]], connected=True, subscriptions={"s1": config.users[0]}),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sync.config import Config, UserConfig
-from sync.ops import metrics, pause
+from sync.ops import metrics
 from sync.ops.health import Health
 from sync.store import Store
 from tests.sync.conftest import ALICE
@@ -54,9 +54,9 @@ def test_a_worker_that_left_an_entry_due_is_not_ready_unless_its_user_is_paused(
         "detail": "1 entries due for more than 120 s (the oldest 500 s)",
     }
     assert ALICE not in json.dumps(body)  # reasons carry counts, never a mailbox
-    pause.register(config).pause(ALICE)
+    store.pause(ALICE, now=NOW)
     assert checks(health)[0] == 200
-    pause.register(config).resume(ALICE)
+    store.resume(ALICE)
     assert checks(health)[0] == 503
 
 

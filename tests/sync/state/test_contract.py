@@ -514,6 +514,47 @@ def test_an_entry_committed_late_is_never_overtaken_by_a_newer_one(state_impl: B
     assert [e.id for e in worker.outbox.claim(2.0, "w", 60.0)] == [ids["newer"]]
 
 
+# --- paused users -------------------------------------------------------------------------
+
+
+def test_a_pause_is_kept_from_its_first_time_until_resumed_and_seen_by_every_node(
+    state_impl: Backing,
+) -> None:
+    console, other = state_impl.open(), state_impl.open()  # two processes, or two nodes
+    assert other.pauses.paused() == {} and not other.pauses.is_paused(A)
+    console.pauses.pause(A, now=5.0)
+    console.pauses.pause(A, now=9.0)  # paused once: the first time is kept
+    console.pauses.pause(B, now=6.0)
+    assert other.pauses.paused() == {A: 5.0, B: 6.0}
+    assert other.pauses.is_paused(A) and other.pauses.is_paused(B)
+    other.pauses.resume(A)
+    other.pauses.resume(A)  # resumed already: nothing to do
+    assert console.pauses.paused() == {B: 6.0} and not console.pauses.is_paused(A)
+
+
+def test_a_paused_users_entries_wait_for_everyone_until_resumed(state: State) -> None:
+    theirs = state.outbox.enqueue(A, "ITEM", "upsert", now=1.0)
+    behind = state.outbox.enqueue(A, "ITEM", "update", now=1.0)
+    held = state.outbox.enqueue_many([(A, "HELD", "upsert", None)], now=1.0, held_for="n1")
+    others = state.outbox.enqueue(B, "ITEM", "upsert", now=2.0)
+    state.pauses.pause(A, now=1.5)
+    # nobody takes them, not even the node they are held for, and nothing is due for them
+    assert [e.id for e in state.outbox.claim(3.0, "n1", 60.0)] == [others]
+    assert state.outbox.ready(3.0) == [] and state.outbox.claim(3.0, "n2", 60.0) == []
+    assert state.outbox.next_due() == state.outbox.next_ready() == 63.0  # B's claim's end
+    state.outbox.complete(others)
+    assert state.outbox.next_due() is None and state.outbox.next_due("n1") is None
+    # kept as they were: pending, in their order, no attempt made
+    assert [(e.id, e.attempts) for e in state.outbox.pending(A)] == [
+        (theirs, 0),
+        (behind, 0),
+        (held[0], 0),
+    ]
+    state.pauses.resume(A)
+    assert state.outbox.next_due() == 1.0
+    assert [e.id for e in state.outbox.claim(4.0, "n1", 60.0)] == [theirs, held[0]]
+
+
 # --- units of work ------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from tests.sync.state.pg_server import PostgresServer
 from tests.sync.state.test_sqlite import old_store
 
 ROOT = Path(__file__).resolve().parents[3]
-A, B = "alice@example.com", "bob@example.com"
+A, B, C = "alice@example.com", "bob@example.com", "carol@example.com"
 #: event text: readable only through the keys, never in the target's files
 SECRET = "Board meeting: the merger"
 OLD_SECRET = "Lunch with the auditors"
@@ -152,6 +152,7 @@ def fill(path: Path) -> None:
         )
         state.runs.finish(run, now=353.0)
         state.runs.begin(B, now=360.0)  # a run still going when the node stopped
+        state.pauses.pause(C, now=370.0)  # the admin console paused her
         state.leases.acquire(A, "sqlite-node", 30.0, now=400.0)
     finally:
         state.close()
@@ -271,6 +272,7 @@ def test_every_concern_reads_back_equal_on_postgres(
         assert (patch.before, patch.fields) == ({"summary": OLD_SECRET}, {"summary": SECRET})
         assert delete.before == {"summary": OLD_SECRET, "location": "Room 1"}
         assert new.leases.holder(A, now=400.0) is None  # the SQLite node's lease stayed behind
+        assert new.pauses.paused() == old.pauses.paused() == {C: 370.0}
 
         # the outbox hands out each item's oldest entry, at once (no claim came across)
         first_of_item1 = old.outbox.pending(A)[0]

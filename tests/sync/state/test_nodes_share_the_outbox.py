@@ -1,5 +1,6 @@
 """Two nodes' workers draining one outbox on a shared PostgreSQL store: each entry is
-applied once, by one of them, in its item's order (sync/sources/outbox.py `Mirror._take`).
+applied once, by one of them, in its item's order (sync/sources/outbox.py `Mirror._take`),
+first by the node that recorded it; a user paused on one node waits on every node.
 A real server (pg_server.py), the real stand-ins, the unmodified exchangelib."""
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from exchangelib import CalendarItem, EWSDateTime
 from emulators.ews import EwsServer
 from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
+from sync.ops.admin.console import Console
+from sync.sources.job import SyncJob
 from sync.sources.outbox import HOLD_S, Mirror
 from sync.sources.proxy import Exchange, Observer
+from sync.sources.push import Leasing, UserRuns
 from tests.addon.conftest import basic, create_request
 from tests.sync.conftest import ALICE, BERLIN, PASSWORDS, ews_account
 from tests.sync.state.conftest import SharedStore
@@ -27,22 +31,28 @@ from tests.sync.state.conftest import SharedStore
 ITEMS = 12
 
 
+def saved_item(ews: EwsServer, subject: str) -> CalendarItem:
+    """An event Alice makes in Exchange (an hour on 2 March 2026)."""
+    account = ews_account(ews.url, default_timezone=BERLIN)
+    item = CalendarItem(
+        account=account,
+        folder=account.calendar,
+        subject=subject,
+        start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
+        end=EWSDateTime(2026, 3, 2, 10, tzinfo=BERLIN),
+    )
+    item.save()
+    return item
+
+
 def test_two_nodes_drain_one_outbox_and_apply_each_entry_once(
     shared_store: SharedStore, ews: EwsServer, google: GoogleCalendarServer
 ) -> None:
     config = shared_store.config
     nodes = [shared_store.open() for _ in range(2)]
-    account = ews_account(ews.url, default_timezone=BERLIN)
     items = []
     for number in range(ITEMS):
-        item = CalendarItem(
-            account=account,
-            folder=account.calendar,
-            subject=f"Shared {number}",
-            start=EWSDateTime(2026, 3, 2, 9, tzinfo=BERLIN),
-            end=EWSDateTime(2026, 3, 2, 10, tzinfo=BERLIN),
-        )
-        item.save()
+        item = saved_item(ews, f"Shared {number}")
         items.append(item)
         nodes[0].enqueue(ALICE, item.id, "upsert", now=time.time(), change_key=item.changekey)
     try:
@@ -127,3 +137,35 @@ def test_a_change_goes_to_the_node_that_proxied_it_and_after_the_hold_to_another
 
 def inserts(google: GoogleCalendarServer) -> list[str | None]:
     return [c.event_id for c in google.state.calls if c.method == "insert"]
+
+
+def test_a_user_paused_on_one_node_waits_on_every_node(
+    shared_store: SharedStore, ews: EwsServer, google: GoogleCalendarServer
+) -> None:
+    """The admin console of one node pauses Alice, and that node goes away: another node
+    neither runs her sync nor writes her outbox entries until its own console resumes her."""
+    config = shared_store.config
+    (alice,) = config.users
+    pausing, other = shared_store.open(), shared_store.open()
+    try:
+        Console(config, pausing).pause(ALICE)
+        pausing.close()  # the other node is another machine: only its own store is open here
+        item = saved_item(ews, "Paused")
+        entry = other.enqueue(ALICE, item.id, "upsert", now=time.time(), change_key=item.changekey)
+        job = SyncJob(config, other)
+        runs = UserRuns(job.run_user, leasing=Leasing.for_store(other, ttl=5.0))
+        mirror = Mirror(config, other)
+
+        assert runs.run_now(alice) is None  # no run: the feeds stay where they were
+        assert other.sync_state(ALICE)["ews_sync_state"] is None
+        assert asyncio.run(mirror.drain()) == 0
+        assert [(e.id, e.attempts) for e in other.pending(ALICE)] == [(entry, 0)]
+        assert inserts(google) == []
+
+        Console(config, other).resume(ALICE)
+        assert asyncio.run(mirror.drain()) == 1
+        assert inserts(google) == [event_id_for(item.id)]
+        runs.run_now(alice)
+        assert other.sync_state(ALICE)["ews_sync_state"] is not None
+    finally:
+        other.close()

@@ -68,6 +68,27 @@ def test_an_empty_database_is_migrated_at_open_and_kept_after(empty_url: str) ->
         again.close()
 
 
+def test_a_version_1_store_gets_paused_users_and_keeps_its_data(empty_url: str) -> None:
+    """Version 2 added the paused users (they were a file beside each node's store)."""
+    state = PostgresState(empty_url, key=POSTGRES_KEY)
+    entry = state.outbox.enqueue(A, "I1", "upsert", now=1.0, payload={"summary": "x"})
+    state.close()
+    with psycopg.connect(empty_url) as conn:  # the store as version 1 left it
+        conn.execute("DROP TABLE paused_users")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    again = PostgresState(empty_url, key=POSTGRES_KEY)
+    try:
+        assert again.pauses.paused() == {}
+        assert [e.id for e in again.outbox.claim(2.0, "w", 60.0)] == [entry]
+        again.pauses.pause(A, now=3.0)
+        assert again.pauses.paused() == {A: 3.0}
+    finally:
+        again.close()
+    with psycopg.connect(empty_url) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert row == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 2
+
+
 def test_nodes_starting_together_migrate_once(empty_url: str) -> None:
     opened: list[PostgresState] = []
     errors: list[BaseException] = []

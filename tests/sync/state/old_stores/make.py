@@ -4,7 +4,9 @@
 
 For each version, sync/store.py is taken from the last commit that had it (git show), and
 that code opens a store and fills each of its tables through its own methods (the hook's
-statement for a series master, as sync/proxy.py wrote it then). The file is dumped as SQL
+statement for a series master, as sync/proxy.py wrote it then). From version 6 on, the
+store is the package sync/state (sync/store.py its shim): the commit's whole tree is taken
+(git archive) and fills the store in a process of its own. The file is dumped as SQL
 (sealed values as blobs, sealed with `key` here); test_sqlite.py loads each dump and opens
 it with today's code. Run again only to add a version: the dumps are the record of the past.
 """
@@ -23,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[3]
 #: schema version -> the last commit whose sync/store.py wrote it
 COMMITS = {1: "59e0624", 2: "7f3b6cc", 3: "3cf3070", 4: "21c0513", 5: "0625575"}
+#: schema version -> the last commit whose sync/state wrote it (a tree of its own)
+TREES = {6: "6d3aa5d"}
 MAILBOX = "alice@example.com"
 SECRET = "Board meeting: the merger"  # event text: must be sealed in every dump
 
@@ -95,17 +99,48 @@ def fill(module: ModuleType, version: int, path: Path) -> None:
                 " VALUES (?, ?, ?, ?)",
                 (MAILBOX, "OCC1", "CalendarItem", "ITEM1"),
             )
+    if version >= 6:  # a lease, with its fencing number
+        store.state.leases.acquire(MAILBOX, "node-1", 30.0, now=114.0)
     store.close()
+
+
+#: run with a commit's tree first on sys.path: its sync.store fills the file (argv[1])
+_FILL_IN_TREE = """
+import sys
+from pathlib import Path
+import sync.store
+from make import fill
+fill(sync.store, int(sys.argv[2]), Path(sys.argv[1]))
+"""
+
+
+def fill_in_tree(version: int, directory: Path, path: Path) -> None:
+    tree = directory / f"tree_v{version}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", TREES[version]], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    subprocess.run(
+        [sys.executable, "-c", _FILL_IN_TREE, str(path), str(version)],
+        check=True,
+        cwd=tree,  # first on sys.path (`-c`): never this checkout's sync
+        env={"PYTHONPATH": f"{tree}:{HERE}", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        for version in COMMITS:
-            module = old_store(version, directory)
+        for version in [*COMMITS, *TREES]:
+            if (HERE / f"v{version}.sql").exists():
+                continue  # dumped already: the record of the past is kept as it is
             path = directory / f"v{version}.db"
             (directory / f"v{version}.db.key").write_bytes((HERE / "key").read_bytes())
-            fill(module, version, path)
+            if version in TREES:
+                fill_in_tree(version, directory, path)
+            else:
+                fill(old_store(version, directory), version, path)
             conn = sqlite3.connect(path)
             dump = "\n".join(conn.iterdump()) + "\n"
             conn.close()
