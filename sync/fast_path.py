@@ -32,7 +32,7 @@ from sync.backends.base import ExchangeBackend, GoogleBackend, GoogleError
 from sync.config import Config, UserConfig
 from sync.core.events import apply_patch, belongs_to, diff, google_body, short, tagged
 from sync.core.notice import ChangeNotice
-from sync.reconcile import Outcome, Reconciler, RunContext, Skip
+from sync.reconcile import Outcome, Reconciler, RunContext, Skip, intended
 from sync.store import MappedItem, Store
 
 log = logging.getLogger("calsync.mirror")
@@ -96,7 +96,9 @@ class FastPath:
             return Outcome(self.reconciler.reconcile_pair(user, google, exchange, notice.key, run))
         if payload.get("version"):  # the version a full read found
             notice = dataclasses.replace(notice, version=payload["version"])
-        if payload["kind"] == "patch" and mapped is not None and mapped.snapshot is not None:
+        # a pair whose event is known to exist (an intended one's insert may not have been)
+        made = mapped is not None and not intended(mapped) and mapped.snapshot is not None
+        if payload["kind"] == "patch" and made and mapped is not None:
             result = self._patch(google, exchange, notice, user, mapped, payload["patch"], run)
         else:
             event = payload.get("event")
@@ -302,9 +304,11 @@ class FastPath:
         run: RunContext,
     ) -> MappedItem | None:
         """Make the Google event equal `event`: a new one under the item's deterministic
-        id (a taken id follows the reconciler's one 409 rule), or a patch of what differs."""
+        id (a taken id follows the reconciler's one 409 rule), or a patch of what differs.
+        A pair only intended (an insert whose answer was lost, this entry's earlier attempt
+        or a stopped node's) is inserted again: the event may never have been made."""
         body = tagged(event, notice.mailbox, notice.key)
-        if mapped is not None:
+        if mapped is not None and not intended(mapped):
             patch = diff(mapped.snapshot or {}, body)
             return self._patch(google, exchange, notice, user, mapped, patch, run, snapshot=body)
         # recorded as intended first: a node stopped between the insert and its record

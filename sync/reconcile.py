@@ -364,7 +364,7 @@ class Reconciler:
         if item is None and not live:
             self.store.forget(user.mailbox, mapped.ews_item_id)
             return None
-        if event is None and item is not None and _intended(mapped):
+        if event is None and item is not None and intended(mapped):
             # Google has no such event, not even deleted: the insert a killed run intended
             # never arrived. It is made now (nothing was deleted)
             return self.create_google(
@@ -1262,7 +1262,7 @@ def maybe_done(exc: BaseException) -> bool:
     return False
 
 
-def _intended(mapped: MappedItem) -> bool:
+def intended(mapped: MappedItem) -> bool:
     """A pair recorded before its event's insert (`Reconciler.intend`): no version agreed
     on either side yet."""
     return mapped.ews_change_key is None and mapped.google_etag is None

@@ -52,3 +52,22 @@ def test_a_google_edit_right_after_an_insert_not_yet_recorded_reaches_exchange(
     item.refresh()
     assert item.subject == "Edited in Google at once"
     assert setup.live_events()[event_id]["summary"] == "Edited in Google at once"
+
+
+def test_an_insert_that_got_no_answer_is_sent_again_on_the_retry(setup: _Setup) -> None:
+    """The pair is recorded as intended before the insert; when the insert got no answer
+    (the connection dropped: made or not, nobody knows), the entry's retry inserts again
+    (a 409 would adopt what the first made), never taking the intended pair for an event
+    Google holds."""
+    item = setup.item("Made while Google dropped connections")
+    setup.store.enqueue(ALICE, item.id, "upsert", now=0.0, change_key=item.changekey)
+    faults = setup.google.url + "/_admin/faults"
+    # the insert and the client's own second try both dropped: the attempt fails
+    send_json(faults, "POST", {"kind": "outage", "count": 2})
+    try:
+        setup.drain()  # the entry's retry follows
+        assert send_json(faults, "GET") == []  # spent: the first attempt met it
+    finally:
+        send_json(faults, "DELETE")
+    assert setup.quiet()
+    assert event_id_for(item.id) in setup.live_events()
