@@ -87,6 +87,8 @@ class RunContext:
     conflicts: int = 0
     #: Exchange items this run created (the job re-reads the feed past them)
     created_in_exchange: list[str] | None = None
+    #: writes made (recorded or not): a notice applied with none changed nothing
+    writes: int = 0
 
 
 class Reconciler:
@@ -121,6 +123,7 @@ class Reconciler:
         fields: dict[str, Any] | None = None,
     ) -> None:
         """Remember a write of this run and what it replaced, for `calsync undo`."""
+        run.writes += 1
         if run.run_id is not None:
             self.store.record_write(
                 run.run_id,

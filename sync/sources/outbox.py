@@ -294,7 +294,12 @@ class Mirror:
             self._failed(entry, f"unexpected {type(exc).__name__}: {exc}", retryable=False)
         else:
             self.completed.append((entry.id, self.clock()))
-            metrics.outbox_written(entry, now=self.completed[-1][1])
+            if run is not None and run.writes == 0:
+                # both sides held the change already (a run streaming or a poll set off
+                # carried it first): no write, so no latency of the proxy's to count
+                metrics.outbox_result("skipped")
+            else:
+                metrics.outbox_written(entry, now=self.completed[-1][1])
         finally:
             if run is not None:
                 self.reconciler.finish(run)

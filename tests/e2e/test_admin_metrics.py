@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,7 +74,18 @@ def node(
         calsync_sync_interval="2",
     )
     try:
-        yield process.start(), f"http://127.0.0.1:{admin_port}"
+        started = process.start()
+        # the worker process warm, and the run streaming starts with over: the proxy's
+        # change is then the worker's to carry (a change a run carried first is no
+        # latency of the proxy's)
+        wait_for(
+            process.log,
+            lambda log: "calsync worker: warm in" in log,
+            timeout=60,
+            what="the worker process",
+        )
+        wait_for(scrape_runs(admin_port), lambda runs: runs >= 1, timeout=60, what="the first run")
+        yield started, f"http://127.0.0.1:{admin_port}"
     finally:
         process.stop()
         report = getattr(request.node, "rep_call", None)
@@ -95,6 +106,12 @@ def alice(
         yield client
     finally:
         client.protocol.close()
+
+
+def scrape_runs(admin_port: int) -> Callable[[], float]:
+    """The runs /metrics has counted so far (every outcome)."""
+    admin = f"http://127.0.0.1:{admin_port}"
+    return lambda: sum(v for _, _, v in scrape(admin).get("calsync_sync_runs", []))
 
 
 def scrape(admin: str) -> Samples:

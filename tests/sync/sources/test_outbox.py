@@ -20,6 +20,7 @@ from mapping.event import event_id_for
 from sync.cli import main
 from sync.config import load_config
 from sync.core.events import EWS_ID_PROPERTY, google_body
+from sync.ops import metrics
 from sync.sources.job import SyncJob
 from sync.sources.outbox import Mirror
 from sync.store import MappedItem, Store
@@ -267,6 +268,38 @@ def test_an_entry_drained_after_the_job_carried_a_later_edit_writes_nothing_olde
     job.run()
     (event,) = setup.live_events().values()
     assert event["summary"] == "Renamed in Exchange since"
+
+
+def test_an_entry_whose_change_a_run_carried_first_counts_no_latency_of_the_proxys(
+    setup: _Setup,
+) -> None:
+    """The worker's entry found the pair moved on (a run streaming or a poll set off carried
+    the item's later version first) and wrote nothing: /metrics counts it skipped, not as
+    a proxy change written, whose latency would be the worker's lateness."""
+    item = setup.item("Recorded by the proxy")
+    setup.store.enqueue(ALICE, item.id, "upsert", now=0.0, change_key=item.changekey)
+    item.subject = "Edited again at once"
+    item.save(update_fields=["subject"])
+    SyncJob(setup.config, setup.store).run()  # carries the later version first
+
+    def counted() -> tuple[float, float, float]:
+        sample = metrics.REGISTRY.get_sample_value
+        return (
+            sample("calsync_outbox_entries_total", {"result": "written"}) or 0.0,
+            sample("calsync_outbox_entries_total", {"result": "skipped"}) or 0.0,
+            sample(
+                "calsync_change_latency_seconds_count",
+                {"source": "proxy", "direction": "exchange_to_google"},
+            )
+            or 0.0,
+        )
+
+    written, skipped, latencies = counted()
+    writes = len(setup.writes())
+    setup.drain()
+    assert len(setup.writes()) == writes  # nothing written
+    assert counted() == (written, skipped + 1, latencies)
+    assert setup.quiet()
 
 
 # --- series exceptions -------------------------------------------------------------------------
