@@ -755,6 +755,8 @@ CI_EXAMPLES = 80
 DEV_EXAMPLES = 20
 
 TwoWaySync.TestCase.settings = _settings()
+if os.environ.get("CALSYNC_SOAK"):  # as long as it takes: no per-test timeout (pyproject)
+    TwoWaySync.TestCase.pytestmark = [pytest.mark.timeout(0)]  # type: ignore[attr-defined]
 test_two_way_sync_converges = TwoWaySync.TestCase
 
 
