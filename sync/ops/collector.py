@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sync.config import Config
-from sync.ops import metrics, pause
+from sync.ops import metrics
 from sync.store import Store
 
 
@@ -70,8 +70,10 @@ class StateCollector(Collector):
             return snap
 
     def _read(self, now: float) -> Snapshot:
-        snap = Snapshot(paused=sum(1 for u in self.config.users if pause.is_paused(u.mailbox)))
+        snap = Snapshot()
         try:
+            paused = self.store.paused()  # one query, not one per user
+            snap.paused = sum(1 for u in self.config.users if u.mailbox in paused)
             pending = self.store.pending()
             quarantined = self.store.quarantined()
             channels = self.store.channels()
@@ -88,7 +90,7 @@ class StateCollector(Collector):
                         if last:
                             snap.last_sync_age[(user.mailbox, side)] = max(0.0, now - last)
         except Exception:  # the store did not answer: say so, report nothing else
-            return Snapshot(store_up=False, paused=snap.paused)
+            return Snapshot(store_up=False)  # a store that does not answer pauses nobody
         snap.depth = len(pending)
         snap.oldest_age_s = max((now - e.created_at for e in pending), default=0.0)
         snap.quarantined = len(quarantined)
