@@ -1,10 +1,15 @@
 """Suite-wide settings: hypothesis profiles (deterministic on CI), the EWS stand-in's strict
 mode (every response it writes checked against Exchange's schema), and the seed of the
-test order (pytest-randomly) repeated under a failed run."""
+test order (pytest-randomly) repeated under a failed run; threads a run leaves behind named
+at its end, and an interpreter that cannot exit ended with their stacks."""
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
+import threading
+import traceback
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,3 +53,36 @@ def pytest_terminal_summary(
         f"tests ran shuffled with --randomly-seed={seed}: add it to the same pytest (or"
         " scripts/test) arguments to run them in this order again"
     )
+
+
+#: seconds the interpreter may take to exit once the run has ended: it joins every
+#: non-daemon thread a test left running, and one that never ends would hold CI to its own
+#: limit with the summary unprinted (stop 21's CI run ended that way, its log cut at
+#: pytest's first 8 KiB of output). Past it, every thread's stack and exit status 1.
+EXIT_LIMIT_S = 120
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    left = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    stream = sys.__stderr__
+    if left and stream is not None:
+        frames = sys._current_frames()
+        print(
+            f"calsync tests: {len(left)} non-daemon thread(s) still running at the end;"
+            " the interpreter waits for them to exit:",
+            file=stream,
+        )
+        for thread in left:
+            frame = frames.get(thread.ident or 0)
+            stack = "".join(traceback.format_stack(frame)[-6:]) if frame is not None else ""
+            print(f"--- {thread.name}\n{stack}", file=stream)
+    for handle in (sys.stdout, sys.stderr, stream):
+        if handle is not None:
+            handle.flush()
+    if stream is not None:
+        faulthandler.dump_traceback_later(EXIT_LIMIT_S, exit=True, file=stream)
