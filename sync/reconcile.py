@@ -54,6 +54,7 @@ from sync.core.events import (
     short,
     tagged,
 )
+from sync.state.base import UNKNOWN_ITEM
 from sync.store import MappedItem, Store
 
 if TYPE_CHECKING:
@@ -714,7 +715,12 @@ class Reconciler:
             adopted = self.adopt_created(user, google, exchange, earlier, event_id, run, replaces)
             if adopted is not None:
                 return adopted
-        item_id, change_key = exchange.create(to_ews(event), google_event_id=event_id)
+        # an answer lost is a create maybe made, its item's id unknown: recorded all the
+        # same, for undo to find by the event's id the item carries (whichever run adopts it)
+        with self.recorded_if_lost(
+            run, "exchange", "create", UNKNOWN_ITEM, other_key=event_id, before=None
+        ):
+            item_id, change_key = exchange.create(to_ews(event), google_event_id=event_id)
         now = self.clock()
         if run.created_in_exchange is not None:
             run.created_in_exchange.append(item_id)

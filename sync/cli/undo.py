@@ -6,7 +6,8 @@ mapped fields (as `to_google(item)`) before a patch or delete, the new ids of wh
 created, and the etag / ChangeKey each write left. Undo walks the last completed run's
 writes newest first:
 
-- created -> deleted (and unmapped);
+- created -> deleted (and unmapped); an Exchange item whose create's answer was lost is
+  found by the Google event's id it carries;
 - patched -> the fields it set are put back to what they were;
 - deleted -> created again from the pre-image (a new id), and mapped to its counterpart
   when that still exists.
@@ -34,6 +35,7 @@ from sync.cli.common import (
     run_guarded,
     user_from,
 )
+from sync.state.base import UNKNOWN_ITEM
 from sync.store import MappedItem, RunWrite, Store, StoreError
 
 #: Google fields a re-created event takes from its pre-image (never its old id or tags).
@@ -149,6 +151,12 @@ class _Undo:
         """The line to print, and whether the write was (or would be) undone."""
         if write.op == "delete":
             return self._recreate(write)
+        if write.key == UNKNOWN_ITEM:  # a create whose answer was lost: found by its event
+            made = self.exchange.created_for([write.other_key]) if write.other_key else {}
+            if write.other_key not in made:
+                what = f"Exchange item for Google event {_short(write.other_key or '')}"
+                return f"gone\t{what}\t(created by the run, its answer lost: not there)", True
+            write = replace(write, key=made[write.other_key])
         expected = self.left.get((write.side, write.key), write.version)
         if write.side == "google":
             current = self.google.get(write.key)

@@ -150,6 +150,11 @@ class SyncRun:
     undone_at: float | None
 
 
+#: `RunWrite.key` of an Exchange create whose answer was lost: Exchange gives an item's
+#: id only in CreateItem's answer.
+UNKNOWN_ITEM = ""
+
+
 @dataclass(frozen=True, slots=True)
 class RunWrite:
     """One write a run made, and what it replaced.
@@ -158,7 +163,9 @@ class RunWrite:
     written, `other_key` its counterpart on the other side; `version` is the etag or
     ChangeKey the write left (None for a delete), which undo requires to be still current;
     `before` is the pre-image (managed Google fields; for Exchange, `to_google(item)`) and
-    `fields` the fields the write set (a patch's body keys)."""
+    `fields` the fields the write set (a patch's body keys). An Exchange create whose
+    answer was lost has no item id to keep (`key` is `UNKNOWN_ITEM`): the item carries
+    the event's id (`other_key`) from its CreateItem on, and undo finds it by that."""
 
     id: int
     run_id: int

@@ -875,6 +875,24 @@ def test_undo_takes_back_a_write_whose_answer_was_lost() -> None:
     replay(steps)
 
 
+def test_undo_takes_back_an_exchange_item_whose_create_answer_was_lost() -> None:
+    """(Found by the soak of 2026-12-01: after a run whose CreateItem for a new Google
+    event was made but its answer lost, undo left the item in Exchange. The create was
+    not recorded, its item's id unknown; the same run found the item by the event's id it
+    carries and adopted it, recording only the tag it wrote to Google.) Such a create is
+    recorded with its item unknown, and undo finds the item by the event's id."""
+
+    def steps(m: TwoWaySync) -> None:
+        m.create_in_google()
+        m.create_in_google()
+        # sm-1's CreateItem is made and its answer lost; sm-2's is answered. The run reads
+        # the Exchange feed past its creates and adopts sm-1's item; the teardown's runs
+        # find nothing more to write, and undo takes back the faulted run
+        m.run_job_on_a_bad_network(ews_fault="lostAnswer", google_fault=None, rate=0.2, seed=1)
+
+    replay(steps)
+
+
 def test_an_exception_whose_instance_write_failed_reaches_google_later() -> None:
     """(Found by the machine: a series made in Exchange with an exception, its Google
     event made, then the instance write failed (a 429): the next runs took the master's
