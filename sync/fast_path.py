@@ -305,9 +305,16 @@ class FastPath:
     ) -> MappedItem | None:
         """Make the Google event equal `event`: a new one under the item's deterministic
         id (a taken id follows the reconciler's one 409 rule), or a patch of what differs.
-        A pair only intended (an insert whose answer was lost, this entry's earlier attempt
-        or a stopped node's) is inserted again: the event may never have been made."""
+        A pair only intended (an insert whose answer was lost: this entry's earlier
+        attempt, a killed `calsync sync`, a stopped node) is read before anything is
+        written, as the job reads it: the event there is merged against what that insert
+        wrote, and made when it never arrived (`Reconciler.settle_deleted`)."""
         body = tagged(event, notice.mailbox, notice.key)
+        if mapped is not None and intended(mapped) and self.config.exchange_ews_url:
+            # Inserting again would record this body as the base in place of the one the
+            # lost insert wrote, and its 409 then drops the record for the stamps'
+            # guess: an edit made in Google since would read as a conflict
+            return self.reconciler.reconcile_pair(user, google, exchange, notice.key, run)
         if mapped is not None and not intended(mapped):
             patch = diff(mapped.snapshot or {}, body)
             return self._patch(google, exchange, notice, user, mapped, patch, run, snapshot=body)

@@ -821,6 +821,35 @@ def test_both_sides_edited_after_a_kill_settle_by_the_policy(
     replay(steps)
 
 
+@pytest.mark.parametrize("then", ["edit_in_google", "delete_in_google"])
+def test_a_proxy_edit_after_a_killed_insert_merges_against_what_it_wrote(then: str) -> None:
+    """`calsync sync` killed once it inserted the Google event of a new Exchange item,
+    before the record; then the event is edited (summary) or deleted in Google, the item's
+    location edited through the proxy, and the outbox drains. (Found by the soak of
+    2026-12-01: under exchange-wins, Google's summary was lost to the item's first one;
+    or the item stayed after its event's deletion. The worker inserted the intended
+    pair's event again: the intention took the new body for its base, the 409 dropped it
+    for the stamps' guess (both sides changed since the insert: no base, the policy
+    settles every field that differs), and a deleted event left the item unmapped.) An
+    intended pair is now read first, as the job reads it, and merged against what the
+    killed insert wrote."""
+
+    def steps(m: TwoWaySync) -> None:
+        m.choose_policy(policy="exchange-wins")
+        m.choose_drains(late=True)
+        e0 = m.first_event()
+        m.sync_killed_after_a_write(side="google", seed=1)
+        assert m.killed  # while e0's event was inserted
+        if then == "edit_in_google":
+            m.edit_in_google(token=e0, name="summary")
+        else:
+            m.delete_in_google(e0)
+        m.edit_through_proxy(token=e0, name="location")
+        m.drain_outbox()
+
+    replay(steps)
+
+
 @pytest.mark.parametrize("policy", ["exchange-wins", "google-wins"])
 def test_an_exchange_edit_after_a_killed_create_in_exchange_reaches_google(policy: str) -> None:
     """`calsync sync` killed once Exchange made the item of a new Google event, before

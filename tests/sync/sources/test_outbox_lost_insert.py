@@ -56,8 +56,9 @@ def test_a_google_edit_right_after_an_insert_not_yet_recorded_reaches_exchange(
 
 def test_an_insert_that_got_no_answer_is_sent_again_on_the_retry(setup: _Setup) -> None:
     """The pair is recorded as intended before the insert; when the insert got no answer
-    (the connection dropped: made or not, nobody knows), the entry's retry inserts again
-    (a 409 would adopt what the first made), never taking the intended pair for an event
+    (the connection dropped: made or not, nobody knows), the entry's retry reads both
+    sides first and makes the event when the insert never arrived (one it finds is merged
+    against what the first insert wrote), never taking the intended pair for an event
     Google holds."""
     item = setup.item("Made while Google dropped connections")
     setup.store.enqueue(ALICE, item.id, "upsert", now=0.0, change_key=item.changekey)
