@@ -503,7 +503,8 @@ class Reconciler:
         except GoogleError as exc:
             if exc.status not in (404, 410):
                 raise
-            gone = None
+            if not maybe_done(exc):  # else gone by this delete's first sending, its answer lost
+                gone = None
         self.store.forget(user.mailbox, ews_item_id)
         if _live(gone):
             assert gone is not None
@@ -1263,9 +1264,10 @@ def maybe_done(exc: BaseException) -> bool:
     dropped connection, a timeout: Google's status 0, Exchange's transport errors, which
     exchangelib re-raises as ErrorTimeoutExpired / ErrorServerBusy without a back-off).
     An error Google answered (a conflict, 4xx, 5xx, a rate limit) or Exchange's busy with
-    a back-off was not made."""
+    a back-off was not made, unless it answered a write sent again after its first
+    sending got no answer (`sent_again`: a 409 or 412 may be that first sending's own)."""
     if isinstance(exc, GoogleError):
-        return exc.status == 0
+        return exc.status == 0 or exc.sent_again
     if isinstance(exc, ExchangeError):
         return exc.retryable and not exc.back_off
     return False

@@ -191,7 +191,10 @@ RETRYABLE_GOOGLE_REASONS: Final = frozenset(
 
 class GoogleError(BackendError):
     """Google's answer to a call: `status` (0 when no answer came), `reason` (Google's
-    error.errors[0].reason, e.g. notFound, conditionNotMet, rateLimitExceeded), `message`."""
+    error.errors[0].reason, e.g. notFound, conditionNotMet, rateLimitExceeded), `message`.
+    `sent_again`: the answer is to a write sent a second time, its first sending dropped
+    with no answer: the first may have been made, whatever this answer says (a 409 for an
+    insert, a 412 for an If-Match patch, a 410 for a delete may be that write's own)."""
 
     def __init__(
         self,
@@ -200,11 +203,13 @@ class GoogleError(BackendError):
         message: str = "",
         *,
         retry_after: float | None = None,
+        sent_again: bool = False,
     ) -> None:
         self.status = status
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+        self.sent_again = sent_again
         super().__init__(f"Google {status} {reason}: {message}".rstrip(": "))
 
     @property
@@ -221,7 +226,9 @@ class GoogleConflict(GoogleError, VersionConflict):
     """412 conditionNotMet: the event's etag is not the one the write named."""
 
 
-def google_error(status: int, content: bytes, retry_after: str | None = None) -> GoogleError:
+def google_error(
+    status: int, content: bytes, retry_after: str | None = None, *, sent_again: bool = False
+) -> GoogleError:
     """The GoogleError for an error response (its status, JSON body and Retry-After)."""
     reason = ""
     message = ""
@@ -239,7 +246,7 @@ def google_error(status: int, content: bytes, retry_after: str | None = None) ->
         except ValueError:
             after = None
     cls = GoogleConflict if status == 412 else GoogleError
-    return cls(status, reason or "error", message, retry_after=after)
+    return cls(status, reason or "error", message, retry_after=after, sent_again=sent_again)
 
 
 #: Exchange response codes for a server that cannot answer now (throttled, busy, timed

@@ -264,7 +264,8 @@ class GoogleCalendar:
         """One call on the events collection (or one event of it), as googleapiclient would
         make it, answered as `_execute` answers. A connection that drops (a kept-alive one
         the server closed meanwhile) is opened again and the call sent once more, as httplib2
-        does (a repeated write is safe: fixed ids, If-Match), but not after a timeout; a 401
+        does (a repeated write is safe: fixed ids, If-Match; an error it meets then says the
+        first sending may have been made, `sent_again`), but not after a timeout; a 401
         refreshes the token and sends the call once more, as google-auth's AuthorizedHttp
         does."""
         path = self._events_path
@@ -280,6 +281,7 @@ class GoogleCalendar:
             headers["if-match"] = if_match
         with self._lock:
             refreshed = False
+            sent_again = False  # a write whose first sending got no answer
             for attempt in range(2):
                 # the whole URL: google-auth looks at its host (regional endpoints)
                 self._creds.before_request(
@@ -293,6 +295,7 @@ class GoogleCalendar:
                 except (OSError, http.client.HTTPException) as exc:
                     connection.close()
                     if attempt == 0 and not isinstance(exc, TimeoutError):
+                        sent_again = writes
                         continue
                     metrics.google_request(operation, "unreachable")
                     raise GoogleError(0, "unreachable", type(exc).__name__) from None
@@ -304,7 +307,12 @@ class GoogleCalendar:
                     continue
                 break
             if response.status >= 300:
-                error = google_error(response.status, content, response.getheader("retry-after"))
+                error = google_error(
+                    response.status,
+                    content,
+                    response.getheader("retry-after"),
+                    sent_again=sent_again,
+                )
                 metrics.google_request(operation, _status(error))
                 raise error
             metrics.google_request(operation, "ok")

@@ -922,6 +922,30 @@ def test_undo_takes_back_an_exchange_item_whose_create_answer_was_lost() -> None
     replay(steps)
 
 
+def test_undo_takes_back_a_google_event_whose_insert_answer_was_lost_then_taken() -> None:
+    """(Found by the soak of 2026-12-01: after a run that made the Google event of a
+    series new in Exchange, undo left the event. The insert was made and its answer lost;
+    the client sent it again on a new connection, as httplib2 does, and that answer, a
+    409, looked like Google's word that nothing was made: the insert was not recorded,
+    and the 409 rule adopted the run's own event.) A write sent again after its first
+    sending got no answer is maybe made whatever the second answer says, and is recorded
+    for undo."""
+
+    def steps(m: TwoWaySync) -> None:
+        m.first_event()
+        m.choose_policy(policy="newest-wins")
+        event = m.create_in_google()
+        m.run_job()
+        m.create_series_in_exchange()
+        m.edit_same_field_on_both_sides(exchange_first=True, name="time", token=event)
+        # the series' events.insert is made, its answer lost; sent again, it meets 409
+        m.run_job_on_a_bad_network(
+            ews_fault="lostAnswer", google_fault="lostAnswer", rate=0.5, seed=3
+        )
+
+    replay(steps)
+
+
 def test_an_exception_whose_instance_write_failed_reaches_google_later() -> None:
     """(Found by the machine: a series made in Exchange with an exception, its Google
     event made, then the instance write failed (a 429): the next runs took the master's
