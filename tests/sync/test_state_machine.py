@@ -551,7 +551,7 @@ class TwoWaySync(RuleBasedStateMachine):
             report = self.world.run()
         if not report.errors and not report.stopped:
             for logical in self.logical.values():
-                logical.clean()
+                logical.clean(self.world.policy)
         else:
             self._synced()
         if self.world.last_run_id() != last:
@@ -942,6 +942,25 @@ def test_undo_takes_back_a_google_event_whose_insert_answer_was_lost_then_taken(
         m.run_job_on_a_bad_network(
             ews_fault="lostAnswer", google_fault="lostAnswer", rate=0.5, seed=3
         )
+
+    replay(steps)
+
+
+def test_a_newest_wins_contest_stays_settled_by_the_run_that_settled_it() -> None:
+    """(Found by the soak of 2026-12-01, the model's own: under newest-wins, a clean run
+    settled a location edited on both sides by the side touched last then (Google, whose
+    summary edit came last); a later edit of another field through the proxy made Exchange
+    the newest, and the model judged the old contest again by it.) A clean run's decision
+    on a contest stands until the field is edited again."""
+
+    def steps(m: TwoWaySync) -> None:
+        m.choose_policy(policy="newest-wins")
+        e0 = m.create_in_exchange()
+        m.run_job()
+        m.edit_same_field_on_both_sides(exchange_first=False, name="location", token=e0)
+        m.edit_same_field_on_both_sides(exchange_first=True, name="summary", token=e0)
+        m.run_job()  # location: Google's, as Google's event changed last
+        m.edit_through_proxy(name="time", token=e0)  # Exchange's is now the newer event
 
     replay(steps)
 

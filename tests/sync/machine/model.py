@@ -49,21 +49,32 @@ class Logical:
     touched: dict[str, float] = field(default_factory=dict)
     #: a sync may have written to it since the last clean run (failed run, the worker)
     synced_since_clean: bool = False
+    #: field -> the values a clean run could settle its contest to, as of that run: a
+    #: later edit of another field moves `touched`, not what that run decided
+    settled: dict[str, set[Any]] = field(default_factory=dict)
 
     def record(self, side: str, name: str, value: Any, at: float) -> None:
         other = "google" if side == "exchange" else "exchange"
         contested = other in self.since_clean.get(name, set())
         self.edits.setdefault(name, []).append(Edit(side, value, contested, at))
+        self.settled.pop(name, None)
         self.since_clean.setdefault(name, set()).add(side)
         self.touched[side] = at
 
-    def clean(self) -> None:
+    def clean(self, policy: str) -> None:
+        """A run without errors brought both sides into agreement: each contest it found
+        is settled as the policy stood then (newest-wins: the side touched last so far)."""
+        for name, edits in self.edits.items():
+            if name not in self.settled and edits[-1].contested:
+                self.settled[name] = self.acceptable(name, policy)
         self.since_clean.clear()
         self.synced_since_clean = False
 
     def acceptable(self, name: str, policy: str) -> set[Any]:
         """The values the field may hold once both sides agree. (An occurrence's own
         fields, "occ<index>.<aspect>", have no newest side the machine can tell.)"""
+        if name in self.settled:
+            return self.settled[name]
         edits = self.edits[name]
         last = edits[-1]
         if not last.contested:
