@@ -1,8 +1,9 @@
 """The HTTP side of GetStreamingEvents: one chunked response kept open, one chunk per SOAP
 envelope, written as the stream (`services/get_streaming_events.py`) has them.
 
-The serving thread sleeps in select() on the client's socket and the stream's wake-up
-socket until a notification, a heartbeat or the deadline is due: an idle stream costs no
+The serving thread sleeps in a selector (epoll: select() refuses a descriptor past 1023,
+and a process serving many connections has those) on the client's socket and the stream's
+wake-up socket until a notification, a heartbeat or the deadline is due: an idle stream costs no
 CPU. A client that hangs up is noticed at once (its socket turns readable; a client sends
 nothing while it streams), which frees its place among the account's connections.
 """
@@ -10,7 +11,7 @@ nothing while it streams), which frees its place among the account's connections
 from __future__ import annotations
 
 import logging
-import select
+import selectors
 import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -31,7 +32,10 @@ def serve(handler: BaseHTTPRequestHandler, stream: Stream) -> None:
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()
     state = "open"
+    selector = selectors.DefaultSelector()
     try:
+        selector.register(handler.connection, selectors.EVENT_READ)
+        selector.register(stream, selectors.EVENT_READ)
         while True:
             documents, state = stream.step()
             if state == "abort":
@@ -42,9 +46,8 @@ def serve(handler: BaseHTTPRequestHandler, stream: Stream) -> None:
             if state == "end":
                 handler.wfile.write(b"0\r\n\r\n")
                 break
-            ready, _, _ = select.select([handler.connection, stream], [], [],
-                                        stream.wait_seconds())
-            if handler.connection in ready:
+            ready = selector.select(stream.wait_seconds())
+            if any(key.fileobj is handler.connection for key, _ in ready):
                 state = "gone"
                 break
     except OSError:
@@ -53,6 +56,7 @@ def serve(handler: BaseHTTPRequestHandler, stream: Stream) -> None:
         log.exception("GetStreamingEvents failed: the connection is dropped")
         state = "gone"
     finally:
+        selector.close()
         stream.close()
         if state != "end":
             handler.close_connection = True

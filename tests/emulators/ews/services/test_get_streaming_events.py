@@ -8,6 +8,8 @@ https://learn.microsoft.com/en-us/exchange/client-developer/web-service-referenc
 from __future__ import annotations
 
 import itertools
+import os
+import resource
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +76,33 @@ def test_a_change_is_streamed_as_it_happens(server: EwsServer) -> None:
     folder = [e for e in events if e.event_type == "folder"]
     assert isinstance(folder[0], ModifiedEvent)
     assert folder[0].folder_id.id == alice.calendar.id
+
+
+def test_a_stream_on_a_descriptor_past_1023_is_served(server: EwsServer) -> None:
+    # A process serving many connections holds descriptors past select()'s 1023 (found at
+    # the end of a whole test run: "filedescriptor out of range in select()", the stream
+    # dropped); the stand-in waits on them through a selector.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"at most {hard} descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:  # the next sockets get higher numbers
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        alice = account(server, "alice@example.com")
+        sub_id = alice.calendar.subscribe_to_streaming()
+        got: list[Notification] = []
+        stream = _in_thread(lambda: got.extend(alice.calendar.get_streaming_events(
+            sub_id, connection_timeout=30, max_notifications_returned=1)))
+        time.sleep(0.2)  # the stream is open
+        create(account(server, "alice@example.com"))
+        stream.join(10)
+        assert not stream.is_alive() and len(got) == 1
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_updates_and_deletes_follow(server: EwsServer) -> None:
