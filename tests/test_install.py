@@ -24,3 +24,16 @@ def test_calsync_console_script_is_installed() -> None:
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "usage: calsync" in result.stdout
+
+
+def test_the_tests_run_on_the_http_stack_users_install() -> None:
+    """The test extra must not swap a library the product runs on: caldav 2 brings
+    urllib3-future, which installs itself as the `urllib3` package (exchangelib would run on
+    it in tests, the demo and the benches, with threads of its own, and no user would)."""
+    import importlib.metadata
+
+    import urllib3
+
+    installed = {dist.metadata["Name"].lower() for dist in importlib.metadata.distributions()}
+    assert "urllib3-future" not in installed
+    assert urllib3.__version__ == importlib.metadata.version("urllib3")
