@@ -47,6 +47,36 @@ STREAMING_STOP_S = 2.0
 PROXIED_WINDOW_S = 2.0
 
 
+#: The libraries calsync brings into mitmdump's process. mitmdump sets the root logger to
+#: DEBUG and hands every record its handlers accept to the event loop (one callback and an
+#: add_log hook each, whatever the termlog shows): exchangelib alone logs several DEBUG
+#: lines for each EWS call the streaming thread or a sync run makes. Below the termlog's
+#: verbosity they are not made at all.
+LIBRARY_LOGGERS = (
+    "exchangelib",
+    "urllib3",
+    "requests",
+    "requests_ntlm",
+    "spnego",
+    "googleapiclient",
+    "google",
+    "google_auth_httplib2",
+    "httplib2",
+    "oauthlib",
+    "requests_oauthlib",
+    "sqlite_utils",
+    "psycopg",
+)
+
+
+def quiet_libraries(verbosity: str) -> None:
+    """The calsync libraries' loggers at the termlog's verbosity, INFO at least unless it
+    is debug: what the termlog would drop is never formatted nor sent to the event loop."""
+    level = logging.DEBUG if verbosity.lower() == "debug" else logging.INFO
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
 def parse_ews_path(value: str) -> str:
     if not value.startswith("/"):
         raise exceptions.OptionsError(f"calsync_ews_path must start with '/': {value!r}")
@@ -73,6 +103,7 @@ class CalSync:
         self._ews_seen = -PROXIED_WINDOW_S  # time.monotonic() of the last EWS request
         # [admin]: /metrics, /healthz, /readyz and the console, on threads of their own
         self.admin: AdminServer | None = None
+        self._quieted = False  # the libraries' loggers set to the termlog's verbosity
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -115,6 +146,9 @@ class CalSync:
     def configure(self, updated: set[str]) -> None:
         from mitmproxy import ctx
 
+        if "termlog_verbosity" in updated or not self._quieted:
+            quiet_libraries(getattr(ctx.options, "termlog_verbosity", "info"))
+            self._quieted = True
         if ctx.options.calsync_sync_interval < 0:
             raise exceptions.OptionsError("calsync_sync_interval must be 0 (off) or more seconds")
         if not 0 <= ctx.options.calsync_push_port <= 65535:

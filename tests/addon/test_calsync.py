@@ -458,3 +458,33 @@ def test_series_exceptions_reach_google_as_instances(
         assert by_original["2026-03-23"]["summary"] == "Team sync"  # an untouched occurrence
     finally:
         ews.stop()
+
+
+def test_the_libraries_make_no_log_record_the_termlog_would_drop() -> None:
+    """mitmdump sets the root logger to DEBUG and hands each record to its event loop: the
+    libraries calsync brings (exchangelib logs several DEBUG lines per EWS call) make none
+    below the termlog's verbosity, and all of them at debug."""
+    from mitmproxy.addons.termlog import TermLog
+
+    root = logging.getLogger()
+    names = ("exchangelib", "urllib3", "requests", "requests_ntlm", "spnego", "googleapiclient")
+    names += ("google", "google_auth_httplib2", "httplib2", "oauthlib", "requests_oauthlib")
+    before = (
+        root.level,
+        {n: logging.getLogger(n).level for n in (*names, "sqlite_utils", "psycopg")},
+    )
+    root.setLevel(logging.DEBUG)  # as mitmdump does (mitmproxy/tools/main.py)
+    try:
+        with taddons.context(TermLog()) as tctx:
+            addon = tctx.script(str(ADDON)).addons[0]
+            addon.configure({"calsync_config"})
+            for name in ("exchangelib", "exchangelib.services.common", "urllib3", "google"):
+                assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+            assert logging.getLogger("exchangelib").isEnabledFor(logging.INFO)
+            tctx.options.update(termlog_verbosity="debug")
+            addon.configure({"termlog_verbosity"})
+            assert logging.getLogger("exchangelib.services.common").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(before[0])
+        for name, level in before[1].items():
+            logging.getLogger(name).setLevel(level)
