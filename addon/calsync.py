@@ -69,10 +69,23 @@ LIBRARY_LOGGERS = (
 )
 
 
+#: mitmproxy's termlog_verbosity choices as logging levels (mitmproxy/log.py)
+VERBOSITY = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "alert": logging.INFO + 1,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
 def quiet_libraries(verbosity: str) -> None:
-    """The calsync libraries' loggers at the termlog's verbosity, INFO at least unless it
-    is debug: what the termlog would drop is never formatted nor sent to the event loop."""
-    level = logging.DEBUG if verbosity.lower() == "debug" else logging.INFO
+    """The calsync libraries' loggers at the termlog's verbosity: what the termlog would
+    drop is never formatted nor sent to the event loop. Never louder than the root logger
+    (a process that does not log INFO, a test's, stays so)."""
+    level = max(
+        VERBOSITY.get(verbosity.lower(), logging.INFO), logging.getLogger().getEffectiveLevel()
+    )
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
 

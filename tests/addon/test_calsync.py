@@ -484,6 +484,10 @@ def test_the_libraries_make_no_log_record_the_termlog_would_drop() -> None:
             tctx.options.update(termlog_verbosity="debug")
             addon.configure({"termlog_verbosity"})
             assert logging.getLogger("exchangelib.services.common").isEnabledFor(logging.DEBUG)
+            root.setLevel(logging.WARNING)  # a process that does not log INFO: none louder
+            tctx.options.update(termlog_verbosity="info")
+            addon.configure({"termlog_verbosity"})
+            assert not logging.getLogger("googleapiclient").isEnabledFor(logging.INFO)
     finally:
         root.setLevel(before[0])
         for name, level in before[1].items():
