@@ -21,9 +21,13 @@ a Google write in a thread (google-api-python-client blocks):
   user's queue goes on.
 
 Per-item order is kept (the store hands out one entry per item, the oldest); users are
-drained concurrently. On a store several nodes share, the proxy records each entry held for
-its own node's worker (`claims_as`) for `HOLD_S`: that worker has the request's bytes, any
-other would read the item from Exchange. Past the hold, any node's worker takes it.
+drained concurrently. With worker processes (the addon's default), one thread of this
+process hands each entry to a process over a pipe of its own and waits for its answer:
+the proxy's event loop never takes part in an entry's writing (issue 17).
+
+On a store several nodes share, the proxy records each entry held for its own node's
+worker (`claims_as`) for `HOLD_S`: that worker has the request's bytes, any other would
+read the item from Exchange. Past the hold, any node's worker takes it.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Any, cast
 
 from ews_parser.errors import CalsyncError, EwsParseError
@@ -91,8 +96,15 @@ class Mirror:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: completed entries, for tests and the benchmark: (entry id, when)
         self.completed: list[tuple[int, float]] = []
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_args: tuple[str, int] | None = None
+        #: worker processes (`use_processes`), each taken by one thread at a time
+        self._workers: list[WorkerProcess] = []
+        self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()
+        self._dispatch: ThreadPoolExecutor | None = None  # users side by side (several)
+        #: with worker processes: `wake()` sets it, the thread handing out entries waits on it
+        self._woken = threading.Event()
+        self._stopping = threading.Event()
+        self._served = threading.Event()  # `_serve` has returned (or never ran)
+        self._served.set()
         #: who this worker is in the claims it takes on a shared store
         self.holder = new_holder()
 
@@ -111,7 +123,8 @@ class Mirror:
                 self._hot.pop(entry_id, None)
 
     def wake(self) -> None:
-        if self._wake is None or self._loop is None:
+        self._woken.set()  # the processes' thread: no event loop involved
+        if self._workers or self._wake is None or self._loop is None:
             return
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -119,9 +132,18 @@ class Mirror:
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Drain forever (until cancelled), waking on `wake()` or when a retry is due."""
+        """Drain forever (until cancelled), waking on `wake()` or when a retry is due. With
+        worker processes, in a thread of its own: an entry costs the event loop nothing."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        if self._workers:
+            self._stopping.clear()
+            try:
+                await asyncio.to_thread(self._serve)
+            finally:  # cancelled: the thread ends after the entry in hand
+                self._stopping.set()
+                self._woken.set()
+            return
         while True:
             self._wake.clear()
             handled = 0
@@ -140,18 +162,91 @@ class Mirror:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _serve(self) -> None:
+        """`run` with worker processes, blocking: hand out what is due, wait for `wake()`
+        or the next retry, until `_stopping`."""
+        self._served.clear()
+        try:
+            while not self._stopping.is_set():
+                self._woken.clear()
+                handled = 0
+                try:
+                    handled = self._drain_processes()
+                    if self._stopping.is_set():
+                        return
+                    due = self.store.next_due(self.claims_as)
+                except Exception as exc:  # never let the worker die: log, wait, go on
+                    log.error("calsync worker error: %s: %s", type(exc).__name__, exc)
+                    due = self.clock() + 1.0
+                timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
+                if not handled and due is not None and timeout == 0:
+                    timeout = 1.0  # due, yet not taken (another's meanwhile): no busy loop
+                if timeout > 0:
+                    self._woken.wait(timeout)
+        finally:
+            self._served.set()
+
+    def _drain_processes(self) -> int:
+        """`drain` with worker processes, blocking: each user's entries in order, users
+        side by side when there are several processes."""
+        handled = 0
+        while not self._stopping.is_set():
+            entries = self._take(self.clock())
+            if not entries:
+                return handled
+            batches = list(_by_user(entries).values())
+            if self._dispatch is None or len(batches) == 1:
+                for batch in batches:
+                    self._hand_out(batch)
+            else:
+                for done in [self._dispatch.submit(self._hand_out, b) for b in batches]:
+                    done.result()
+            handled += len(entries)
+        return handled
+
+    def _hand_out(self, entries: list[OutboxEntry]) -> None:
+        """One user's entries, in order, to an idle worker process."""
+        idle = self._idle
+        while True:
+            try:
+                worker = idle.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if self._stopping.is_set():  # closed meanwhile: the entries stay pending
+                    return
+        try:
+            for entry in entries:
+                if self._stopping.is_set():
+                    return  # still pending: the next start hands it out
+                with self._hot_lock:
+                    hot = self._hot.pop(entry.id, None)
+                try:
+                    done_at, recorded = worker.call(entry.id, hot)
+                except WorkerDied:
+                    # killed, out of memory: a new one in its place; the entry is still
+                    # pending in the outbox and will be handed out again
+                    if not self._stopping.is_set():
+                        log.warning("calsync worker process died; starting a new one")
+                        worker.restart()
+                    return
+                metrics.take_over(recorded)  # what the process counted, into this /metrics
+                if done_at is not None:
+                    self.completed.append((entry.id, done_at))
+        finally:
+            idle.put(worker)
+
     async def drain(self) -> int:
         """Apply every entry that is due now; returns how many were handled."""
+        if self._workers:
+            return await asyncio.to_thread(self._drain_processes)
         handled = 0
         while True:
             # a paused user's entries (the admin console) are not handed out
             entries = await asyncio.to_thread(self._take, self.clock())
             if not entries:
                 return handled
-            by_user: dict[str, list[OutboxEntry]] = {}
-            for entry in entries:
-                by_user.setdefault(entry.mailbox, []).append(entry)
-            await asyncio.gather(*(self._drain_user(batch) for batch in by_user.values()))
+            batches = _by_user(entries).values()
+            await asyncio.gather(*(self._drain_user(batch) for batch in batches))
             handled += len(entries)
 
     @property
@@ -171,78 +266,59 @@ class Mirror:
 
     async def _drain_user(self, entries: list[OutboxEntry]) -> None:
         for entry in entries:
-            if self._pool is None:
-                await asyncio.to_thread(self.process, entry)
-                continue
-            with self._hot_lock:
-                hot = self._hot.pop(entry.id, None)
-            loop = asyncio.get_running_loop()
-            try:
-                done_at, recorded = await loop.run_in_executor(
-                    self._pool, process_in_worker_counted, entry.id, hot
-                )
-                metrics.take_over(recorded)  # what the process counted, into this /metrics
-            except BrokenProcessPool:
-                # a worker died (killed, out of memory): start a new pool; the entry is
-                # still pending in the outbox and will be handed out again
-                log.warning("calsync worker process died; starting a new one")
-                self._start_pool()
-                return
-            if done_at is not None:
-                self.completed.append((entry.id, done_at))
+            await asyncio.to_thread(self.process, entry)
 
     # --- worker processes --------------------------------------------------------------------
 
     def use_processes(self, config_path: str, workers: int = 1) -> None:
         """Do the writing in `workers` separate processes, so that parsing, mapping and
         the Google client's CPU never compete with the proxy for its event loop's GIL.
-        Each process opens the same config and store (SQLite in WAL mode takes both)."""
-        self._pool_args = (config_path, workers)
-        self._start_pool()
-
-    def _start_pool(self) -> None:
-        if self._pool_args is None:
-            return
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        config_path, workers = self._pool_args
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            # spawn, not fork: mitmproxy's threads and event loop must not be copied
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(config_path,),
-        )
-        # The pool spawns a process when a call finds none idle: one call each starts them
-        # all now, so each has imported its libraries and warmed its clients up
-        # (_init_worker) before the first change is due. Nothing waits for these calls.
-        for _ in range(workers):
-            self._pool.submit(os.getpid)
+        Each process opens the same config and store (SQLite in WAL mode takes both), and
+        is started now: it has imported its libraries and warmed its clients up
+        (`_init_worker`) before the first change is due. Call it before `run`."""
+        self.close(wait=False)
+        self._stopping.clear()
+        self._workers = [WorkerProcess(config_path) for _ in range(max(1, workers))]
+        for worker in self._workers:
+            self._idle.put(worker)
+        if len(self._workers) > 1:
+            self._dispatch = ThreadPoolExecutor(
+                len(self._workers), thread_name_prefix="calsync-dispatch"
+            )
 
     @property
-    def pool(self) -> ProcessPoolExecutor | None:
-        return self._pool
+    def pool(self) -> list[WorkerProcess] | None:
+        """The worker processes (None: the writing happens in threads of this process)."""
+        return self._workers or None
 
     def close(self, *, wait: bool = True, timeout: float = 5.0) -> None:
         """Stop the worker processes: wait for the one at work at most `timeout` seconds,
-        then kill it. Shutdown must never hang mitmdump; an entry cut short is still
-        pending in the outbox, and its retry is harmless (fixed ids, conditional writes)."""
-        pool, self._pool, self._pool_args = self._pool, None, None
-        if pool is None:
+        then kill it (`wait=False`: the same, in the background). Shutdown must never hang
+        mitmdump; an entry cut short is still pending in the outbox, and its retry is
+        harmless (fixed ids, conditional writes)."""
+        workers, self._workers = self._workers, []
+        dispatch, self._dispatch = self._dispatch, None
+        self._idle = queue.SimpleQueue()
+        self._stopping.set()
+        self._woken.set()
+        if dispatch is not None:
+            dispatch.shutdown(wait=False)
+        if not workers:
             return
-        if not wait:
-            pool.shutdown(wait=False, cancel_futures=True)
-            return
-        stopper = threading.Thread(
-            target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
-        )
-        stopper.start()
-        stopper.join(timeout)
-        if stopper.is_alive():
-            # ProcessPoolExecutor has no public way to end a stuck worker
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
-            log.warning("calsync worker process did not stop within %.0f s: killed", timeout)
+        stoppers = [
+            threading.Thread(
+                target=w.stop, args=(timeout,), name="calsync-worker-stop", daemon=True
+            )
+            for w in workers
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        if wait:
+            for stopper in stoppers:
+                stopper.join(timeout + 1.0)
+            # the thread that handed entries out: its entry in hand is done or its process
+            # gone, so it returns now (before the caller closes the store under it)
+            self._served.wait(timeout)
 
     # --- one entry (blocking: runs in a thread) --------------------------------------------------
 
@@ -374,9 +450,110 @@ class _Lazy:
         return getattr(self._made, name)
 
 
+def _by_user(entries: list[OutboxEntry]) -> dict[str, list[OutboxEntry]]:
+    by_user: dict[str, list[OutboxEntry]] = {}
+    for entry in entries:
+        by_user.setdefault(entry.mailbox, []).append(entry)
+    return by_user
+
+
+# --- worker processes ----------------------------------------------------------------------------
+
+
+class WorkerDied(Exception):
+    """The worker process ended (killed, out of memory) before it answered."""
+
+
+class WorkerProcess:
+    """One worker process and the pipe it takes entries on (`_serve_entries`): `call`
+    sends an entry's id and its request, and blocks the calling thread (never an event
+    loop) until the process answers. A process pool would pass each call through two
+    threads of its own and a future; one pipe a process is all one caller needs."""
+
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self._lock = threading.Lock()  # one call at a time on the pipe
+        self._start()
+
+    def _start(self) -> None:
+        # spawn, not fork: mitmproxy's threads and event loop must not be copied
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve_entries,
+            args=(child, self.config_path),
+            name="calsync-worker",
+            daemon=True,  # ended with the proxy, whatever happens to it
+        )
+        self.process.start()
+        child.close()
+
+    def call(
+        self, entry_id: int, hot: RequestHint | None
+    ) -> tuple[float | None, list[tuple[str, tuple[Any, ...]]]]:
+        """`process_in_worker_counted(entry_id, hot)` in the process."""
+        with self._lock:
+            try:
+                self._conn.send((entry_id, hot))
+                answer = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise WorkerDied(str(exc) or type(exc).__name__) from None
+        if isinstance(answer, str):  # what the process raised
+            raise RuntimeError(answer)
+        return cast("tuple[float | None, list[tuple[str, tuple[Any, ...]]]]", answer)
+
+    def restart(self) -> None:
+        with self._lock:
+            self._end(1.0)  # it is dead or dying: its pipe ended
+            self._start()
+
+    def stop(self, timeout: float) -> None:
+        """Let the process finish the entry in hand (at most `timeout` seconds), then end
+        it; killed if it does not."""
+        if not self._lock.acquire(timeout=timeout):
+            self.process.kill()  # stuck in an entry: the caller gets WorkerDied
+            self._lock.acquire()
+        try:
+            self._end(timeout)
+        finally:
+            self._lock.release()
+
+    def _end(self, timeout: float) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(None)  # it exits at once
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            log.warning("calsync worker process did not stop within %.0f s: killed", timeout)
+            self.process.join(1.0)
+        self._conn.close()
+
+
 # --- in a worker process ------------------------------------------------------------------------
 
 _worker: Mirror | None = None
+
+
+def _serve_entries(conn: Connection, config_path: str) -> None:
+    """A worker process: start (`_init_worker`), then apply each entry the pipe brings and
+    answer `process_in_worker_counted`'s result, or what it raised as text; None or the
+    pipe's end stops it."""
+    _init_worker(config_path)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        try:
+            answer: Any = process_in_worker_counted(*message)
+        except Exception as exc:
+            answer = f"{type(exc).__name__}: {exc}"
+        try:
+            conn.send(answer)
+        except (EOFError, OSError):
+            return
 
 
 def _init_worker(config_path: str) -> None:
