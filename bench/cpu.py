@@ -1,6 +1,6 @@
 """calsync's CPU per mirrored event next to mitmdump's own per request, in one run (issue 17).
 
-    .venv/bin/python bench/cpu.py [--events 100] [--warm 5] [--profile DIR]
+    .venv/bin/python bench/cpu.py [--events 100] [--warm 5] [--pace 0.02] [--profile DIR]
 
 Everything on 127.0.0.1 over plain HTTP. The EWS stand-in (`python -m emulators.ews`) is a
 process of its own; the Google stand-in runs in this process (a change listener on its
@@ -19,7 +19,11 @@ Through each: `--events` CreateItems one at a time (the next sent once the previ
 event is in the Google stand-in), then an UpdateItem of each (its subject: the next sent
 once Google has the new summary), then a DeleteItem of each (once Google's event is
 cancelled); once without a series (single items), once with one (a weekly recurring
-master, ten occurrences). `--warm` of each kind go first, uncounted. CPU is utime+stime
+master, ten occurrences). `--warm` of each kind go first, uncounted. Every pass sends at
+the same pace, one request each `--pace` seconds (or once the previous one is mirrored, if
+later), as users' clients send theirs: the same work costs a process more CPU after a
+pause (its caches cold) than back to back, and bare mitmdump sent back to back would be
+measured cheaper than it is next to the addon, whose requests wait for Google. CPU is utime+stime
 from /proc of mitmdump and every process under it (the worker), read before a phase and
 after its last event is in Google and the outbox is empty (kernel figures: steady on a
 busy machine, unlike wall-clock ones). From the same reading before and after an idle
@@ -222,10 +226,17 @@ class Phase:
 
 
 def run_kinds(
-    proxy: Proxy, watched: Watched | None, *, series: bool, count: int, tag: str
+    proxy: Proxy,
+    watched: Watched | None,
+    *,
+    series: bool,
+    count: int,
+    tag: str,
+    pace: float = 0.0,
 ) -> dict[str, Phase]:
     """`count` creates, then an update of each, then a delete of each, one at a time, each
-    waited for in Google when `watched`; the CPU each phase took."""
+    waited for in Google when `watched`, one each `pace` seconds at most; the CPU each
+    phase took."""
     items: list[tuple[str, str]] = []
     phases: dict[str, Phase] = {}
     label = "series" if series else "single"
@@ -271,6 +282,7 @@ def run_kinds(
         (proxy_before, worker_before), began = proxy.cpu(), time.monotonic()
         for n in range(count):
             step(n)
+            time.sleep(max(0.0, began + (n + 1) * pace - time.monotonic()))
         proxy.settled()
         proxy_after, worker_after = proxy.cpu()
         phases[kind] = Phase(
@@ -336,8 +348,10 @@ def measure(proxy: Proxy, watched: Watched | None, args: argparse.Namespace) -> 
     for series in (False, True):
         label = "series" if series else "single"
         # uncounted: first-use work (connections, caches, the store's pages)
-        run_kinds(proxy, watched, series=series, count=args.warm, tag="warm")
-        phases = run_kinds(proxy, watched, series=series, count=args.events, tag="bench")
+        run_kinds(proxy, watched, series=series, count=args.warm, tag="warm", pace=args.pace)
+        phases = run_kinds(
+            proxy, watched, series=series, count=args.events, tag="bench", pace=args.pace
+        )
         for kind, phase in phases.items():
             results[(kind, label)] = phase
     return results
@@ -435,14 +449,16 @@ def profile(args: argparse.Namespace, work: Path, ews_url: str, watched: Watched
         old.unlink()
     env = {PROFILE_ENV: str(directory)}
     with proxy_for(work, "profiled", PROFILED, ews_url, watched.google.url, "on", env) as proxy:
-        run_kinds(proxy, watched, series=False, count=args.warm, tag="warm")
+        run_kinds(proxy, watched, series=False, count=args.warm, tag="warm", pace=args.pace)
         workers = _workers(proxy.pid)
         for pid in workers:  # from here on
             os.kill(pid, signal.SIGUSR1)
         time.sleep(0.5)
         firsts = {p: pstats.Stats(str(directory / f"worker-{p}.prof")) for p in workers}
         for series in (False, True):
-            run_kinds(proxy, watched, series=series, count=args.events, tag="profiled")
+            run_kinds(
+                proxy, watched, series=series, count=args.events, tag="profiled", pace=args.pace
+            )
         for pid in workers:
             os.kill(pid, signal.SIGUSR1)
         time.sleep(0.5)
@@ -518,13 +534,19 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100, help="changes of each kind counted")
     parser.add_argument("--warm", type=int, default=5, help="changes of each kind first, uncounted")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle measured")
+    parser.add_argument(
+        "--pace", type=float, default=0.02, help="seconds from one request to the next, at least"
+    )
     parser.add_argument("--profile", help="also profile an addon pass's worker, into DIR")
     parser.add_argument(
         "--no-measure", action="store_true", help="with --profile: the profiled pass alone"
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calsync-bench-cpu-"))
-    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start")
+    print(
+        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start; "
+        f"a request each {args.pace * 1000:.0f} ms at most"
+    )
     try:
         users = [a for u in USERS for a in ("--user", f"{u}:{PASSWORD}")]
         ews_ready = re.compile(r"listening on (http://127\.0\.0\.1:\d+/EWS/Exchange\.asmx)")
