@@ -171,7 +171,9 @@ class Mirror:
                 self._woken.clear()
                 handled = 0
                 try:
-                    handled = self._drain_processes()
+                    # one round: what comes meanwhile has set `_woken`, and what is due
+                    # already makes the wait 0 (no second take to find nothing)
+                    handled = self._drain_processes(once=True)
                     if self._stopping.is_set():
                         return
                     due = self.store.next_due(self.claims_as)
@@ -186,9 +188,9 @@ class Mirror:
         finally:
             self._served.set()
 
-    def _drain_processes(self) -> int:
+    def _drain_processes(self, *, once: bool = False) -> int:
         """`drain` with worker processes, blocking: each user's entries in order, users
-        side by side when there are several processes."""
+        side by side when there are several processes; `once`: what is due now only."""
         handled = 0
         while not self._stopping.is_set():
             entries = self._take(self.clock())
@@ -202,6 +204,8 @@ class Mirror:
                 for done in [self._dispatch.submit(self._hand_out, b) for b in batches]:
                     done.result()
             handled += len(entries)
+            if once:
+                break
         return handled
 
     def _hand_out(self, entries: list[OutboxEntry]) -> None:
