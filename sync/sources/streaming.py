@@ -11,7 +11,9 @@ notification costs no run. Exchange may tell of a change before its writer has r
 it (calsync's job between its write and the record, the proxy between the response and its
 outbox entry): while a writer may be at work (`busy`: the user's run in flight, an EWS
 request through the proxy lately), what is not known at once is looked at again
-`settle_s` later, and only then triggers the user's run; else it triggers at once.
+`settle_s` after it came (one look for what came meanwhile; a change that came late in a
+look's wait waits its own `settle_s` more), and only then triggers the user's run; else
+it triggers at once.
 
 - Connections: with impersonation, up to `per_connection` users (Exchange's limit is 200)
   share one connection anchored on the group's first mailbox; with each user's own
@@ -98,7 +100,8 @@ class Streaming:
         self.busy = busy
         self.settle_s = settle_s
         self.held = 0  # notifications that needed no run
-        self._settling: dict[str, tuple[threading.Timer, list[ChangeNotice]]] = {}
+        #: per mailbox, the look due and what it looks at: (when each came, the notice)
+        self._settling: dict[str, tuple[threading.Timer, list[tuple[float, ChangeNotice]]]] = {}
         self._settle_lock = threading.Lock()
         self.connection_timeout = connection_timeout
         self.per_connection = max(1, min(200, per_connection))
@@ -293,28 +296,41 @@ class Streaming:
         elif self.settle_s <= 0 or (self.busy is not None and not self._busy(user)):
             self.trigger(user)
         else:
-            with self._settle_lock:
-                if self._stop.is_set():
-                    return
-                pending = self._settling.get(user.mailbox)
-                if pending is not None:  # one look is due already: it covers these too
-                    pending[1].extend(unknown)
-                    return
-                timer = threading.Timer(self.settle_s, self._settled, args=(user,))
-                timer.daemon = True
-                self._settling[user.mailbox] = (timer, list(unknown))
-            timer.start()
+            now = time.monotonic()
+            self._settle(user, [(now, notice) for notice in unknown], self.settle_s)
+
+    def _settle(
+        self, user: UserConfig, notices: list[tuple[float, ChangeNotice]], wait: float
+    ) -> None:
+        """Look at `notices` again in `wait` seconds, or with the look already due."""
+        with self._settle_lock:
+            if self._stop.is_set():
+                return
+            pending = self._settling.get(user.mailbox)
+            if pending is not None:  # one look is due already: it covers these too
+                pending[1].extend(notices)
+                return
+            timer = threading.Timer(wait, self._settled, args=(user,))
+            timer.daemon = True
+            self._settling[user.mailbox] = (timer, list(notices))
+        timer.start()
 
     def _settled(self, user: UserConfig) -> None:
         with self._settle_lock:
             pending = self._settling.pop(user.mailbox, None)
         if pending is None:  # stopped meanwhile
             return
-        unknown = self._unknown(user, pending[1])
+        unknown = self._unknown(user, [notice for _, notice in pending[1]])
         if unknown == []:
             self._held()
-        else:
-            self.trigger(user)
+            return
+        now = time.monotonic()
+        still = {id(notice) for notice in unknown or ()}
+        young = [(came, n) for came, n in pending[1] if id(n) in still]
+        if unknown is None or any(now - came >= 0.95 * self.settle_s for came, _ in young):
+            self.trigger(user)  # waited its settle_s and still not known: the run covers all
+        else:  # each came late in this look's wait: its own settle_s first
+            self._settle(user, young, self.settle_s - (now - min(came for came, _ in young)))
 
     def _unknown(self, user: UserConfig, notices: list[ChangeNotice]) -> list[ChangeNotice] | None:
         """The notices `known` does not hold (None: the store could not say)."""
