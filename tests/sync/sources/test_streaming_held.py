@@ -6,6 +6,7 @@ exchangelib against the EWS stand-in's streaming, and on a real store."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.backends.clients import Clients
 from sync.backends.notifications import ItemEvent, item_events
-from sync.config import Config, load_config
+from sync.config import Config, UserConfig, load_config
 from sync.core.notice import ChangeNotice
 from sync.sources.job import SyncJob
 from sync.sources.streaming import Streaming
@@ -151,6 +152,25 @@ def test_calsyncs_own_exchange_write_costs_no_run_and_a_direct_change_still_does
         store.close()
 
 
+def _settling(
+    config: Config,
+    triggers: Triggers,
+    recorded: set[str],
+    busy: Callable[[UserConfig], bool],
+    *,
+    settle_s: float,
+) -> Streaming:
+    """A source whose `known` is the keys in `recorded` (what a writer has recorded)."""
+    return Streaming(
+        config,
+        Clients(config),
+        triggers,
+        known=lambda notice: notice.key in recorded,
+        busy=busy,
+        settle_s=settle_s,
+    )
+
+
 def _wait(condition: object, what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -165,14 +185,7 @@ def test_a_change_not_known_waits_for_its_record_only_while_a_writer_may_be_at_w
     recorded: set[str] = set()
     busy = {user.mailbox: False}
     triggers = Triggers()
-    source = Streaming(
-        config,
-        Clients(config),
-        triggers,
-        known=lambda notice: notice.key in recorded,
-        busy=lambda u: busy[u.mailbox],
-        settle_s=0.3,
-    )
+    source = _settling(config, triggers, recorded, lambda u: busy[u.mailbox], settle_s=0.3)
     try:
         # nobody writing: a change not known is a run at once
         source._notified(user, (ItemEvent("upsert", "DIRECT", "ck"),))
@@ -202,14 +215,7 @@ def test_a_change_that_came_late_in_a_looks_wait_waits_its_own_settle_s(config: 
     user = config.users[0]
     recorded: set[str] = set()
     triggers = Triggers()
-    source = Streaming(
-        config,
-        Clients(config),
-        triggers,
-        known=lambda notice: notice.key in recorded,
-        busy=lambda u: True,  # the proxy at work
-        settle_s=0.5,
-    )
+    source = _settling(config, triggers, recorded, lambda u: True, settle_s=0.5)  # proxy at work
     try:
         source._notified(user, (ItemEvent("upsert", "FIRST", "ck"),))  # a look in 0.5 s
         recorded.add("FIRST")
