@@ -505,18 +505,19 @@ class Reconciler:
                 raise
             if not maybe_done(exc):  # else gone by this delete's first sending, its answer lost
                 gone = None
-        self.store.forget(user.mailbox, ews_item_id)
-        if _live(gone):
-            assert gone is not None
-            self.record(
-                run,
-                "google",
-                "delete",
-                event_id,
-                other_key=ews_item_id,
-                version=None,
-                before=managed(gone),
-            )
+        with self.store.transaction():
+            self.store.forget(user.mailbox, ews_item_id)
+            if _live(gone):
+                assert gone is not None
+                self.record(
+                    run,
+                    "google",
+                    "delete",
+                    event_id,
+                    other_key=ews_item_id,
+                    version=None,
+                    before=managed(gone),
+                )
         log.info("%s delete Google %s (%s)", user.mailbox, event_id, why)
 
     def delete_exchange(
@@ -663,18 +664,6 @@ class Reconciler:
         if not _live(result):
             return None
         now = self.clock()
-        self.record(
-            run,
-            "google",
-            "create",
-            event_id,
-            other_key=item_id,
-            version=result.get("etag"),
-            before=None,
-        )
-        self.store.journal(
-            user.mailbox, "google", event_id, result.get("etag"), content_hash(body), now=now
-        )
         pair = MappedItem(
             user.mailbox,
             item_id,
@@ -684,7 +673,20 @@ class Reconciler:
             content_hash(body),
             body,
         )
-        self.store.save_mapping(pair, now=now, reconciled=True)
+        with self.store.transaction():  # one step, as every other create's record
+            self.record(
+                run,
+                "google",
+                "create",
+                event_id,
+                other_key=item_id,
+                version=result.get("etag"),
+                before=None,
+            )
+            self.store.journal(
+                user.mailbox, "google", event_id, result.get("etag"), pair.content_hash, now=now
+            )
+            self.store.save_mapping(pair, now=now, reconciled=True)
         log.info("%s create Google %s (new in Exchange %s)", user.mailbox, event_id, short(item_id))
         return pair
 

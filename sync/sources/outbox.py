@@ -331,6 +331,7 @@ class Mirror:
         back like a sync run's)."""
         user = self.config.user_named(entry.mailbox)
         run: RunContext | None = None
+        finished = False
         try:
             if user is None:
                 raise Skip(f"{entry.mailbox} is no longer configured")
@@ -347,9 +348,12 @@ class Mirror:
                 exchange=self._later(user),
                 remember=lambda prepared: self.store.set_payload(entry.id, prepared),
             )
-            self.store.complete(
-                entry, mapping=outcome.mapping, forget=outcome.forget, now=self.clock()
-            )
+            with self.store.transaction():  # the entry done and its run finished: one step
+                self.store.complete(
+                    entry, mapping=outcome.mapping, forget=outcome.forget, now=self.clock()
+                )
+                self.reconciler.finish(run)
+            finished = True
         except Skip as why:
             log.info(
                 "%s %s %s: nothing to write (%s)",
@@ -381,7 +385,7 @@ class Mirror:
             else:
                 metrics.outbox_written(entry, now=self.completed[-1][1])
         finally:
-            if run is not None:
+            if run is not None and not finished:
                 self.reconciler.finish(run)
             with self._hot_lock:
                 self._hot.pop(entry.id, None)
