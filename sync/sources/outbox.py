@@ -155,12 +155,18 @@ class Mirror:
                 log.error("calsync worker error: %s: %s", type(exc).__name__, exc)
             # every store call off the event loop: the store may be locked for a while
             due = await asyncio.to_thread(self.store.next_due, self.claims_as)
-            timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
-            if not handled and due is not None and timeout == 0:
-                timeout = 1.0  # due, yet not taken (another's meanwhile): no busy loop
+            timeout = self._wait_s(due, handled)
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _wait_s(self, due: float | None, handled: int) -> float:
+        """How long to wait for `wake()` after a round that handled `handled` entries, the
+        next entry due at `due` (None: none): 30 s at most."""
+        timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
+        if not handled and due is not None and timeout == 0:
+            return 1.0  # due, yet not taken (another's meanwhile): no busy loop
+        return timeout
 
     def _serve(self) -> None:
         """`run` with worker processes, blocking: hand out what is due, wait for `wake()`
@@ -180,9 +186,7 @@ class Mirror:
                 except Exception as exc:  # never let the worker die: log, wait, go on
                     log.error("calsync worker error: %s: %s", type(exc).__name__, exc)
                     due = self.clock() + 1.0
-                timeout = 30.0 if due is None else max(0.0, min(30.0, due - self.clock()))
-                if not handled and due is not None and timeout == 0:
-                    timeout = 1.0  # due, yet not taken (another's meanwhile): no busy loop
+                timeout = self._wait_s(due, handled)
                 if timeout > 0:
                     self._woken.wait(timeout)
         finally:
