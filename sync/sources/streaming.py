@@ -324,10 +324,13 @@ class Streaming:
         if unknown == []:
             self._held()
             return
+        if unknown is None:  # the store could not say: the feed decides
+            self.trigger(user)
+            return
         now = time.monotonic()
-        still = {id(notice) for notice in unknown or ()}
+        still = {id(notice) for notice in unknown}
         young = [(came, n) for came, n in pending[1] if id(n) in still]
-        if unknown is None or any(now - came >= 0.95 * self.settle_s for came, _ in young):
+        if any(now - came >= 0.95 * self.settle_s for came, _ in young):
             self.trigger(user)  # waited its settle_s and still not known: the run covers all
         else:  # each came late in this look's wait: its own settle_s first
             self._settle(user, young, self.settle_s - (now - min(came for came, _ in young)))
