@@ -116,7 +116,6 @@ class CalSync:
         self._ews_seen = -PROXIED_WINDOW_S  # time.monotonic() of the last EWS request
         # [admin]: /metrics, /healthz, /readyz and the console, on threads of their own
         self.admin: AdminServer | None = None
-        self._quieted = False  # the libraries' loggers set to the termlog's verbosity
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -159,9 +158,9 @@ class CalSync:
     def configure(self, updated: set[str]) -> None:
         from mitmproxy import ctx
 
-        if "termlog_verbosity" in updated or not self._quieted:
-            quiet_libraries(getattr(ctx.options, "termlog_verbosity", "info"))
-            self._quieted = True
+        # the libraries' loggers at the termlog's verbosity (a few setLevel calls; configure
+        # runs at start and on each options change)
+        quiet_libraries(getattr(ctx.options, "termlog_verbosity", "info"))
         if ctx.options.calsync_sync_interval < 0:
             raise exceptions.OptionsError("calsync_sync_interval must be 0 (off) or more seconds")
         if not 0 <= ctx.options.calsync_push_port <= 65535:
