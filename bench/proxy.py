@@ -311,7 +311,10 @@ def fed(store: Path, limit: float) -> None:
 
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        with contextlib.closing(sqlite3.connect(store, timeout=5)) as conn:
+        # read-only, as outbox_size reads it: WAL lets a reader in beside the proxy
+        with contextlib.closing(
+            sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+        ) as conn:
             row = conn.execute(
                 "SELECT 1 FROM sync_state WHERE last_exchange_sync IS NOT NULL"
             ).fetchone()
