@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from dateutil import tz as dateutil_tz
 from exchangelib.ewsdatetime import EWSTimeZone
 from exchangelib.fields import BooleanField, DateTimeField
 from exchangelib.items import CalendarItem
+from exchangelib.properties import EWSElement
 from lxml import etree
 
 from ews_parser.common import read_item_id
@@ -334,8 +337,8 @@ def read_calendar_item(
     item_id = read_item_id(elem.find(t("ItemId")))
     try:
         # CalendarItem.from_xml would also convert all-day dates, in the wrong zone
-        # (see module docstring), so call the generic Item path and do that part here.
-        model: Any = super(CalendarItem, CalendarItem).from_xml(elem=elem, account=None)
+        # (see module docstring), so read as the generic Item path does and do that here.
+        model: Any = read_model(elem)
     except EwsParseError:
         raise
     except Exception as exc:  # exchangelib's own errors on shapes it does not expect
@@ -360,6 +363,93 @@ def read_calendar_item(
         warnings=tuple(zones.warnings),
         mime_content=mime,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldIndex:
+    """CalendarItem's fields, by the child elements they read (positions in `fields`)."""
+
+    fields: tuple[Any, ...]  # CalendarItem.FIELDS when this was made
+    always: frozenset[int]  # read from every item
+    by_tag: dict[str, frozenset[int]]  # read when the item has a child of that tag
+    #: the value exchangelib gives a field whose element is missing: its default
+    absent: dict[str, Any]
+
+
+_EMPTY_ITEM: Final = etree.Element(t("CalendarItem"))
+_field_index: _FieldIndex | None = None
+
+
+def _read_by_tag(field: Any) -> frozenset[str] | None:
+    """The child tags `field.from_xml` looks for, or None when it must always be asked:
+    it reads an attribute or the item element itself, or it answers a missing element
+    with anything but its own default object (a new list, say)."""
+    if getattr(field, "is_attribute", False):
+        return None
+    if getattr(field, "field_uri", None) is None and field.is_list:
+        return None  # e.g. TransitionListField: reads the element's own children
+    tags = set()
+    with contextlib.suppress(ValueError, AttributeError):  # no field_uri, or not a FieldURIField
+        tags.add(field.response_tag())
+    value_cls: Any = getattr(field, "value_cls", None)
+    if isinstance(value_cls, type) and issubclass(value_cls, EWSElement):
+        element_cls: Any = value_cls  # EWSElementField without field_uri, extended props
+        with contextlib.suppress(ValueError):  # an abstract class (Attachment): no tag
+            tags.add(element_cls.response_tag())
+    if not tags:
+        return None
+    if field.from_xml(elem=_EMPTY_ITEM, account=None) is not field.default:
+        return None
+    return frozenset(tags)
+
+
+def _index() -> _FieldIndex:
+    """The index of CalendarItem's fields, made again when they change (an extended
+    property registered, sync/backends/base.py)."""
+    global _field_index
+    fields = CalendarItem.FIELDS
+    index = _field_index
+    if (
+        index is None
+        or len(index.fields) != len(fields)
+        or not all(map(operator.is_, index.fields, fields))
+    ):
+        always: set[int] = set()
+        by_tag: dict[str, set[int]] = {}
+        absent: dict[str, Any] = {}
+        for position, field in enumerate(fields):
+            tags = _read_by_tag(field)
+            if tags is None:
+                always.add(position)
+                continue
+            absent[field.name] = field.default
+            for tag in tags:
+                by_tag.setdefault(tag, set()).add(position)
+        index = _field_index = _FieldIndex(
+            tuple(fields),
+            frozenset(always),
+            {tag: frozenset(positions) for tag, positions in by_tag.items()},
+            absent,
+        )
+    return index
+
+
+def read_model(elem: etree._Element) -> Any:
+    """exchangelib's CalendarItem from `elem`, as `Item.from_xml` makes it (each field's
+    own `from_xml` in the order of FIELDS, then `CalendarItem(**values)`, then the element
+    cleared and detached) but asking only the fields whose elements the item carries: the
+    others get the value their `from_xml` gives a missing element, their default. An item
+    names a few of the ~80 fields, and asking every one was two thirds of the cost."""
+    index = _index()
+    asked = set(index.always)
+    for tag in {child.tag for child in elem}:
+        asked.update(index.by_tag.get(tag, ()))
+    values = dict(index.absent)
+    for position in sorted(asked):  # FIELDS' order: a field's from_xml detaches what it read
+        field = index.fields[position]
+        values[field.name] = field.from_xml(elem=elem, account=None)
+    CalendarItem._clear(elem)
+    return CalendarItem(**values)
 
 
 def read_mime_content(
