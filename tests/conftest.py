@@ -6,11 +6,13 @@ at its end, and an interpreter that cannot exit ended with their stacks."""
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import resource
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -47,6 +49,15 @@ if _soft != resource.RLIM_INFINITY and _soft < _want:
 # `calsync emulate ews`) inherit it. A response that fails the schema is then answered
 # ErrorInternalServerError, which fails the test that caused it.
 os.environ.setdefault("CALSYNC_EWS_STRICT_RESPONSES", "1")
+
+
+@pytest.fixture(autouse=True)
+def heap_unfrozen() -> Iterator[None]:
+    """The addon and a warmed-up worker freeze the heap (sync/ops/heap.py); in a test's
+    process never past the test, or what it made would never be collected."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 def pytest_terminal_summary(

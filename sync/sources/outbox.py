@@ -587,7 +587,7 @@ def _init_worker(config_path: str) -> None:
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     config = load_config(config_path)
     _worker = Mirror(config, Store.open(config))
-    warm_up(config, _worker.clients)
+    warm_up(config, _worker.clients, freeze=True)  # then its heap is what it keeps
 
 
 def _exit_with_parent(parent: int) -> None:

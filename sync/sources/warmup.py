@@ -33,6 +33,7 @@ from pathlib import Path
 from sync.backends.base import GoogleError
 from sync.backends.clients import Clients
 from sync.config import Config
+from sync.ops.heap import freeze_heap
 
 log = logging.getLogger("calsync.mirror")
 
@@ -72,14 +73,22 @@ SAMPLE_REQUEST = (
 PROFILE_ENV = "CALSYNC_PROFILE_DIR"
 
 
-def warm_up(config: Config, clients: Clients) -> threading.Thread:
-    """Start warming `clients` up for `config`'s users; the thread (a daemon) is returned."""
+def warm_up(config: Config, clients: Clients, *, freeze: bool = False) -> threading.Thread:
+    """Start warming `clients` up for `config`'s users; the thread (a daemon) is returned.
+    `freeze`: once warm, the process's heap is set aside from the garbage collector
+    (sync/ops/heap.py), as a process that has built what it keeps."""
     profile_if_asked()
     thread = threading.Thread(
-        target=warm_clients, args=(config, clients), name="calsync-warm-up", daemon=True
+        target=_warm, args=(config, clients, freeze), name="calsync-warm-up", daemon=True
     )
     thread.start()
     return thread
+
+
+def _warm(config: Config, clients: Clients, freeze: bool) -> None:
+    warm_clients(config, clients)
+    if freeze:
+        freeze_heap()
 
 
 def profile_if_asked() -> None:

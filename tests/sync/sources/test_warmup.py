@@ -111,9 +111,10 @@ def test_the_worker_process_is_spawned_and_warm_before_any_change(
 
 
 #: A worker process as mitmdump starts one (`_init_worker`), then its first change: every
-#: module that change needs was imported while it warmed up.
+#: module that change needs was imported while it warmed up, and its heap then frozen
+#: (sync/ops/heap.py).
 _FIRST_CHANGE = """
-import json, sys, threading
+import gc, json, sys, threading
 from sync.core.notice import RequestHint
 from sync.sources import outbox
 
@@ -122,11 +123,13 @@ outbox._init_worker(config_path)
 for thread in threading.enumerate():
     if thread.name == "calsync-warm-up":
         thread.join(60)
+frozen = gc.get_freeze_count()  # warm: its heap set aside from the collector
 before = set(sys.modules)
 with open(request_path, "rb") as request:
     hint = RequestHint(request.read(), 0, "W. Europe Standard Time")
 done = outbox.process_in_worker(int(entry_id), hint)
-print(json.dumps({"done": done is not None, "imported": sorted(set(sys.modules) - before)}))
+imported = sorted(set(sys.modules) - before)
+print(json.dumps({"done": done is not None, "imported": imported, "frozen": frozen}))
 """
 
 
@@ -153,6 +156,7 @@ def test_the_first_change_after_the_warm_up_imports_nothing(
     outcome = json.loads(ran.stdout.splitlines()[-1])
     assert outcome["done"], ran.stderr[-2000:]
     assert outcome["imported"] == []
+    assert outcome["frozen"] > 0
     assert event_id_for(item) in google.state.calendars[ALICE].events
 
 
