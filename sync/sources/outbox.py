@@ -41,7 +41,7 @@ import queue
 import random
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -72,6 +72,8 @@ CLAIM_LEASES = 2.0
 #: (`note`), so another node's worker would read the item from Exchange. A dead, stalled
 #: or overloaded node's entries pass to the others this long after they were recorded.
 HOLD_S = 2.0
+#: How many completed entries `Mirror.completed` keeps (tests read it).
+COMPLETED_KEPT = 10_000
 
 
 class Mirror:
@@ -94,8 +96,9 @@ class Mirror:
         self._hot_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: completed entries, for tests and the benchmark: (entry id, when)
-        self.completed: list[tuple[int, float]] = []
+        #: the latest completed entries, for tests: (entry id, when); bounded, as the
+        #: process runs for months
+        self.completed: deque[tuple[int, float]] = deque(maxlen=COMPLETED_KEPT)
         #: worker processes (`use_processes`), each taken by one thread at a time
         self._workers: list[WorkerProcess] = []
         self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()
@@ -609,9 +612,10 @@ def process_in_worker(entry_id: int, hot: RequestHint | None) -> float | None:
         return None  # done meanwhile (a restart's duplicate hand-out)
     if hot is not None:
         worker.note(entry_id, hot)
-    before = len(worker.completed)
+    before = worker.completed[-1] if worker.completed else None
     worker.process(entry)
-    return worker.completed[-1][1] if len(worker.completed) > before else None
+    after = worker.completed[-1] if worker.completed else None
+    return after[1] if after is not before and after is not None else None
 
 
 def process_in_worker_counted(

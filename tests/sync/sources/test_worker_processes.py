@@ -20,6 +20,7 @@ from emulators.google.server import GoogleCalendarServer
 from mapping.event import event_id_for
 from sync.config import load_config
 from sync.core.notice import RequestHint
+from sync.sources import outbox
 from sync.sources.outbox import Mirror
 from sync.store import Store
 from tests.addon.conftest import create_request, long_id, write_config
@@ -90,7 +91,7 @@ def test_an_entry_is_written_while_the_event_loop_is_held_up(
     worker, changes = mirror
     events = google.state.calendars[ALICE].events
     with running(worker) as loop:
-        _until(lambda: worker.completed == [] and _serving(), "the worker's thread to start")
+        _until(lambda: not worker.completed and _serving(), "the worker's thread to start")
         released = threading.Event()
         loop.call_soon_threadsafe(released.wait, 60)  # the loop is held from here on
         try:
@@ -128,3 +129,27 @@ def test_a_worker_process_that_died_is_replaced(
 def _serving() -> bool:
     """`Mirror.run()` has its thread (the loop's executor's only one)."""
     return any(t.name.startswith("test-loop-executor") for t in threading.enumerate())
+
+
+def test_a_worker_says_each_entry_done_once_it_keeps_no_more_of_them(
+    tmp_path: Path, google: GoogleCalendarServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process keeps the latest `COMPLETED_KEPT` completed entries, not all (it runs
+    for months); with as many kept, each further entry is still said done, with its time."""
+    monkeypatch.setattr(outbox, "COMPLETED_KEPT", 2)
+    config = load_config(write_config(tmp_path, google, users=(ALICE,)))
+    store = Store(config.store_path)
+    worker = Mirror(config, store)
+    monkeypatch.setattr(outbox, "_worker", worker)  # this process serves as the worker
+    try:
+        for n in range(4):
+            item = long_id(f"kept-{n}")
+            entry = store.enqueue(
+                ALICE, item, "upsert", now=time.time(), change_key="DwAAAB" + item[-12:]
+            )
+            hint = RequestHint(create_request(f"kept {n}"), 0, "W. Europe Standard Time")
+            assert outbox.process_in_worker(entry, hint) is not None
+            assert event_id_for(item) in google.state.calendars[ALICE].events
+        assert len(worker.completed) == 2
+    finally:
+        store.close()
