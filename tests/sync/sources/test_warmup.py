@@ -3,6 +3,7 @@ through the unmodified client, in this process and in a worker process as mitmdu
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import subprocess
@@ -89,6 +90,31 @@ def test_a_refused_user_is_one_line_and_the_others_warm(
         assert warm_clients(config, Clients(config)) == 1  # Bob
     (said,) = [r.getMessage() for r in caplog.records]
     assert said.startswith("Google not warmed up for 1 user(s) (CalsyncError)")
+
+
+def test_the_heap_is_frozen_before_the_process_says_it_is_warm(
+    tmp_path: Path, google: GoogleCalendarServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bench/proxy.py and the demo send their first change once a worker says it is warm:
+    the freeze's collection (about 0.1 s, the process stopped) is over by then."""
+    config = load_config(write_config(tmp_path, google, users=(ALICE,)))
+    frozen_when_said: list[int] = []
+
+    class Said(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("warm in"):
+                frozen_when_said.append(gc.get_freeze_count())
+
+    said = Said()
+    logger = logging.getLogger("calsync.mirror")
+    gc.unfreeze()
+    with caplog.at_level(logging.INFO, logger="calsync.mirror"):
+        logger.addHandler(said)
+        try:
+            assert warm_clients(config, Clients(config), freeze=True) == 1
+        finally:
+            logger.removeHandler(said)
+    assert len(frozen_when_said) == 1 and frozen_when_said[0] > 0
 
 
 def test_the_worker_process_is_spawned_and_warm_before_any_change(
