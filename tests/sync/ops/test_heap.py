@@ -20,7 +20,8 @@ def test_what_lives_is_frozen_and_garbage_is_not() -> None:
     del dropped
     frozen = freeze_heap()
     assert dropped_ref() is None  # collected first, not frozen for the process's life
-    assert frozen == gc.get_freeze_count() > 0
+    # (the count itself moves: a frozen object freed by its last reference leaves it)
+    assert frozen > 0 and gc.get_freeze_count() > 0
     assert gc.is_tracked(kept)
     gc.collect()
     assert kept.me is kept
