@@ -6,8 +6,7 @@ a worker process nearly as many. Every full collection visits them all: 80-130 m
 on the machine the benchmarks run on, during which no other thread of the process runs:
 mitmproxy's event loop stops passing traffic, the worker stops mirroring. CPython starts
 one whenever the long-lived objects grew by a quarter since the last, so it comes back as
-the process works, and every request or change that meets it waits (bench/proxy.py's
-mirror latency: a max of 70-130 ms against a p50 of 5).
+the process works, and every request or change that meets it waits.
 
 `freeze_heap` collects once, then moves everything left into the permanent generation
 (`gc.freeze`), which collections skip: later full collections visit only what was made

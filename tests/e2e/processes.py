@@ -126,13 +126,18 @@ class Mitmdump:
             return ""
         return self._log_path.read_text(errors="replace")
 
-    def logs(self) -> str:
-        """The output of every run, each under a header."""
+    def logs(self, *, tail: int = 6000, without: tuple[str, ...] = ()) -> str:
+        """The output of every run, each under a header: its last `tail` characters,
+        leaving out the lines that contain any of `without`."""
         parts = []
         for run in range(1, self.runs + 1):
             path = self.workdir / f"{self.name}-{run}.log"
             if path.exists():
-                parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-6000:]}")
+                text = path.read_text(errors="replace")
+                if without:
+                    lines = text.splitlines()
+                    text = "\n".join(ln for ln in lines if not any(w in ln for w in without))
+                parts.append(f"--- {path.name} ---\n{text[-tail:]}")
         return "\n".join(parts)
 
     def kill(self) -> None:

@@ -233,25 +233,13 @@ def nodes(
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             for node in made:
-                print(calsync_lines(node))
+                # every calsync line, so that the cause is in CI's output
+                print(node.logs(tail=40_000, without=_POOL_CHATTER))
 
 
 #: psycopg's pool at debug: three lines a statement, which left only the last second of a
 #: node's log in a failed run's output
 _POOL_CHATTER = ("connection requested from", "connection given by", "returning connection to")
-
-
-def calsync_lines(node: Node) -> str:
-    """Every run's log of `node` without the pool's chatter, the last 40,000 characters of
-    each: what a failed run prints, so that its cause is in CI's output."""
-    parts = []
-    for run in range(1, node.runs + 1):
-        path = node.workdir / f"{node.name}-{run}.log"
-        if path.exists():
-            lines = path.read_text(errors="replace").splitlines()
-            kept = "\n".join(line for line in lines if not any(c in line for c in _POOL_CHATTER))
-            parts.append(f"--- {path.name} ---\n{kept[-40_000:]}")
-    return "\n".join(parts)
 
 
 class Balancer:
