@@ -35,10 +35,8 @@ import json
 import re
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.cpu import create_item  # noqa: E402
+from bench.proxy import USER, running, stand_in, write_config  # noqa: E402
 from ews_parser import parse  # noqa: E402
 from ews_parser.xml import TYPES, parse_xml  # noqa: E402
 from mapping.event import event_id_for  # noqa: E402
@@ -57,10 +56,8 @@ from sync.sources.outbox import Mirror  # noqa: E402
 from sync.state.sealing import Sealer  # noqa: E402
 from sync.store import Store  # noqa: E402
 
-USER = "alice@example.com"
 T = "{" + TYPES + "}"
 FIELDS = ("Subject", "Body", "Location", "Start", "End")
-_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
 
 def cpu_ms(step: Callable[[int], object], count: int, first: int = 0) -> float:
@@ -139,25 +136,7 @@ class Floor:
 
 def calsync_worker(url: str, work: Path, bodies: list[bytes], count: int) -> float:
     """The worker's CPU per create (`Mirror.process`, thread mode), ms."""
-    config_path = work / "calsync.toml"
-    token = work / "token.json"
-    token.write_text(
-        json.dumps(
-            {
-                "token": USER,
-                "refresh_token": f"refresh-{USER}",
-                "token_uri": f"{url}/token",
-                "client_id": "calsync-bench",
-                "client_secret": "calsync-bench-secret",
-            }
-        )
-    )
-    token.chmod(0o600)
-    config_path.write_text(
-        f'[store]\npath = "{work / "calsync.db"}"\n'
-        f'[google]\napi_endpoint = "{url}/calendar/v3/"\ntoken_uri = "{url}/token"\n'
-        f'[[users]]\nmailbox = "{USER}"\ngoogle_token_file = "{token}"\n'
-    )
+    config_path = write_config(work, "worker", url, None)
     config = load_config(config_path)
     store = Store(config.store_path)
     mirror = Mirror(config, store)
@@ -192,51 +171,38 @@ def main() -> int:
     args = parser.parse_args()
     count = args.events
     work = Path(tempfile.mkdtemp(prefix="calsync-floor-"))
-    stand_in = subprocess.Popen(
-        [sys.executable, "-m", "emulators.google", "--port", "0", "--user", USER],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    ready = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
     try:
-        assert stand_in.stdout is not None
-        url = None
-        while url is None:
-            line = stand_in.stdout.readline()
-            if not line:
-                raise RuntimeError("the Google stand-in did not start")
-            match = _LISTENING.search(line)
-            url = match.group(1) if match else None
-        output = stand_in.stdout
-        threading.Thread(target=lambda: [None for _ in output], daemon=True).start()
-        bodies = [create_item(f"Event {n}", series=False) for n in range(50 + 4 * count)]
-        floor = Floor(url, work)
-        event = floor.read(bodies[0])
-        for n in range(50):  # warm: the connection, the first statements
-            floor.create(bodies[n], f"warm-{n}")
-        intents = [floor.intend(f"r-{n}") for n in range(count)]
-        rows = [
-            (
-                "read (hardened lxml parse, 5 fields)",
-                cpu_ms(lambda n: floor.read(bodies[n]), count),
-            ),
-            ("intend (1 transaction)", cpu_ms(lambda n: floor.intend(f"i-{n}"), count)),
-            (
-                "insert (http.client, JSON)",
-                cpu_ms(lambda n: floor.insert(event, event_id_for(f"e-{n}")), count),
-            ),
-            (
-                "record (1 transaction, sealed)",
-                cpu_ms(lambda n: floor.record(intents[n], f"r-{n}", event, {"id": f"r{n}"}), count),
-            ),
-        ]
-        whole = cpu_ms(lambda n: floor.create(bodies[n], f"c-{n}"), count, first=count)
-        parsed = cpu_ms(lambda n: parse(bodies[n]), count, first=2 * count)
-        worker = calsync_worker(url, work, bodies, count)
+        with running(
+            stand_in("emulators.google", "--user", USER), ready, work / "google.log"
+        ) as url:
+            bodies = [create_item(f"Event {n}", series=False) for n in range(50 + 4 * count)]
+            floor = Floor(url, work)
+            event = floor.read(bodies[0])
+            for n in range(50):  # warm: the connection, the first statements
+                floor.create(bodies[n], f"warm-{n}")
+            intents = [floor.intend(f"r-{n}") for n in range(count)]
+            rows = [
+                (
+                    "read (hardened lxml parse, 5 fields)",
+                    cpu_ms(lambda n: floor.read(bodies[n]), count),
+                ),
+                ("intend (1 transaction)", cpu_ms(lambda n: floor.intend(f"i-{n}"), count)),
+                (
+                    "insert (http.client, JSON)",
+                    cpu_ms(lambda n: floor.insert(event, event_id_for(f"e-{n}")), count),
+                ),
+                (
+                    "record (1 transaction, sealed)",
+                    cpu_ms(
+                        lambda n: floor.record(intents[n], f"r-{n}", event, {"id": f"r{n}"}), count
+                    ),
+                ),
+            ]
+            whole = cpu_ms(lambda n: floor.create(bodies[n], f"c-{n}"), count, first=count)
+            parsed = cpu_ms(lambda n: parse(bodies[n]), count, first=2 * count)
+            worker = calsync_worker(url, work, bodies, count)
     finally:
-        stand_in.terminate()
-        stand_in.wait(10)
         shutil.rmtree(work, ignore_errors=True)
     print(f"CPU per create, ms (this thread's clock; {count} creates a step)")
     for name, value in rows:

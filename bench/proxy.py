@@ -193,12 +193,13 @@ def write_config(
     work: Path,
     name: str,
     google_url: str,
-    ews_url: str,
+    ews_url: str | None,
     streaming: str = "on",
     *,
     user: str = USER,
 ) -> Path:
-    """An addon's calsync.toml for one user (`user`, the stand-ins' password)."""
+    """An addon's calsync.toml for one user (`user`, the stand-ins' password); without
+    `ews_url`, no [exchange] (a worker that writes from requests only)."""
     token = work / f"{name}-token.json"
     token.write_text(
         json.dumps(
@@ -222,9 +223,11 @@ def write_config(
                 "[google]",
                 f'api_endpoint = "{google_url}/calendar/v3/"',
                 f'token_uri = "{google_url}/token"',
-                "[exchange]",
-                f'ews_url = "{ews_url}"',
-                f"streaming = {STREAMING[streaming]}",
+                *(
+                    ["[exchange]", f'ews_url = "{ews_url}"', f"streaming = {STREAMING[streaming]}"]
+                    if ews_url
+                    else []
+                ),
                 "[[users]]",
                 f'mailbox = "{user}"',
                 f'google_token_file = "{token}"',
